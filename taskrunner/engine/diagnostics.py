@@ -1,0 +1,80 @@
+"""Problems found in a flow document, each with a stable code.
+
+A `Diagnostic` locates its problem by JSON pointer; whoever read the document (the YAML
+reader) turns the pointer into a line and a column. Codes never change meaning: tools and
+people may match on them. `docs/flow-language.md` lists them all (a test keeps it so).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Final
+
+CODES: Final[dict[str, str]] = {
+    # reading the text
+    "yaml.encoding": "The file is not UTF-8 text.",
+    "yaml.too-large": "The file is larger than the size limit.",
+    "yaml.syntax": "The text is not well-formed YAML.",
+    "yaml.duplicate-key": "A mapping has the same key twice.",
+    "yaml.key": "A mapping key is not a plain string.",
+    "yaml.tag": "The document uses a YAML tag; flows are plain data.",
+    "yaml.alias": "An alias is recursive or expands the document beyond the node limit.",
+    "yaml.too-deep": "The document nests deeper than the depth limit.",
+    "yaml.documents": "The file holds more than one YAML document.",
+    "yaml.empty": "The file holds no document.",
+    "yaml.not-mapping": "The document is not a mapping of keys to values.",
+    # shape: the generated JSON Schema
+    "schema.required": "A required key is missing.",
+    "schema.unknown-key": "A key that this place does not allow.",
+    "schema.type": "A value of the wrong JSON type.",
+    "schema.enum": "A value that is not one of those allowed.",
+    "schema.pattern": "A name or string that does not have the required form.",
+    "schema.range": "A number or a size outside the allowed range.",
+    "schema.invalid": "Any other violation of the schema.",
+    "tool.unknown": "A task state calls a tool that is not registered.",
+    # meaning
+    "flow.unknown-start": "`start` names a state that does not exist.",
+    "flow.unknown-state": "A transition goes to a state that does not exist.",
+    "flow.unreachable": "No path from the start state reaches this state.",
+    "flow.no-terminal": "No succeed or fail state can be reached from this state.",
+    "flow.choice-cycle": "A cycle of choice states only: it would loop forever.",
+    "choice.condition": "A condition has no operator, several, or a misplaced `value`.",
+    "ref.syntax": "A string starting with `$` is not a well-formed reference.",
+    "ref.unknown-input": "A reference to an input field that the flow does not declare.",
+    "ref.unknown-state": "A reference to a state that does not exist.",
+    "ref.no-output": "A reference to a state that has no output (not a task state).",
+    "ref.not-run": "A reference to a state that has not run on every path to this point.",
+    "ref.unknown-field": "A reference to a field that the data does not have.",
+    "type.mismatch": "A value whose type does not fit where it goes.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem: what it is (`code`, `message`, `hint`) and where (`path`).
+
+    `path` is a JSON pointer into the document. `at_key` places the problem on the key of
+    that member rather than on its value (an unknown key, an unreachable state).
+    """
+
+    code: str
+    message: str
+    path: str = ""
+    hint: str | None = None
+    at_key: bool = False
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"unregistered diagnostic code {self.code!r}")
+
+
+def pointer(*parts: str | int) -> str:
+    """A JSON pointer (RFC 6901) made of these members."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def suggest(word: str, choices: list[str]) -> str | None:
+    """`did you mean ...?` for the closest of `choices`, if one is close enough."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None

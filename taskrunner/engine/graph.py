@@ -1,0 +1,193 @@
+"""The state graph of a flow document, read tolerantly from the raw document.
+
+The meaning pass runs even when the shape pass found problems (so that an unknown tool and
+a transition to a missing state are both reported), so the graph is read from plain data:
+whatever is a string where a transition is expected counts as an edge.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from taskrunner.engine.diagnostics import pointer
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """A transition: where it goes, where it is written, and whether the state's output
+    exists when it is taken (it does after `next` of a task, not after a `catch`)."""
+
+    source: str
+    target: str
+    path: str
+    with_output: bool
+
+
+@dataclass
+class Graph:
+    kinds: dict[str, str | None]
+    edges: list[Edge] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.kinds)
+
+    def successors(self, name: str) -> list[Edge]:
+        return self._out.get(name, [])
+
+    def __post_init__(self) -> None:
+        self._out: dict[str, list[Edge]] = {}
+
+    def add(self, edge: Edge) -> None:
+        self.edges.append(edge)
+        if edge.target in self.kinds:
+            self._out.setdefault(edge.source, []).append(edge)
+
+    def reachable_from(self, start: str) -> set[str]:
+        seen = {start}
+        queue = deque([start])
+        while queue:
+            for edge in self.successors(queue.popleft()):
+                if edge.target not in seen:
+                    seen.add(edge.target)
+                    queue.append(edge.target)
+        return seen
+
+    def reaching(self, goals: Iterable[str]) -> set[str]:
+        """The states from which some state of `goals` can be reached."""
+        incoming: dict[str, list[str]] = {}
+        for edge in self.edges:
+            if edge.target in self.kinds:
+                incoming.setdefault(edge.target, []).append(edge.source)
+        seen = set(goals)
+        queue = deque(seen)
+        while queue:
+            for source in incoming.get(queue.popleft(), ()):
+                if source not in seen:
+                    seen.add(source)
+                    queue.append(source)
+        return seen
+
+    def path_without_output(self, start: str, goal: str, producer: str) -> list[str] | None:
+        """A path from `start` to `goal` on which `producer` never yields an output."""
+        previous: dict[str, str | None] = {start: None}
+        queue = deque([start])
+        while queue:
+            current = queue.popleft()
+            if current == goal:
+                path = [current]
+                while (before := previous[path[-1]]) is not None:
+                    path.append(before)
+                return path[::-1]
+            for edge in self.successors(current):
+                if edge.source == producer and edge.with_output:
+                    continue
+                if edge.target not in previous:
+                    previous[edge.target] = current
+                    queue.append(edge.target)
+        return None
+
+    def guaranteed_outputs(self, start: str, reachable: set[str]) -> dict[str, frozenset[str]]:
+        """For each reachable state, the task states whose output exists on every path to it.
+
+        A forward must-analysis: the intersection over incoming edges of what held before
+        the source, plus the source itself when the edge is taken after its success.
+        """
+        everything = frozenset(reachable)
+        held: dict[str, frozenset[str]] = dict.fromkeys(reachable, everything)
+        held[start] = frozenset()
+        queue = deque([start])
+        queued = {start}
+        while queue:
+            current = queue.popleft()
+            queued.discard(current)
+            for edge in self.successors(current):
+                if edge.target == start or edge.target not in held:
+                    continue
+                carried = held[current] | {current} if edge.with_output else held[current]
+                narrowed = held[edge.target] & carried
+                if narrowed != held[edge.target]:
+                    held[edge.target] = narrowed
+                    if edge.target not in queued:
+                        queued.add(edge.target)
+                        queue.append(edge.target)
+        return held
+
+    def cycles_among(self, members: set[str]) -> list[list[str]]:
+        """The cycles (strongly connected components) of the subgraph on `members`."""
+        index: dict[str, int] = {}
+        low: dict[str, int] = {}
+        stack: list[str] = []
+        on_stack: set[str] = set()
+        found: list[list[str]] = []
+        counter = 0
+        for root in sorted(members):
+            if root in index:
+                continue
+            work: list[tuple[str, int]] = [(root, 0)]
+            while work:
+                node, position = work.pop()
+                if position == 0:
+                    index[node] = low[node] = counter
+                    counter += 1
+                    stack.append(node)
+                    on_stack.add(node)
+                targets = [e.target for e in self.successors(node) if e.target in members]
+                if position < len(targets):
+                    work.append((node, position + 1))
+                    target = targets[position]
+                    if target not in index:
+                        work.append((target, 0))
+                    elif target in on_stack:
+                        low[node] = min(low[node], index[target])
+                    continue
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    looping = len(component) > 1 or node in targets
+                    if looping:
+                        found.append(sorted(component))
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+        return found
+
+
+def read_graph(states: Mapping[str, object]) -> Graph:
+    """The states (with their kind when it is known) and every transition written down."""
+    kinds: dict[str, str | None] = {}
+    for name, raw in states.items():
+        kind = raw.get("type") if isinstance(raw, Mapping) else None
+        kinds[name] = kind if isinstance(kind, str) else None
+    graph = Graph(kinds)
+    for name, raw in states.items():
+        if isinstance(raw, Mapping):
+            for edge in _edges(name, raw):
+                graph.add(edge)
+    return graph
+
+
+def _edges(name: str, raw: Mapping[str, object]) -> Iterable[Edge]:
+    here = pointer("states", name)
+    is_task = raw.get("type") == "task"
+    target = raw.get("next")
+    if isinstance(target, str):
+        yield Edge(name, target, here + pointer("next"), with_output=is_task)
+    target = raw.get("default")
+    if isinstance(target, str) and raw.get("type") != "task":
+        yield Edge(name, target, here + pointer("default"), with_output=False)
+    for key in ("rules", "catch"):
+        items = raw.get(key)
+        if not isinstance(items, list):
+            continue
+        for position, item in enumerate(items):
+            target = item.get("next") if isinstance(item, Mapping) else None
+            if isinstance(target, str):
+                yield Edge(name, target, here + pointer(key, position, "next"), False)

@@ -1,0 +1,55 @@
+"""One validation engine for flow documents: shape (JSON Schema), then meaning.
+
+The CLI's `validate-flow`, the API's `POST /flows/validate` and flow loading at start-up
+all come through `FlowChecker.check`, so they report exactly the same problems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from taskrunner.engine.checks import MeaningChecker
+from taskrunner.engine.diagnostics import Diagnostic, pointer
+from taskrunner.engine.model import Flow
+from taskrunner.engine.schema import flow_json_schema
+from taskrunner.engine.shape import check_shape, make_validator
+from taskrunner.tools import ToolRegistry
+
+
+@dataclass(frozen=True)
+class FlowCheck:
+    """The result of checking a document: the flow if it is valid, and every problem."""
+
+    flow: Flow | None
+    diagnostics: list[Diagnostic]
+
+
+class FlowChecker:
+    """Checks flow documents against the tools of one registry."""
+
+    def __init__(self, registry: ToolRegistry) -> None:
+        self.registry = registry
+        self.schema: dict[str, Any] = flow_json_schema(registry)
+        self._validator = make_validator(self.schema)
+        self._meaning = MeaningChecker(registry)
+
+    def check(self, document: object) -> FlowCheck:
+        if not isinstance(document, dict):
+            found = Diagnostic("yaml.not-mapping", "a flow is a mapping of keys to values")
+            return FlowCheck(None, [found])
+        diagnostics = check_shape(document, self._validator)
+        diagnostics += self._meaning.check(document)
+        if diagnostics:
+            return FlowCheck(None, diagnostics)
+        try:
+            flow = Flow.model_validate(document)
+        except ValidationError as exc:  # the schema should have caught it; never lose it
+            return FlowCheck(None, [_from_pydantic(item) for item in exc.errors()])
+        return FlowCheck(flow, [])
+
+
+def _from_pydantic(error: Any) -> Diagnostic:
+    return Diagnostic("schema.invalid", str(error["msg"]), pointer(*error["loc"]))

@@ -1,0 +1,83 @@
+"""Flow files: from bytes on disk (or in a request) to a checked flow and located problems."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from taskrunner.engine.model import Flow
+from taskrunner.engine.validate import FlowChecker
+from taskrunner.errors import TaskrunnerError
+from taskrunner.flowfile.reader import MAX_BYTES, ReadError, read_document
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A diagnostic placed in a file: what `validate-flow` prints, one per line."""
+
+    file: str
+    line: int
+    column: int
+    code: str
+    path: str
+    message: str
+    hint: str | None
+
+    def __str__(self) -> str:
+        text = f"{self.file}:{self.line}:{self.column}: {self.code} {self.message}"
+        return f"{text} (hint: {self.hint})" if self.hint else text
+
+    def as_json(self) -> dict[str, str | int | None]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FlowReport:
+    file: str
+    flow: Flow | None
+    problems: list[Problem]
+
+
+class UnreadableFlowFileError(TaskrunnerError):
+    """The path is not a readable regular file."""
+
+
+def check_source(raw: bytes, file: str, checker: FlowChecker) -> FlowReport:
+    """Read and check one flow document; every problem is located by line and column."""
+    try:
+        document = read_document(raw)
+    except ReadError as exc:
+        line, column = exc.position
+        problem = Problem(file, line, column, exc.code, "", exc.message, None)
+        return FlowReport(file, None, [problem])
+    result = checker.check(document.data)
+    problems = []
+    for item in result.diagnostics:
+        line, column = document.source_map.locate(item.path, at_key=item.at_key)
+        problems.append(Problem(file, line, column, item.code, item.path, item.message, item.hint))
+    problems.sort(key=lambda p: (p.line, p.column, p.code))
+    return FlowReport(file, result.flow, problems)
+
+
+def read_flow_file(path: Path) -> bytes:
+    """The bytes of a regular file, at most one past the size limit (the reader refuses
+    more). Raises `UnreadableFlowFileError` for anything else: missing, a directory, a
+    device or a pipe (which could block or never end), no permission."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise UnreadableFlowFileError(f"{path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise UnreadableFlowFileError(f"{path}: {kind}")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise UnreadableFlowFileError(f"{path}: {exc.strerror or exc}") from None
+
+
+def check_file(path: Path, checker: FlowChecker) -> FlowReport:
+    return check_source(read_flow_file(path), str(path), checker)

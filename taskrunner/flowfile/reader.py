@@ -1,0 +1,309 @@
+"""Reading flow documents: YAML text to plain JSON-like data, with a position for every node.
+
+The reader is deliberately narrower than YAML:
+
+- the text must be UTF-8 and at most `MAX_BYTES` long;
+- scalars follow the YAML 1.2 core schema: only `true`/`false` are booleans, so `on`,
+  `off`, `yes` and `no` stay strings; `.inf`, `.nan` and timestamps stay strings too,
+  because flows are JSON data;
+- mapping keys are always strings, taken as written, and a key may appear only once;
+- tags are refused; aliases are allowed, but counted as if expanded, so that an alias
+  bomb stops at `MAX_NODES` instead of exhausting memory; nesting stops at `MAX_DEPTH`.
+
+It walks libyaml's event stream with an explicit stack (no recursion), so hostile input is
+refused in time and memory bounded by the limits above.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Final
+
+import yaml
+from pydantic import JsonValue
+
+MAX_BYTES: Final = 1024 * 1024
+MAX_NODES: Final = 100_000
+MAX_DEPTH: Final = 64
+
+_Loader: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_NULL: Final = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL: Final = {"true": True, "True": True, "TRUE": True}
+_BOOL.update({"false": False, "False": False, "FALSE": False})
+_INT: Final = re.compile(r"^[-+]?[0-9]+$")
+_OCTAL: Final = re.compile(r"^0o[0-7]+$")
+_HEX: Final = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT: Final = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+
+Position = tuple[int, int]
+
+
+class ReadError(Exception):
+    """The text is not a flow document that can be read: a code, a message, a position."""
+
+    def __init__(self, code: str, message: str, position: Position = (1, 1)) -> None:
+        self.code = code
+        self.message = message
+        self.position = position
+        super().__init__(message)
+
+
+@dataclass
+class SourceMap:
+    """Where each value (and each mapping key) of the document is written: (line, column)."""
+
+    values: dict[str, Position] = field(default_factory=dict)
+    keys: dict[str, Position] = field(default_factory=dict)
+
+    def locate(self, path: str, *, at_key: bool = False) -> Position:
+        """The position of the JSON pointer `path`, or of its nearest written ancestor."""
+        if at_key and path in self.keys:
+            return self.keys[path]
+        while path not in self.values:
+            if not path:
+                return (1, 1)
+            path = path[: path.rfind("/")]
+        return self.values[path]
+
+
+@dataclass(frozen=True)
+class Document:
+    data: dict[str, JsonValue]
+    source_map: SourceMap
+
+
+def read_document(raw: bytes) -> Document:
+    """Parse `raw` as one YAML mapping. Raises `ReadError`."""
+    if len(raw) > MAX_BYTES:
+        raise ReadError(
+            "yaml.too-large", f"the file is larger than the limit of {MAX_BYTES:,} bytes"
+        )
+    text = _decode(raw)
+    builder = _Builder()
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            builder.feed(event)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        position = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = " ".join(part for part in (exc.context, exc.problem) if part)
+        raise ReadError("yaml.syntax", problem or "invalid YAML", position) from None
+    except yaml.YAMLError as exc:
+        raise ReadError("yaml.syntax", str(exc)) from None
+    return builder.finish()
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", "replace")) + 1
+        raise ReadError(
+            "yaml.encoding",
+            f"the file is not UTF-8: byte 0x{raw[exc.start]:02x} cannot be decoded",
+            (line, column),
+        ) from None
+
+
+@dataclass
+class _Open:
+    """A collection being built."""
+
+    container: dict[str, JsonValue] | list[JsonValue]
+    path: str
+    anchor: str | None
+    size: int = 1
+    key: str | None = None
+    key_positions: dict[str, Position] = field(default_factory=dict)
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.stack: list[_Open] = []
+        self.anchors: dict[str, tuple[JsonValue, int]] = {}
+        self.open_anchors: set[str] = set()
+        self.source_map = SourceMap()
+        self.nodes = 0
+        self.documents = 0
+        self.root: JsonValue = None
+        self.root_position: Position = (1, 1)
+
+    def feed(self, event: yaml.Event) -> None:
+        mark = event.start_mark
+        position = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        if isinstance(event, yaml.DocumentStartEvent):
+            self.documents += 1
+            if self.documents > 1:
+                raise ReadError(
+                    "yaml.documents", "the file holds more than one YAML document", position
+                )
+        elif isinstance(event, yaml.ScalarEvent):
+            self._scalar(event, position)
+        elif isinstance(event, yaml.AliasEvent):
+            self._alias(event, position)
+        elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            self._start(event, position)
+        elif isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
+            self._end()
+
+    def finish(self) -> Document:
+        if self.documents == 0 or self.root is None:
+            raise ReadError("yaml.empty", "the file holds no document")
+        if not isinstance(self.root, dict):
+            raise ReadError(
+                "yaml.not-mapping",
+                f"the document is {_kind(self.root)}; a flow is a mapping of keys to values",
+                self.root_position,
+            )
+        return Document(self.root, self.source_map)
+
+    def _scalar(self, event: yaml.ScalarEvent, position: Position) -> None:
+        parent = self.stack[-1] if self.stack else None
+        if isinstance(parent, _Open) and isinstance(parent.container, dict) and parent.key is None:
+            self._refuse_tag(event.tag, position)
+            self._key(parent, event.value, position)
+            return
+        self._refuse_tag(event.tag, position)
+        value = _resolve(event.value, position) if event.implicit[0] else event.value
+        self._place(value, 1, position, event.anchor)
+
+    def _alias(self, event: yaml.AliasEvent, position: Position) -> None:
+        name = event.anchor or ""
+        parent = self.stack[-1] if self.stack else None
+        if isinstance(parent, _Open) and isinstance(parent.container, dict) and parent.key is None:
+            raise ReadError("yaml.key", "an alias cannot be a mapping key", position)
+        if name in self.open_anchors:
+            raise ReadError("yaml.alias", f"the alias *{name} refers to itself", position)
+        if name not in self.anchors:
+            raise ReadError("yaml.alias", f"the alias *{name} has no anchor &{name}", position)
+        value, size = self.anchors[name]
+        self._place(value, size, position, None)
+
+    def _start(self, event: yaml.CollectionStartEvent, position: Position) -> None:
+        parent = self.stack[-1] if self.stack else None
+        if isinstance(parent, _Open) and isinstance(parent.container, dict) and parent.key is None:
+            raise ReadError("yaml.key", "a mapping key must be a plain string", position)
+        self._refuse_tag(event.tag, position)
+        if len(self.stack) >= MAX_DEPTH:
+            raise ReadError(
+                "yaml.too-deep", f"the document nests deeper than {MAX_DEPTH} levels", position
+            )
+        path = self._child_path(parent)
+        self._record(path, position)
+        self._count(1, position)
+        container: dict[str, JsonValue] | list[JsonValue] = (
+            {} if isinstance(event, yaml.MappingStartEvent) else []
+        )
+        if event.anchor:
+            self.open_anchors.add(event.anchor)
+        self.stack.append(_Open(container, path, event.anchor))
+
+    def _end(self) -> None:
+        done = self.stack.pop()
+        if done.anchor:
+            self.open_anchors.discard(done.anchor)
+            self.anchors[done.anchor] = (done.container, done.size)
+        if self.stack:
+            self._attach(self.stack[-1], done.container, done.size)
+        else:
+            self.root = done.container
+
+    def _place(self, value: JsonValue, size: int, position: Position, anchor: str | None) -> None:
+        if anchor:
+            self.anchors[anchor] = (value, size)
+        if not self.stack:
+            self._count(size, position)
+            self.root = value
+            self.root_position = position
+            return
+        parent = self.stack[-1]
+        self._record(self._child_path(parent), position)
+        self._count(size, position)
+        self._attach(parent, value, size)
+
+    def _attach(self, parent: _Open, value: JsonValue, size: int) -> None:
+        parent.size += size
+        if isinstance(parent.container, list):
+            parent.container.append(value)
+        else:
+            parent.container[parent.key or ""] = value
+            parent.key = None
+
+    def _key(self, parent: _Open, key: str, position: Position) -> None:
+        if key in parent.key_positions:
+            line, column = parent.key_positions[key]
+            raise ReadError(
+                "yaml.duplicate-key",
+                f"duplicate key `{key}` (first written at line {line}, column {column})",
+                position,
+            )
+        parent.key_positions[key] = position
+        parent.key = key
+        self.source_map.keys[parent.path + _escape(key)] = position
+
+    def _child_path(self, parent: _Open | None) -> str:
+        if parent is None:
+            return ""
+        if isinstance(parent.container, list):
+            return f"{parent.path}/{len(parent.container)}"
+        return parent.path + _escape(parent.key or "")
+
+    def _record(self, path: str, position: Position) -> None:
+        if path == "":
+            self.root_position = position
+        self.source_map.values.setdefault(path, position)
+
+    def _count(self, size: int, position: Position) -> None:
+        self.nodes += size
+        if self.nodes > MAX_NODES:
+            raise ReadError(
+                "yaml.alias" if size > 1 else "yaml.too-large",
+                f"the document expands to more than {MAX_NODES:,} nodes",
+                position,
+            )
+
+    @staticmethod
+    def _refuse_tag(tag: str | None, position: Position) -> None:
+        if tag is not None:
+            raise ReadError(
+                "yaml.tag", f"the tag {tag} is not allowed: flows are plain data", position
+            )
+
+
+def _resolve(text: str, position: Position) -> JsonValue:
+    """A plain scalar's value under the YAML 1.2 core schema (minus .inf and .nan)."""
+    if _NULL.match(text):
+        return None
+    if text in _BOOL:
+        return _BOOL[text]
+    try:
+        if _INT.match(text):
+            return int(text)
+        if _OCTAL.match(text):
+            return int(text[2:], 8)
+        if _HEX.match(text):
+            return int(text[2:], 16)
+    except ValueError:  # more digits than Python converts safely
+        raise ReadError("yaml.syntax", "the number has too many digits", position) from None
+    if _FLOAT.match(text):
+        number = float(text)
+        if not math.isfinite(number):
+            raise ReadError("yaml.syntax", f"the number {text} is out of range", position)
+        return number
+    return text
+
+
+def _escape(key: str) -> str:
+    return "/" + key.replace("~", "~0").replace("/", "~1")
+
+
+def _kind(value: JsonValue) -> str:
+    if isinstance(value, list):
+        return "a sequence"
+    if isinstance(value, str):
+        return "a string"
+    return f"a {type(value).__name__}"

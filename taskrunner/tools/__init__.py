@@ -1,0 +1,27 @@
+"""Tool contracts: typed, pure functions that flows call by name."""
+
+from taskrunner.tools.base import (
+    INVALID_INPUT,
+    INVALID_OUTPUT,
+    JsonObject,
+    Tool,
+    ToolCallError,
+    ToolError,
+    ToolModel,
+    tool,
+)
+from taskrunner.tools.registry import ToolRegistry, builtin_registry, load_registry
+
+__all__ = [
+    "INVALID_INPUT",
+    "INVALID_OUTPUT",
+    "JsonObject",
+    "Tool",
+    "ToolCallError",
+    "ToolError",
+    "ToolModel",
+    "ToolRegistry",
+    "builtin_registry",
+    "load_registry",
+    "tool",
+]

@@ -1,0 +1,146 @@
+"""What a tool is: a name, a description, Pydantic input and output models, a pure function.
+
+A tool is written as a plain function whose one parameter is its input model and whose
+return annotation is its output model; `@tool` reads both from the annotations:
+
+    @tool("add")
+    def add(args: AddInput) -> AddOutput:
+        "Add two numbers."
+        return AddOutput(sum=args.a + args.b)
+
+Inputs and outputs are validated in strict mode, the same strictness as the published
+JSON Schema: `"2"` is not an integer and `true` is not a number.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+
+from taskrunner.errors import ToolRegistryError
+
+JsonObject = dict[str, JsonValue]
+
+TOOL_NAME_PATTERN: Final = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+"""Tool names are lower-case words joined by `_`, optionally namespaced with dots."""
+
+INVALID_INPUT: Final = "InvalidToolInput"
+INVALID_OUTPUT: Final = "InvalidToolOutput"
+
+
+class ToolModel(BaseModel):
+    """Base for tool input and output models: strict, closed, immutable, finite numbers only."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class ToolError(Exception):
+    """Raised by a tool to fail with a named error kind that flows can `catch` and `retry`."""
+
+    def __init__(self, message: str, *, kind: str = "ToolError") -> None:
+        self.kind = kind
+        self.message = message
+        super().__init__(message)
+
+
+class ToolCallError(Exception):
+    """A tool call that did not produce a valid output: the kind and message to record."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        self.message = message
+        super().__init__(f"{kind}: {message}")
+
+
+@dataclass(frozen=True, eq=False)
+class Tool:
+    """A named, typed, pure function that a task state can call."""
+
+    name: str
+    description: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    function: Callable[[Any], BaseModel] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(TOOL_NAME_PATTERN, self.name):
+            raise ToolRegistryError(
+                f"invalid tool name {self.name!r}: use lower-case words joined by '_' or '.'"
+            )
+
+    def invoke(self, arguments: Mapping[str, JsonValue]) -> JsonObject:
+        """Validate the arguments, call the function, validate and return its output as JSON.
+
+        Raises `ToolCallError` for invalid input or output and for any exception of the tool.
+        """
+        try:
+            parsed = self.input_model.model_validate(arguments, strict=True)
+        except ValidationError as exc:
+            raise ToolCallError(INVALID_INPUT, describe_validation_error(exc)) from None
+        try:
+            result = self.function(parsed)
+        except ToolError as exc:
+            raise ToolCallError(exc.kind, exc.message) from None
+        except Exception as exc:  # noqa: BLE001 - a tool's bug fails the step, never the runner
+            raise ToolCallError(type(exc).__name__, str(exc) or type(exc).__name__) from None
+        return self._output_json(result)
+
+    def _output_json(self, result: object) -> JsonObject:
+        if type(result) is self.output_model and self.output_model.model_config.get("strict"):
+            checked = result
+        else:
+            raw = result.model_dump() if isinstance(result, BaseModel) else result
+            try:
+                checked = self.output_model.model_validate(raw, strict=True)
+            except ValidationError as exc:
+                raise ToolCallError(INVALID_OUTPUT, describe_validation_error(exc)) from None
+        dumped: JsonObject = checked.model_dump(mode="json")
+        return dumped
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, `field: message`, for people rather than programs."""
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(part) for part in item["loc"]) or "(root)"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def tool(name: str, *, description: str | None = None) -> Callable[[Callable[[Any], Any]], Tool]:
+    """Make a `Tool` of a function annotated `(args: InputModel) -> OutputModel`."""
+
+    def build(function: Callable[[Any], Any]) -> Tool:
+        input_model, output_model = _models_of(name, function)
+        text = description or inspect.getdoc(function) or ""
+        return Tool(
+            name=name,
+            description=text.strip(),
+            input_model=input_model,
+            output_model=output_model,
+            function=function,
+        )
+
+    return build
+
+
+def _models_of(name: str, function: Callable[..., Any]) -> tuple[type[BaseModel], type[BaseModel]]:
+    hints = typing.get_type_hints(function)
+    returned = hints.pop("return", None)
+    parameters = list(hints.values())
+    if len(parameters) != 1 or not _is_model(parameters[0]) or not _is_model(returned):
+        raise ToolRegistryError(
+            f"tool {name!r}: the function must take one Pydantic model and return one, "
+            "e.g. `def run(args: Input) -> Output`"
+        )
+    return parameters[0], returned
+
+
+def _is_model(annotation: object) -> typing.TypeGuard[type[BaseModel]]:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
