@@ -11,14 +11,14 @@ input and the tools' output models to the tools' input models.
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Final
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from taskrunner.engine import types
-from taskrunner.engine.diagnostics import Diagnostic, pointer, suggest
+from taskrunner.engine.diagnostics import Diagnostic, closest, pointer, suggest
 from taskrunner.engine.graph import Graph, read_graph
 from taskrunner.engine.model import (
     COMBINATORS,
@@ -110,14 +110,17 @@ class _Analysis:
                 "/start",
                 suggest(self.start_text, names) or f"states: {', '.join(names)}",
             )
-        for edge in self.graph.edges:
+        for edge in list(self.graph.edges):
             if edge.target not in self.states:
+                meant = closest(edge.target, names)
                 yield Diagnostic(
                     "flow.unknown-state",
                     f"transition to `{edge.target}`, which is not a state",
                     edge.path,
-                    suggest(edge.target, names) or f"states: {', '.join(names)}",
+                    f"did you mean `{meant}`?" if meant else f"states: {', '.join(names)}",
                 )
+                if meant:  # follow the evident intent, so the typo does not cascade
+                    self.graph.add(replace(edge, target=meant))
         if self.start is None:
             return
         self.reachable = self.graph.reachable_from(self.start)

@@ -74,7 +74,13 @@ def pointer(*parts: str | int) -> str:
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
 
 
+def closest(word: str, choices: list[str]) -> str | None:
+    """The one of `choices` that `word` most likely misspells, if one is close enough."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def suggest(word: str, choices: list[str]) -> str | None:
     """`did you mean ...?` for the closest of `choices`, if one is close enough."""
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else None
+    meant = closest(word, choices)
+    return f"did you mean `{meant}`?" if meant else None

@@ -29,7 +29,8 @@ class ValueType:
     def describe(self) -> str:
         if self.kinds is None:
             return "any value"
-        ordered = [kind for kind in KINDS if kind in self.kinds]
+        shown = self.kinds - {"integer"} if "number" in self.kinds else self.kinds
+        ordered = [kind for kind in KINDS if kind in shown]
         return " or ".join(ordered) if ordered else "no value"
 
 
