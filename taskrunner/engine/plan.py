@@ -13,12 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, c
 from taskrunner.engine.model import ChoiceState, Condition, Flow, InputField, TaskState
 from taskrunner.engine.refs import Expression, parse_value
 from taskrunner.errors import FlowInputError
-from taskrunner.tools import JsonObject, Tool, ToolRegistry
+from taskrunner.tools import JsonObject, Number, Tool, ToolRegistry
 
 _PYTHON_TYPES: Final[dict[str, Any]] = {
     "string": str,
     "integer": int,
-    "number": int | float,
+    "number": Number,
     "boolean": bool,
     "object": dict[str, JsonValue],
     "array": list[JsonValue],

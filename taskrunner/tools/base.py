@@ -15,13 +15,22 @@ JSON Schema: `"2"` is not an integer and `true` is not a number.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    JsonValue,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 from taskrunner.errors import ToolRegistryError
 
@@ -32,6 +41,18 @@ TOOL_NAME_PATTERN: Final = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
 
 INVALID_INPUT: Final = "InvalidToolInput"
 INVALID_OUTPUT: Final = "InvalidToolOutput"
+
+
+def _number(value: object) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("number_type", "Input should be a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
+    return value
+
+
+Number = Annotated[int | float, PlainValidator(_number), WithJsonSchema({"type": "number"})]
+"""A JSON number: an integer stays an integer (so `2 + 3` is `5`), a boolean is not one."""
 
 
 class ToolModel(BaseModel):
@@ -69,10 +90,7 @@ class Tool:
     function: Callable[[Any], BaseModel] = field(repr=False)
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(TOOL_NAME_PATTERN, self.name):
-            raise ToolRegistryError(
-                f"invalid tool name {self.name!r}: use lower-case words joined by '_' or '.'"
-            )
+        _check_name(self.name)
 
     def invoke(self, arguments: Mapping[str, JsonValue]) -> JsonObject:
         """Validate the arguments, call the function, validate and return its output as JSON.
@@ -116,6 +134,8 @@ def describe_validation_error(error: ValidationError) -> str:
 def tool(name: str, *, description: str | None = None) -> Callable[[Callable[[Any], Any]], Tool]:
     """Make a `Tool` of a function annotated `(args: InputModel) -> OutputModel`."""
 
+    _check_name(name)
+
     def build(function: Callable[[Any], Any]) -> Tool:
         input_model, output_model = _models_of(name, function)
         text = description or inspect.getdoc(function) or ""
@@ -128,6 +148,13 @@ def tool(name: str, *, description: str | None = None) -> Callable[[Callable[[An
         )
 
     return build
+
+
+def _check_name(name: str) -> None:
+    if not re.fullmatch(TOOL_NAME_PATTERN, name):
+        raise ToolRegistryError(
+            f"invalid tool name {name!r}: use lower-case words joined by '_' or '.'"
+        )
 
 
 def _models_of(name: str, function: Callable[..., Any]) -> tuple[type[BaseModel], type[BaseModel]]:

@@ -7,9 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from taskrunner.tools.base import ToolError, ToolModel, tool
-
-Number = int | float
+from taskrunner.tools.base import Number, ToolError, ToolModel, tool
 
 
 class EchoInput(ToolModel):

@@ -1,0 +1,78 @@
+"""The documentation is true: its flows are the shipped files, its invalid example prints
+what it says, its code table is the code catalogue, and its plugin example is the test
+plugin's own code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from taskrunner.engine.diagnostics import CODES
+from taskrunner.engine.validate import FlowChecker
+from taskrunner.flowfile import check_source
+
+ROOT = Path(__file__).resolve().parents[2]
+GUIDE = (ROOT / "docs" / "flow-language.md").read_text()
+BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.DOTALL)
+
+
+def _blocks(language: str) -> list[str]:
+    return [body for lang, body in BLOCK.findall(GUIDE) if lang == language]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "flows").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_flow_is_quoted_whole_in_the_guide(path: Path) -> None:
+    assert path.read_text() in _blocks("yaml")
+
+
+def test_every_yaml_example_is_valid_yaml_and_every_whole_flow_validates(
+    checker: FlowChecker,
+) -> None:
+    invalid = {name for name in re.findall(r"<!-- invalid: (\S+) -->", GUIDE)}
+    whole = 0
+    for body in _blocks("yaml"):
+        document = yaml.safe_load(body)
+        assert isinstance(document, dict)
+        if {"name", "start", "states"} <= document.keys() and document["name"] not in {
+            name.removesuffix(".yaml") for name in invalid
+        }:
+            report = check_source(body.encode(), "example.yaml", checker)
+            assert report.problems == [], body
+            whole += 1
+    assert whole >= 3
+
+
+def test_the_invalid_example_prints_exactly_what_the_guide_says(checker: FlowChecker) -> None:
+    match = re.search(
+        r"<!-- invalid: (\S+) -->\n```yaml\n(.*?)```.*?```text\n(.*?)```", GUIDE, re.DOTALL
+    )
+    assert match is not None
+    name, body, expected = match.groups()
+    report = check_source(body.encode(), name, checker)
+    assert "\n".join(str(problem) for problem in report.problems) + "\n" == expected
+
+
+def test_the_code_table_is_the_code_catalogue() -> None:
+    rows = dict(re.findall(r"^\| `([a-z]+\.[a-z-]+)` \| (.+) \|$", GUIDE, re.MULTILINE))
+    assert rows == CODES
+
+
+def test_the_plugin_example_is_the_test_plugins_code() -> None:
+    [example] = _blocks("python")
+    plugin = (ROOT / "tests" / "plugins" / "taskrunner_testtools" / "__init__.py").read_text()
+    assert example in plugin
+    [toml] = _blocks("toml")
+    entry = (
+        ROOT / "tests" / "plugins" / "taskrunner_testtools-0.1.0.dist-info" / "entry_points.txt"
+    ).read_text()
+    assert toml.splitlines()[1].replace('"', "") in entry
+
+
+def test_the_readme_shows_the_guides_diagnostics() -> None:
+    readme = (ROOT / "README.md").read_text()
+    shown = [line for line in readme.splitlines() if line.startswith("broken.yaml:")]
+    assert len(shown) == 2
+    assert all(line in GUIDE for line in shown)

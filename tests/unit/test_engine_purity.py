@@ -1,0 +1,72 @@
+"""`taskrunner/engine` is pure: no I/O library, no clock, no randomness. Checked on the
+source (every import statement) and at run time (importing the engine loads none of them)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ENGINE = Path(__file__).resolve().parents[2] / "taskrunner" / "engine"
+FORBIDDEN = (
+    "sqlalchemy",
+    "fastapi",
+    "starlette",
+    "typer",
+    "click",
+    "yaml",
+    "psycopg",
+    "alembic",
+    "uvicorn",
+    "httpx",
+    "requests",
+    "socket",
+    "random",
+    "secrets",
+    "uuid",
+    "time",
+    "datetime",
+    "os",
+    "subprocess",
+    "threading",
+    "asyncio",
+    "taskrunner.flowfile",
+    "taskrunner.cli",
+    "taskrunner.store",
+    "taskrunner.api",
+    "taskrunner.service",
+)
+
+
+def _imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.append(node.module)
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(ENGINE.glob("*.py")), ids=lambda p: p.name)
+def test_engine_modules_import_no_io_clock_or_randomness(path: Path) -> None:
+    bad = [
+        name
+        for name in _imports(path)
+        if any(name == banned or name.startswith(banned + ".") for banned in FORBIDDEN)
+    ]
+    assert bad == [], f"{path.name} imports {bad}"
+
+
+def test_importing_the_engine_loads_no_io_library() -> None:
+    probe = (
+        "import sys, taskrunner.engine.runner, taskrunner.engine.validate;"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'sqlalchemy','fastapi','typer','yaml','psycopg','uvicorn'})))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == ""
