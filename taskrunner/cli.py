@@ -27,12 +27,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
 @app.command("validate-flow")
 def validate_flow(
-    files: Annotated[list[Path], typer.Argument(help="Flow files to check.", show_default=False)],
+    files: Annotated[list[str], typer.Argument(help="Flow files to check.", show_default=False)],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the problems as a JSON list.")
     ] = False,
@@ -49,12 +50,14 @@ def validate_flow(
     checker = FlowChecker(load_registry())
     problems = []
     status = EXIT_OK
+    unreadable = 0
     for path in files:
         try:
-            report = check_file(path, checker)
+            report = check_file(Path(path), checker)
         except UnreadableFlowFileError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             status = EXIT_USAGE
+            unreadable += 1
             continue
         problems.extend(report.problems)
         if report.problems and status == EXIT_OK:
@@ -65,8 +68,11 @@ def validate_flow(
         for item in problems:
             typer.echo(str(item))
         invalid = len({item.file for item in problems})
-        summary = f"{len(files)} file(s) checked: "
+        checked = len(files) - unreadable
+        summary = f"{checked} file(s) checked: "
         summary += f"{len(problems)} problem(s) in {invalid} file(s)" if problems else "all valid"
+        if unreadable:
+            summary += f"; {unreadable} path(s) could not be read"
         typer.echo(summary, err=True)
     raise typer.Exit(status)
 

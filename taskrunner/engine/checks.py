@@ -124,8 +124,10 @@ class _Analysis:
         if self.start is None:
             return
         self.reachable = self.graph.reachable_from(self.start)
+        # Where an incomplete state leads is unknown: any state may be its missing target.
+        complete = not (self.graph.incomplete & self.reachable)
         for name in names:
-            if name not in self.reachable:
+            if complete and name not in self.reachable:
                 yield Diagnostic(
                     "flow.unreachable",
                     f"state `{name}` cannot be reached from the start state `{self.start}`",
@@ -133,13 +135,14 @@ class _Analysis:
                     "remove it, or add a transition to it",
                     at_key=True,
                 )
-        # A state of unknown type, or one with a transition to nowhere, may well end the
-        # flow once its own problem is fixed: do not cascade from that problem.
+        # An incomplete state, or one with a transition to nowhere, may well end the flow
+        # once its own problem is fixed: do not cascade from that problem.
         broken = {edge.source for edge in self.graph.edges if edge.target not in self.states}
+        broken |= self.graph.incomplete
         ends = [
             name
             for name, kind in self.graph.kinds.items()
-            if kind in TERMINAL_TYPES or not _known(kind) or name in broken
+            if kind in TERMINAL_TYPES or name in broken
         ]
         finishing = self.graph.reaching(ends)
         for name in names:
@@ -153,9 +156,14 @@ class _Analysis:
                 )
         choices = {n for n, kind in self.graph.kinds.items() if kind == "choice"}
         for cycle in self.graph.cycles_among(choices):
+            looping = (
+                f"choice states {', '.join(f'`{n}`' for n in cycle)} form a loop"
+                if len(cycle) > 1
+                else f"choice state `{cycle[0]}` loops to itself"
+            )
             yield Diagnostic(
                 "flow.choice-cycle",
-                f"choice states {' -> '.join(cycle)} form a loop with no task in it",
+                f"{looping} with no task in it",
                 pointer("states", cycle[0]),
                 "data cannot change without a task, so the loop would never end",
                 at_key=True,
@@ -332,7 +340,7 @@ class _Analysis:
                 subject = "$" + ".".join((ref.root, *([ref.state] if ref.state else []), *walked))
                 return Diagnostic(
                     "ref.unknown-field",
-                    f"`{ref.text}`: `{subject}` is {exc}",
+                    f"`{ref.text}`: `{subject}` ({current.describe()}) has no field `{segment}`",
                     path,
                     suggest(segment, exc.known)
                     or (f"fields: {', '.join(exc.known)}" if exc.known else None),
@@ -362,13 +370,20 @@ class _Analysis:
             return None
         if producer in self.outputs.get(state, frozenset()):
             return None
+        if producer == state:
+            return Diagnostic(
+                "ref.not-run",
+                f"`{ref.text}`: `{state}` cannot use its own output, which does not exist "
+                "before it first succeeds",
+                path,
+            )
         route = self.graph.path_without_output(self.start, state, producer)
         shown = " -> ".join(route) if route else None
         return Diagnostic(
             "ref.not-run",
-            f"`{ref.text}`: `{producer}` has not run on every path to `{state}`",
+            f"`{ref.text}`: `{producer}` has not succeeded on every path to `{state}`",
             path,
-            f"it has not run on the path {shown}" if shown else None,
+            f"a path without its output: {shown}" if shown else None,
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from taskrunner.engine.diagnostics import pointer
 
@@ -39,6 +40,9 @@ class Graph:
 
     def __post_init__(self) -> None:
         self._out: dict[str, list[Edge]] = {}
+        self.incomplete: set[str] = set()
+        """States whose transitions cannot all be read: of unknown type, or missing the
+        transition their type requires. Where they lead is unknown."""
 
     def add(self, edge: Edge) -> None:
         self.edges.append(edge)
@@ -168,23 +172,40 @@ def read_graph(states: Mapping[str, object]) -> Graph:
         kinds[name] = kind if isinstance(kind, str) else None
     graph = Graph(kinds)
     for name, raw in states.items():
-        if isinstance(raw, Mapping):
-            for edge in _edges(name, raw):
-                graph.add(edge)
+        if not isinstance(raw, Mapping):
+            graph.incomplete.add(name)
+            continue
+        for edge in _edges(name, raw):
+            graph.add(edge)
+        required = _REQUIRED.get(kinds[name] or "", "")
+        if kinds[name] not in _TRANSITIONS or (required and not isinstance(raw.get(required), str)):
+            graph.incomplete.add(name)
     return graph
+
+
+# The keys that hold transitions, by state type; a state of unknown type may hold any.
+_TRANSITIONS: Final = {
+    "task": ("next", "catch"),
+    "choice": ("rules", "default"),
+    "succeed": (),
+    "fail": (),
+}
+_REQUIRED: Final = {"task": "next", "choice": "default"}
 
 
 def _edges(name: str, raw: Mapping[str, object]) -> Iterable[Edge]:
     here = pointer("states", name)
-    is_task = raw.get("type") == "task"
+    kind = raw.get("type")
+    every = ("next", "catch", "rules", "default")
+    keys = _TRANSITIONS.get(kind, every) if isinstance(kind, str) else every
     target = raw.get("next")
-    if isinstance(target, str):
-        yield Edge(name, target, here + pointer("next"), with_output=is_task)
+    if "next" in keys and isinstance(target, str):
+        yield Edge(name, target, here + pointer("next"), with_output=kind == "task")
     target = raw.get("default")
-    if isinstance(target, str) and raw.get("type") != "task":
+    if "default" in keys and isinstance(target, str):
         yield Edge(name, target, here + pointer("default"), with_output=False)
     for key in ("rules", "catch"):
-        items = raw.get(key)
+        items = raw.get(key) if key in keys else None
         if not isinstance(items, list):
             continue
         for position, item in enumerate(items):

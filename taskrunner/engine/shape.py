@@ -8,8 +8,10 @@ pass's to report, so that each problem is reported once.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cache
 from typing import Any, Final
 
 from jsonschema import Draft202012Validator, validators
@@ -39,14 +41,53 @@ _PATTERN_MEANING: Final = {
     REFERENCE_PATTERN: "a reference such as `$input.text` or `$states.echo.text`",
 }
 
-_TYPE_CHECKER: Final = Draft202012Validator.TYPE_CHECKER.redefine(
-    # JSON Schema counts 2.0 as an integer; the tools' strict models do not, and the
-    # published schema must accept exactly what they accept.
-    "integer",
-    lambda _checker, value: isinstance(value, int) and not isinstance(value, bool),
+_TYPE_CHECKER: Final = Draft202012Validator.TYPE_CHECKER.redefine_many(
+    {
+        # JSON Schema counts 2.0 as an integer; the tools' strict models do not, and the
+        # published schema must accept exactly what they accept.
+        "integer": lambda _checker, value: isinstance(value, int) and not isinstance(value, bool),
+        # JSON has no NaN or infinity; Python's json module reads them all the same.
+        "number": lambda _checker, value: (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ),
+    }
 )
+
+
+@cache
+def _ecma_regex(pattern: str) -> re.Pattern[str]:
+    """`pattern` compiled with ECMA-262 (JSON Schema) meaning: an unescaped `$` outside a
+    character class matches only at the very end, not before a final newline as in
+    Python. Pydantic's validators read patterns the ECMA way too."""
+    translated = []
+    escaped = in_class = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[":
+            in_class = True
+        elif char == "]":
+            in_class = False
+        elif char == "$" and not in_class:
+            translated.append(r"\Z")
+            continue
+        translated.append(char)
+    return re.compile("".join(translated))
+
+
+def _pattern(
+    validator: Validator, pattern: str, instance: object, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    if isinstance(instance, str) and not _ecma_regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 _StrictValidator: Final = validators.extend(  # type: ignore[no-untyped-call]
-    Draft202012Validator, type_checker=_TYPE_CHECKER
+    Draft202012Validator,
+    validators={"pattern": _pattern},
+    type_checker=_TYPE_CHECKER,
 )
 
 
@@ -62,7 +103,19 @@ def check_shape(document: dict[str, JsonValue], validator: Validator) -> list[Di
     for error in validator.iter_errors(document):
         for diagnostic in _describe(error):
             found.setdefault((diagnostic.code, diagnostic.path, diagnostic.message), diagnostic)
-    return list(found.values())
+    # A misspelt key is one problem, not two: when an unknown key evidently means a
+    # missing one, report the unknown key (with its hint) and not the missing key.
+    meant = {
+        (item.path.rsplit("/", 1)[0], item.hint)
+        for item in found.values()
+        if item.code == "schema.unknown-key" and item.hint
+    }
+    return [
+        item
+        for item in found.values()
+        if item.code != "schema.required"
+        or (item.path, f"did you mean `{item.message.split('`')[1]}`?") not in meant
+    ]
 
 
 def _describe(error: ValidationError) -> Iterable[Diagnostic]:
@@ -114,7 +167,7 @@ def _bad_name(error: ValidationError, path: str) -> Diagnostic:
     meaning = _PATTERN_MEANING.get(str(error.validator_value), "a valid name")
     return Diagnostic(
         "schema.pattern",
-        f"{name!r} is not {meaning}",
+        f"{_describe_value(name)} is not {meaning}",
         path + pointer(name),
         at_key=True,
     )
@@ -234,6 +287,8 @@ def _expected_types(value: object) -> str:
                 names.append(str(name))
     if "integer" in names and "number" in names:
         names.remove("integer")
+    if "null" in names and len(names) > 1:
+        names.remove("null")  # optional keys may be null, but nobody means to write that
     return " or ".join(names)
 
 

@@ -27,6 +27,9 @@ from pydantic import JsonValue
 MAX_BYTES: Final = 1024 * 1024
 MAX_NODES: Final = 100_000
 MAX_DEPTH: Final = 64
+MAX_INTEGER_BITS: Final = 14_000
+"""Integers are limited to 14,000 bits (about 4,200 decimal digits): far beyond any real
+use, and within what Python converts to text."""
 
 _Loader: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NULL: Final = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -89,10 +92,23 @@ def read_document(raw: bytes) -> Document:
         mark = exc.problem_mark or exc.context_mark
         position = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise ReadError("yaml.syntax", problem or "invalid YAML", position) from None
+        # libyaml's own limit on flow nesting ([[[...) may fire before ours does.
+        code = "yaml.too-deep" if "maximum nesting depth" in problem else "yaml.syntax"
+        raise ReadError(code, problem or "invalid YAML", position) from None
+    except yaml.reader.ReaderError as exc:
+        raise ReadError(
+            "yaml.syntax",
+            f"the character U+{exc.character:04X} is not allowed in YAML",
+            _position_of(text, exc.position),
+        ) from None
     except yaml.YAMLError as exc:
-        raise ReadError("yaml.syntax", str(exc)) from None
+        raise ReadError("yaml.syntax", " ".join(str(exc).split())) from None
     return builder.finish()
+
+
+def _position_of(text: str, index: int) -> Position:
+    before = text[:index]
+    return before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1
 
 
 def _decode(raw: bytes) -> str:
@@ -116,6 +132,7 @@ class _Open:
     container: dict[str, JsonValue] | list[JsonValue]
     path: str
     anchor: str | None
+    serial: int = 0
     size: int = 1
     key: str | None = None
     key_positions: dict[str, Position] = field(default_factory=dict)
@@ -125,12 +142,13 @@ class _Builder:
     def __init__(self) -> None:
         self.stack: list[_Open] = []
         self.anchors: dict[str, tuple[JsonValue, int]] = {}
-        self.open_anchors: set[str] = set()
+        self.open_anchors: dict[str, int] = {}  # anchor -> serial of its open definition
+        self.definitions = 0
         self.source_map = SourceMap()
         self.nodes = 0
         self.documents = 0
         self.root: JsonValue = None
-        self.root_position: Position = (1, 1)
+        self.root_position: Position | None = None
 
     def feed(self, event: yaml.Event) -> None:
         mark = event.start_mark
@@ -151,13 +169,13 @@ class _Builder:
             self._end()
 
     def finish(self) -> Document:
-        if self.documents == 0 or self.root is None:
+        if self.documents == 0 or (self.root is None and self.root_position is None):
             raise ReadError("yaml.empty", "the file holds no document")
         if not isinstance(self.root, dict):
             raise ReadError(
                 "yaml.not-mapping",
                 f"the document is {_kind(self.root)}; a flow is a mapping of keys to values",
-                self.root_position,
+                self.root_position or (1, 1),
             )
         return Document(self.root, self.source_map)
 
@@ -165,9 +183,13 @@ class _Builder:
         parent = self.stack[-1] if self.stack else None
         if isinstance(parent, _Open) and isinstance(parent.container, dict) and parent.key is None:
             self._refuse_tag(event.tag, position)
+            if event.anchor:
+                raise ReadError("yaml.key", "a mapping key cannot carry an anchor", position)
             self._key(parent, event.value, position)
             return
         self._refuse_tag(event.tag, position)
+        if not self.stack and event.value == "" and event.implicit[0]:
+            return  # a document with nothing in it (`---` alone)
         value = _resolve(event.value, position) if event.implicit[0] else event.value
         self._place(value, 1, position, event.anchor)
 
@@ -198,14 +220,17 @@ class _Builder:
         container: dict[str, JsonValue] | list[JsonValue] = (
             {} if isinstance(event, yaml.MappingStartEvent) else []
         )
+        opened = _Open(container, path, event.anchor)
         if event.anchor:
-            self.open_anchors.add(event.anchor)
-        self.stack.append(_Open(container, path, event.anchor))
+            self.definitions += 1
+            opened.serial = self.open_anchors[event.anchor] = self.definitions
+        self.stack.append(opened)
 
     def _end(self) -> None:
         done = self.stack.pop()
-        if done.anchor:
-            self.open_anchors.discard(done.anchor)
+        # An anchor defined again inside its own collection is the one that counts.
+        if done.anchor and self.open_anchors.get(done.anchor) == done.serial:
+            del self.open_anchors[done.anchor]
             self.anchors[done.anchor] = (done.container, done.size)
         if self.stack:
             self._attach(self.stack[-1], done.container, done.size)
@@ -214,6 +239,8 @@ class _Builder:
 
     def _place(self, value: JsonValue, size: int, position: Position, anchor: str | None) -> None:
         if anchor:
+            self.definitions += 1
+            self.open_anchors.pop(anchor, None)
             self.anchors[anchor] = (value, size)
         if not self.stack:
             self._count(size, position)
@@ -269,8 +296,9 @@ class _Builder:
     @staticmethod
     def _refuse_tag(tag: str | None, position: Position) -> None:
         if tag is not None:
+            shown = tag.replace("tag:yaml.org,2002:", "!!", 1)
             raise ReadError(
-                "yaml.tag", f"the tag {tag} is not allowed: flows are plain data", position
+                "yaml.tag", f"the tag {shown} is not allowed: flows are plain data", position
             )
 
 
@@ -280,20 +308,25 @@ def _resolve(text: str, position: Position) -> JsonValue:
         return None
     if text in _BOOL:
         return _BOOL[text]
+    number: int | None = None
     try:
         if _INT.match(text):
-            return int(text)
-        if _OCTAL.match(text):
-            return int(text[2:], 8)
-        if _HEX.match(text):
-            return int(text[2:], 16)
+            number = int(text)
+        elif _OCTAL.match(text):
+            number = int(text[2:], 8)
+        elif _HEX.match(text):
+            number = int(text[2:], 16)
     except ValueError:  # more digits than Python converts safely
-        raise ReadError("yaml.syntax", "the number has too many digits", position) from None
-    if _FLOAT.match(text):
-        number = float(text)
-        if not math.isfinite(number):
-            raise ReadError("yaml.syntax", f"the number {text} is out of range", position)
+        number = 1 << MAX_INTEGER_BITS
+    if number is not None:
+        if number.bit_length() > MAX_INTEGER_BITS:
+            raise ReadError("yaml.syntax", "the number has too many digits", position)
         return number
+    if _FLOAT.match(text):
+        real = float(text)
+        if not math.isfinite(real):
+            raise ReadError("yaml.syntax", f"the number {text} is out of range", position)
+        return real
     return text
 
 
@@ -302,6 +335,8 @@ def _escape(key: str) -> str:
 
 
 def _kind(value: JsonValue) -> str:
+    if value is None:
+        return "null"
     if isinstance(value, list):
         return "a sequence"
     if isinstance(value, str):

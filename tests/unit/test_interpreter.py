@@ -13,7 +13,6 @@ from taskrunner.engine.interpreter import (
     MAX_STEPS,
     CallTool,
     Execution,
-    Fail,
     Finish,
     Step,
     StepError,

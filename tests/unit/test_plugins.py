@@ -127,7 +127,7 @@ def test_a_broken_plugin_is_named_in_a_clear_error(
     message: str,
 ) -> None:
     # Each case has its own module name: a module once imported stays in sys.modules.
-    module_name = entry_points.split("= ")[1].split(":")[0]
+    module_name = entry_points.split("= ")[1].split(":", maxsplit=1)[0]
     _write_plugin(tmp_path, module_name, entry_points, module)
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ToolRegistryError, match="broken") as caught:
