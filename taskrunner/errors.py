@@ -39,3 +39,26 @@ class FlowInputError(TaskrunnerError):
 
 class UnexpectedStepError(TaskrunnerError):
     """A recorded step is not the step the interpreter expects at this point of the flow."""
+
+
+class TaskNotFoundError(TaskrunnerError):
+    """No task has this id."""
+
+    def __init__(self, task_id: object) -> None:
+        self.task_id = task_id
+        super().__init__(f"no task with id {task_id}")
+
+
+class InvalidRequestError(TaskrunnerError):
+    """The request cannot be served as asked."""
+
+
+class UnstorableDataError(TaskrunnerError):
+    """The data holds text that the database cannot store."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(
+            f"the input at {where} holds text the database cannot store "
+            "(the NUL character, or an unpaired UTF-16 surrogate)"
+        )

@@ -1,21 +1,48 @@
-"""Shared fixtures: the built-in tool registry, a checker over it, and the flows shipped in
-`flows/`, loaded through the same reader and validator as the CLI."""
+"""Shared fixtures.
+
+- `registry`, `checker`, `load_flow`, `echo_add`: the built-in tools and the shipped flows,
+  through the same reader and validator as the CLI.
+- `database_url`: a clean, migrated database for one test, on **both** backends: SQLite
+  (a copy of a migrated template file) and PostgreSQL (a database cloned from a migrated
+  template database). PostgreSQL is at `TASKRUNNER_TEST_POSTGRES_URL` (by default the
+  local server, `postgresql://postgres@127.0.0.1:5432/postgres`); if it cannot be reached
+  the tests fail, they never skip.
+- `service`, `client`: the task service and the HTTP API on that database.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 
+from taskrunner.api import create_app
+from taskrunner.catalog import FlowCatalog
 from taskrunner.engine.model import Flow
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.flowfile import check_file
+from taskrunner.service import TaskService
+from taskrunner.settings import Settings, normalize_database_url
+from taskrunner.store.database import Database
+from taskrunner.store.migrate import migrate
+from taskrunner.store.sql import SqlTaskRepository
 from taskrunner.tools import ToolRegistry, builtin_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"
 PLUGINS = Path(__file__).resolve().parent / "plugins"
+POSTGRES_URL = normalize_database_url(
+    os.environ.get("TASKRUNNER_TEST_POSTGRES_URL")
+    or "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +70,97 @@ def load_flow(checker: FlowChecker) -> Callable[[str], Flow]:
 @pytest.fixture(scope="session")
 def echo_add(load_flow: Callable[[str], Flow]) -> Flow:
     return load_flow("echo_add")
+
+
+@pytest.fixture(scope="session")
+def catalog(checker: FlowChecker) -> FlowCatalog:
+    return FlowCatalog.load(FLOWS, checker)
+
+
+# -- databases ----------------------------------------------------------------------------
+
+
+def _postgres_admin() -> URL:
+    return make_url(POSTGRES_URL)
+
+
+def _postgres_execute(*statements: str) -> None:
+    engine = create_engine(_postgres_admin(), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            for statement in statements:
+                connection.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A database migrated once per run; each test gets a clone of it."""
+    name = f"taskrunner_template_{os.getpid()}"
+    try:
+        _postgres_execute(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
+    except OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL at {_postgres_admin().render_as_string()} cannot be reached "
+            f"(set TASKRUNNER_TEST_POSTGRES_URL): {exc.orig}",
+            pytrace=False,
+        )
+    database = Database(_postgres_admin().set(database=name).render_as_string(False))
+    try:
+        migrate(database)
+    finally:
+        database.dispose()
+    yield name
+    _postgres_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "taskrunner.sqlite3"
+    database = Database(f"sqlite:///{path}")
+    try:
+        migrate(database)
+    finally:
+        database.dispose()
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A clean, migrated database of its own for each test, on each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "taskrunner.sqlite3"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    template = request.getfixturevalue("postgres_template")
+    name = f"taskrunner_test_{uuid.uuid4().hex[:16]}"
+    _postgres_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield _postgres_admin().set(database=name).render_as_string(False)
+    finally:
+        _postgres_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    found = Database(database_url)
+    yield found
+    found.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, auto_migrate=False, flows_dir=FLOWS)
+
+
+@pytest.fixture
+def service(database: Database, catalog: FlowCatalog) -> TaskService:
+    return TaskService(SqlTaskRepository(database), catalog, sleep=lambda _: None)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client

@@ -7,6 +7,8 @@ import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pydantic import JsonValue
+
 from taskrunner.engine.model import Flow
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import TaskrunnerError
@@ -29,7 +31,7 @@ class Problem:
         text = f"{self.file}:{self.line}:{self.column}: {self.code} {self.message}"
         return f"{text} (hint: {self.hint})" if self.hint else text
 
-    def as_json(self) -> dict[str, str | int | None]:
+    def as_json(self) -> dict[str, JsonValue]:
         return asdict(self)
 
 

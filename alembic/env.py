@@ -1,0 +1,46 @@
+"""Alembic's environment: migrations run on the connection taskrunner hands over (when it
+migrates on start, under its lock), or on DATABASE_URL (`uv run alembic ...`)."""
+
+from __future__ import annotations
+
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy import Connection
+
+from taskrunner.settings import Settings
+from taskrunner.store.database import Database
+from taskrunner.store.tables import Base
+
+config = context.config
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def run_migrations(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    given = config.attributes.get("connection")
+    if given is not None:
+        run_migrations(given)
+        return
+    database = Database(Settings.from_env().database_url)
+    try:
+        with database.engine.begin() as connection:
+            run_migrations(connection)
+    finally:
+        database.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("taskrunner migrations run online only: drop --sql")
+run_online()

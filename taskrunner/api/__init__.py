@@ -1,0 +1,48 @@
+"""The HTTP API (FastAPI): thin; the service does the work.
+
+`create_app(settings)` builds the application; the database, the flows and the service are
+set up when it starts (its lifespan), not when it is imported or created.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from taskrunner.api import problems
+from taskrunner.api.limits import BodyLimit
+from taskrunner.api.routes import router
+from taskrunner.runtime import open_runtime
+from taskrunner.settings import MAX_BODY_BYTES, Settings
+
+
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The application; it reads `Settings.from_env()` when it starts, unless given some."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        chosen = settings or Settings.from_env()
+        runtime = open_runtime(chosen, announce=_to_stderr)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            runtime.close()
+
+    app = FastAPI(
+        title="taskrunner",
+        summary="A deterministic task runner: YAML state charts calling typed tools.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes if settings else MAX_BODY_BYTES)
+    return app

@@ -1,0 +1,280 @@
+"""The HTTP endpoints: thin. Each parses, calls the service, and returns a view."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field, JsonValue
+
+from taskrunner.api.problems import MEDIA_TYPE, BadRequestError, Problem, problem
+from taskrunner.flowfile import check_source
+from taskrunner.runtime import Runtime
+from taskrunner.service import DEFAULT_PAGE, MAX_PAGE
+from taskrunner.views import TaskPage, TaskStatus, TaskView
+
+DEFAULT_FLOW: Final = "echo_add"
+router = APIRouter()
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {"model": Problem, "content": {MEDIA_TYPE: {}}, "description": description}
+        for status, description in {
+            400: "The body is not well-formed JSON.",
+            404: "No such flow or task.",
+            413: "The body is larger than 1 MiB.",
+            422: "The request is well-formed but cannot be served as it is.",
+            503: "The database cannot be reached.",
+        }.items()
+        if status in statuses
+    }
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+_START_TASK_BODY: Final = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "title": "Start a task of any flow",
+                        "properties": {
+                            "flow": {"type": "string", "example": "echo_add"},
+                            "input": {"type": "object"},
+                        },
+                        "required": ["flow", "input"],
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "title": "Start an echo_add task (the flat, original form)",
+                        "properties": {
+                            "text": {"type": "string"},
+                            "a": {"type": "number"},
+                            "b": {"type": "number"},
+                        },
+                    },
+                ]
+            },
+            "examples": {
+                "flow": {
+                    "summary": "A flow and its input",
+                    "value": {"flow": "echo_add", "input": {"text": "hello", "a": 2, "b": 3}},
+                },
+                "flat": {
+                    "summary": "echo_add, flat",
+                    "value": {"text": "hello", "a": 2, "b": 3},
+                },
+            },
+        }
+    },
+}
+
+
+@router.post(
+    "/tasks",
+    status_code=201,
+    response_model=TaskView,
+    tags=["tasks"],
+    summary="Start a task and run it to its end",
+    openapi_extra={"requestBody": _START_TASK_BODY},
+    responses=_problems(400, 404, 413, 422),
+)
+async def start_task(request: Request, response: Response) -> TaskView:
+    """Start a task of `flow` on `input` and answer, once it has finished, with the task
+    and its steps (201, whether the task succeeded or failed). A body without `flow` and
+    `input` is the input of `echo_add`."""
+    body = _json_body(await request.body())
+    flow, data = _task_request(body)
+    task = await run_in_threadpool(_runtime(request).service.run_task, flow, data)
+    response.headers["Location"] = f"/tasks/{task.id}"
+    return task
+
+
+@router.get(
+    "/tasks",
+    response_model=TaskPage,
+    tags=["tasks"],
+    summary="List tasks, newest first",
+    responses=_problems(422),
+)
+def list_tasks(
+    request: Request,
+    status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
+    flow: Annotated[
+        str | None, Query(max_length=64, description="Only tasks of this flow.")
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE, description="At most this many tasks.")
+    ] = DEFAULT_PAGE,
+    cursor: Annotated[
+        str | None, Query(max_length=256, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> TaskPage:
+    """Task summaries (no input, output or steps), newest first, a page at a time."""
+    return _runtime(request).service.list_tasks(
+        status=status, flow=flow, limit=limit, cursor=cursor
+    )
+
+
+@router.get(
+    "/tasks/{task_id}",
+    response_model=TaskView,
+    tags=["tasks"],
+    summary="A task with its step history",
+    responses=_problems(404, 422),
+)
+def get_task(request: Request, task_id: uuid.UUID) -> TaskView:
+    return _runtime(request).service.get_task(task_id)
+
+
+class FlowSummary(BaseModel):
+    name: str = Field(examples=["echo_add"])
+    description: str | None = Field(examples=["Echo a text, then add two numbers."])
+    version: str = Field(description="The content digest of the definition.")
+
+
+class FlowDetail(FlowSummary):
+    input_schema: dict[str, JsonValue] = Field(description="The JSON Schema of a task's input.")
+    definition: dict[str, JsonValue] = Field(description="The definition, as canonical JSON.")
+
+
+@router.get("/flows", response_model=list[FlowSummary], tags=["flows"], summary="The flows")
+def list_flows(request: Request) -> list[FlowSummary]:
+    return [
+        FlowSummary(
+            name=entry.flow.name, description=entry.flow.description, version=entry.flow.digest
+        )
+        for entry in _runtime(request).catalog
+    ]
+
+
+@router.get(
+    "/flows/{name}",
+    response_model=FlowDetail,
+    tags=["flows"],
+    summary="A flow: its definition and the schema of its input",
+    responses=_problems(404),
+)
+def get_flow(request: Request, name: str) -> FlowDetail:
+    entry = _runtime(request).catalog.get(name)
+    flow = entry.flow
+    return FlowDetail(
+        name=flow.name,
+        description=flow.description,
+        version=flow.digest,
+        input_schema=entry.plan.input_model.model_json_schema(),
+        definition=json.loads(flow.canonical),
+    )
+
+
+@router.get("/schema/flow.json", tags=["flows"], summary="The JSON Schema of flow documents")
+def flow_schema(request: Request) -> dict[str, Any]:
+    return _runtime(request).catalog.checker.schema
+
+
+class ValidationReport(BaseModel):
+    valid: bool
+    problems: list[dict[str, JsonValue]] = Field(
+        description="As `taskrunner validate-flow --json` prints them.",
+        examples=[
+            [
+                {
+                    "file": "flow.yaml",
+                    "line": 11,
+                    "column": 11,
+                    "code": "flow.unknown-state",
+                    "path": "/states/echo/next",
+                    "message": "transition to `ad`, which is not a state",
+                    "hint": "did you mean `add`?",
+                }
+            ]
+        ],
+    )
+
+
+@router.post(
+    "/flows/validate",
+    response_model=ValidationReport,
+    tags=["flows"],
+    summary="Check a flow document (YAML) and list every problem",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": {"schema": {"type": "string"}}},
+        }
+    },
+    responses=_problems(413),
+)
+async def validate_flow(
+    request: Request,
+    file: Annotated[
+        str, Query(max_length=256, description="The file name to show in the problems.")
+    ] = "flow.yaml",
+) -> ValidationReport:
+    raw = await request.body()
+    report = await run_in_threadpool(check_source, raw, file, _runtime(request).catalog.checker)
+    return ValidationReport(
+        valid=not report.problems, problems=[item.as_json() for item in report.problems]
+    )
+
+
+@router.get("/healthz", tags=["health"], summary="The process is up")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    tags=["health"],
+    summary="The database can be reached",
+    responses=_problems(503),
+)
+def readyz(request: Request) -> Any:
+    if _runtime(request).database.ping():
+        return {"status": "ready"}
+    return problem(503, "database-unreachable", "the database cannot be reached")
+
+
+def _json_body(raw: bytes) -> object:
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise BadRequestError("the JSON body nests too deeply") from None
+    except ValueError as exc:
+        raise BadRequestError(f"the body is not valid JSON: {exc}") from None
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _task_request(body: object) -> tuple[str, dict[str, object]]:
+    if not isinstance(body, dict):
+        raise BadRequestError(
+            'the body must be a JSON object: {"flow": NAME, "input": {...}}',
+            status=422,
+            code="invalid-request",
+        )
+    if "flow" not in body and "input" not in body:
+        return DEFAULT_FLOW, body
+    flow, data = body.get("flow"), body.get("input")
+    extra = sorted(set(body) - {"flow", "input"})
+    if not isinstance(flow, str) or not isinstance(data, dict) or extra:
+        raise BadRequestError(
+            'the body must be {"flow": NAME, "input": {...}} with nothing else'
+            + (f"; unexpected: {', '.join(extra)}" if extra else ""),
+            status=422,
+            code="invalid-request",
+        )
+    return flow, data

@@ -1,0 +1,256 @@
+"""The `taskrunner` command line.
+
+Thin: it parses arguments, calls the library, prints, and chooses the exit status. Commands
+import what they need when they run, so that `taskrunner --help` and `validate-flow` start
+fast without loading the database or web layers.
+
+Exit status: 0 success; 1 an invalid flow, a failed task, an unknown task, an unreachable
+database; 2 a usage error (bad options, a refused input, a path that cannot be read).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from taskrunner.errors import TaskrunnerError
+
+if TYPE_CHECKING:
+    from taskrunner.catalog import FlowCatalog
+    from taskrunner.runtime import Runtime
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+app = typer.Typer(
+    name="taskrunner",
+    help="A deterministic task runner: YAML state charts calling typed tools.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.command("validate-flow")
+def validate_flow(
+    files: Annotated[list[str], typer.Argument(help="Flow files to check.", show_default=False)],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the problems as a JSON list.")
+    ] = False,
+) -> None:
+    """Check flow files and print every problem as FILE:LINE:COL: CODE message.
+
+    Exit status: 0 when every file is valid, 1 when a flow is invalid, 2 when a path is not
+    a readable file.
+    """
+    from taskrunner.engine.validate import FlowChecker
+    from taskrunner.flowfile import UnreadableFlowFileError, check_file
+    from taskrunner.tools import load_registry
+
+    checker = FlowChecker(load_registry())
+    problems = []
+    status = EXIT_OK
+    unreadable = 0
+    for path in files:
+        try:
+            report = check_file(Path(path), checker)
+        except UnreadableFlowFileError as exc:
+            typer.echo(f"error: {exc.message}", err=True)
+            status = EXIT_USAGE
+            unreadable += 1
+            continue
+        problems.extend(report.problems)
+        if report.problems and status == EXIT_OK:
+            status = EXIT_INVALID
+    if as_json:
+        typer.echo(json.dumps([item.as_json() for item in problems], indent=2))
+    else:
+        for item in problems:
+            typer.echo(str(item))
+        invalid = len({item.file for item in problems})
+        checked = len(files) - unreadable
+        summary = f"{checked} file(s) checked: "
+        summary += f"{len(problems)} problem(s) in {invalid} file(s)" if problems else "all valid"
+        if unreadable:
+            summary += f"; {unreadable} path(s) could not be read"
+        typer.echo(summary, err=True)
+    raise typer.Exit(status)
+
+
+@app.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of flow documents, with every registered tool."""
+    from taskrunner.engine.schema import flow_schema_text
+    from taskrunner.tools import load_registry
+
+    sys.stdout.write(flow_schema_text(load_registry()))
+
+
+@app.command(
+    "run-flow",
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "help_option_names": [],
+    },
+)
+def run_flow(
+    ctx: typer.Context,
+    flow: Annotated[str, typer.Option(help="The flow to run.")] = "echo_add",
+    input_json: Annotated[
+        str | None,
+        typer.Option("--input", help="The whole input as JSON, or @FILE with the JSON in it."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the task as the API returns it.")
+    ] = False,
+    show_help: Annotated[
+        bool, typer.Option("--help", help="Show this message and the flow's input options.")
+    ] = False,
+) -> None:
+    """Run a task of a flow to its end: `taskrunner run-flow --text hello --a 2 --b 3`.
+
+    Each field of the flow's input is an option of its own (see --flow NAME --help).
+    Exit status: 0 when the task succeeded, 1 when it failed, 2 when the input is refused.
+    """
+    from taskrunner.cli.inputs import options_help, read_input
+    from taskrunner.cli.render import task_text
+    from taskrunner.runtime import load_catalog
+    from taskrunner.settings import Settings
+
+    catalog = load_catalog(Settings.from_env())
+    entry = catalog.get(flow)
+    if show_help:
+        typer.echo(ctx.get_help())
+        typer.echo("\n" + options_help(entry.flow))
+        raise typer.Exit(EXIT_OK)
+    data = read_input(entry.flow, input_json, list(ctx.args))
+    runtime = _open_runtime(catalog)
+    try:
+        task = runtime.service.run_task(flow, data)
+    finally:
+        runtime.close()
+    typer.echo(task.model_dump_json(indent=2) if as_json else task_text(task))
+    raise typer.Exit(EXIT_OK if task.status == "succeeded" else EXIT_INVALID)
+
+
+@app.command("get-task")
+def get_task(
+    task_id: Annotated[str, typer.Argument(help="The task's id.", show_default=False)],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the task as the API returns it.")
+    ] = False,
+) -> None:
+    """Show a task: its status, output and step history. Unknown id: exit status 1."""
+    import uuid
+
+    from taskrunner.cli.render import task_text
+
+    try:
+        parsed = uuid.UUID(task_id)
+    except ValueError:
+        typer.echo(f"error: {task_id!r} is not a task id (a UUID)", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    runtime = _open_runtime()
+    try:
+        task = runtime.service.get_task(parsed)
+    finally:
+        runtime.close()
+    typer.echo(task.model_dump_json(indent=2) if as_json else task_text(task))
+
+
+@app.command("list-tasks")
+def list_tasks(
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only tasks in this status: pending, running, succeeded, failed…"),
+    ] = None,
+    flow: Annotated[str | None, typer.Option(help="Only tasks of this flow.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many (1 to 500).")] = 50,
+    cursor: Annotated[
+        str | None, typer.Option(help="Continue after a previous page (its next_cursor).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the page as the API returns it.")
+    ] = False,
+) -> None:
+    """List tasks, newest first."""
+    from typing import get_args
+
+    from taskrunner.cli.render import page_text
+    from taskrunner.views import TaskStatus
+
+    if status is not None and status not in get_args(TaskStatus):
+        typer.echo(
+            f"error: no status {status!r}; use one of {', '.join(get_args(TaskStatus))}", err=True
+        )
+        raise typer.Exit(EXIT_USAGE)
+    runtime = _open_runtime()
+    try:
+        page = runtime.service.list_tasks(
+            status=status,  # type: ignore[arg-type]
+            flow=flow,
+            limit=limit,
+            cursor=cursor,
+        )
+    finally:
+        runtime.close()
+    typer.echo(page.model_dump_json(indent=2) if as_json else page_text(page))
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The port to listen on.")] = 8000,
+) -> None:
+    """Serve the HTTP API (the same as `uvicorn main:app`)."""
+    import uvicorn
+
+    from taskrunner.api import create_app
+    from taskrunner.settings import Settings
+
+    uvicorn.run(create_app(Settings.from_env()), host=host, port=port)
+
+
+def _open_runtime(catalog: FlowCatalog | None = None) -> Runtime:
+    from taskrunner.runtime import open_runtime
+    from taskrunner.settings import Settings
+
+    return open_runtime(
+        Settings.from_env(), catalog=catalog, announce=lambda line: typer.echo(line, err=True)
+    )
+
+
+def main() -> None:
+    """Entry point: taskrunner's own errors become a message on stderr, never a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        app(standalone_mode=True)
+    except TaskrunnerError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        sys.exit(_exit_status(exc))
+    except SQLAlchemyError as exc:
+        reason = " ".join(str(exc.orig if hasattr(exc, "orig") else exc).split())
+        typer.echo(f"error: the database failed: {reason}", err=True)
+        sys.exit(EXIT_INVALID)
+    except Exception as exc:
+        if os.environ.get("TASKRUNNER_DEBUG"):
+            raise
+        typer.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+        typer.echo("set TASKRUNNER_DEBUG=1 to see the traceback", err=True)
+        sys.exit(70)
+
+
+def _exit_status(error: TaskrunnerError) -> int:
+    from taskrunner.catalog import FlowCatalogError
+    from taskrunner.errors import TaskNotFoundError
+
+    return EXIT_INVALID if isinstance(error, TaskNotFoundError | FlowCatalogError) else EXIT_USAGE

@@ -1,0 +1,126 @@
+"""A task's input from the command line: `--input JSON` or `--input @file.json`, then one
+option per field the flow declares (`--text hello --a 2`), typed as the flow says."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from pydantic import JsonValue
+
+from taskrunner.engine.model import Flow, InputField
+from taskrunner.errors import TaskrunnerError
+
+MAX_INPUT_BYTES = 1024 * 1024
+
+
+class InputOptionError(TaskrunnerError):
+    """The command line does not give a usable input."""
+
+
+def read_input(flow: Flow, given: str | None, extra: list[str]) -> dict[str, JsonValue]:
+    data = _base(given)
+    fields = _field_options(flow, extra)
+    for name, text in fields.items():
+        data[name] = _convert(name, flow.input[name], text)
+    return data
+
+
+def options_help(flow: Flow) -> str:
+    """The flow's input options, for `run-flow --flow NAME --help`."""
+    if not flow.input:
+        return f"The flow {flow.name} declares no input."
+    lines = [f"Input of the flow {flow.name} (or give it whole with --input):"]
+    options = {name: f"--{name} {spec.type.upper()}" for name, spec in flow.input.items()}
+    width = max(len(option) for option in options.values())
+    for name, spec in flow.input.items():
+        need = "Required." if spec.required else f"Default: {json.dumps(spec.default)}."
+        about = f" {spec.description}" if spec.description else ""
+        lines.append(f"  {options[name]:<{width}}  {need}{about}")
+    return "\n".join(lines)
+
+
+def _base(given: str | None) -> dict[str, JsonValue]:
+    if given is None:
+        return {}
+    text = given
+    if given.startswith("@"):
+        path = Path(given[1:])
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_INPUT_BYTES + 1)
+        except OSError as exc:
+            raise InputOptionError(f"--input {given}: {exc.strerror or exc}") from None
+        if len(raw) > MAX_INPUT_BYTES:
+            raise InputOptionError(f"--input {given}: larger than {MAX_INPUT_BYTES:,} bytes")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputOptionError(f"--input {given}: not UTF-8") from None
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InputOptionError(f"--input is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputOptionError('--input must be a JSON object, such as \'{"text": "hi"}\'')
+    return data
+
+
+def _field_options(flow: Flow, extra: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    rest = list(extra)
+    while rest:
+        word = rest.pop(0)
+        if not word.startswith("--"):
+            raise InputOptionError(f"unexpected argument {word!r}")
+        name, equals, value = word[2:].partition("=")
+        if name not in flow.input:
+            known = ", ".join(f"--{field}" for field in flow.input) or "none"
+            raise InputOptionError(f"no such option --{name}; the flow {flow.name} takes {known}")
+        if not equals:
+            if not rest:
+                raise InputOptionError(f"--{name} needs a value")
+            value = rest.pop(0)
+        found[name] = value
+    return found
+
+
+def _convert(name: str, spec: InputField, text: str) -> JsonValue:
+    try:
+        if spec.type == "string":
+            return text
+        if spec.type == "integer":
+            return int(text)
+        if spec.type == "number":
+            return _number(text)
+        if spec.type == "boolean":
+            return {"true": True, "false": False}[text.lower()]
+        value: JsonValue = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, KeyError, RecursionError):
+        raise InputOptionError(f"--{name} {text!r}: not {_article(spec.type)}") from None
+    if spec.type == "object" and not isinstance(value, dict):
+        raise InputOptionError(f"--{name}: not a JSON object")
+    if spec.type == "array" and not isinstance(value, list):
+        raise InputOptionError(f"--{name}: not a JSON array")
+    return value
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(text)
+    return number
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _article(kind: str) -> str:
+    return {"integer": "an integer", "array": "a JSON array", "object": "a JSON object"}.get(
+        kind, f"a {kind}"
+    )

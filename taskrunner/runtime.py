@@ -1,0 +1,56 @@
+"""Putting a process together: settings → database (migrated) → flows → service.
+
+The CLI and the API both start here, so they run the same service on the same database.
+Nothing is created at import time; `open_runtime` does it all, once, when asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from taskrunner.catalog import FlowCatalog
+from taskrunner.engine.validate import FlowChecker
+from taskrunner.service import TaskService
+from taskrunner.settings import Settings
+from taskrunner.store.database import Database
+from taskrunner.store.migrate import migrate
+from taskrunner.store.sql import SqlTaskRepository
+from taskrunner.tools import load_registry
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database: Database
+    catalog: FlowCatalog
+    service: TaskService
+
+    def close(self) -> None:
+        self.database.dispose()
+
+
+def load_catalog(settings: Settings) -> FlowCatalog:
+    """The flows of the flows directory, checked against every registered tool."""
+    return FlowCatalog.load(settings.flows_dir, FlowChecker(load_registry()))
+
+
+def open_runtime(
+    settings: Settings,
+    *,
+    catalog: FlowCatalog | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> Runtime:
+    """Load the flows, connect, migrate (unless switched off), and build the service."""
+    catalog = catalog or load_catalog(settings)
+    if announce is not None:
+        announce(f"taskrunner: using {settings.describe_database()}")
+    database = Database(settings.database_url)
+    try:
+        if settings.auto_migrate:
+            migrate(database)
+        service = TaskService(SqlTaskRepository(database), catalog)
+    except BaseException:
+        database.dispose()
+        raise
+    return Runtime(settings, database, catalog, service)

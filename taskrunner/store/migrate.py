@@ -1,0 +1,74 @@
+"""Migrating the database on start, safely when several processes start together.
+
+On PostgreSQL the upgrade runs in one transaction holding an advisory lock, so concurrent
+starts queue behind each other and the later ones find nothing left to do. On SQLite an
+exclusive lock on a file beside the database does the same for processes on one machine.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from pathlib import Path
+from typing import Final
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from taskrunner.errors import TaskrunnerError
+from taskrunner.store.database import Database
+
+MIGRATIONS: Final = Path(__file__).resolve().parents[2] / "alembic"
+ADVISORY_LOCK: Final = 0x7461736B72756E  # "taskrun"
+
+
+class MigrationError(TaskrunnerError):
+    """The database could not be migrated."""
+
+
+def alembic_config() -> Config:
+    if not (MIGRATIONS / "env.py").is_file():
+        raise MigrationError(
+            f"the migrations are not at {MIGRATIONS}; run taskrunner from its source "
+            "checkout, or migrate yourself and set TASKRUNNER_AUTO_MIGRATE=0"
+        )
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def migrate(database: Database) -> None:
+    """Bring the database to the newest revision (a no-op when it is there already)."""
+    config = alembic_config()
+    if database.is_postgres:
+        with database.engine.begin() as connection:
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK})
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        return
+    lock_path = _sqlite_lock_path(database)
+    with open(lock_path, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with database.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def is_current(database: Database) -> bool:
+    """Whether the database is at the newest revision."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with database.engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() == head
+
+
+def _sqlite_lock_path(database: Database) -> Path:
+    name = database.engine.url.database
+    if not name or name == ":memory:":
+        return Path("/tmp") / "taskrunner-memory.migrate.lock"  # noqa: S108 - nothing is kept in it
+    return Path(name + ".migrate-lock")

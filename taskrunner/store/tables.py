@@ -1,0 +1,138 @@
+"""The tables, as SQLAlchemy 2 typed models. Schema changes go through Alembic only
+(`alembic/versions/`); a test runs `alembic check` so the two never drift apart."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+TASK_STATUSES: Final = ("pending", "running", "succeeded", "failed", "cancelled")
+STEP_STATUSES: Final = ("succeeded", "failed")
+
+JsonDocument = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+"""JSONB on PostgreSQL, JSON text elsewhere; Python `None` is SQL NULL."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC timestamp on every backend (SQLite keeps no time zone: it stores UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads it from the class
+        datetime: UTCDateTime(),
+        uuid.UUID: Uuid(),
+        dict[str, Any]: JsonDocument,
+    }
+
+
+class FlowVersionRow(Base):
+    """One exact version of a flow definition; tasks point at the version they started on."""
+
+    __tablename__ = "flow_versions"
+
+    digest: Mapped[str] = mapped_column(String(80), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    definition: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class TaskRow(Base):
+    """One run of a flow on one input."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    flow_name: Mapped[str] = mapped_column(String(64))
+    flow_digest: Mapped[str] = mapped_column(ForeignKey("flow_versions.digest"))
+    status: Mapped[str] = mapped_column(String(16))
+    input: Mapped[dict[str, Any]]
+    output: Mapped[dict[str, Any] | None]
+    error_kind: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    current_state: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{status}'" for status in TASK_STATUSES) + ")",
+            name="status",
+        ),
+        # GET /tasks: newest first, keyset on (created_at, id), optionally filtered.
+        Index("ix_tasks_created_at_id", "created_at", "id"),
+        Index("ix_tasks_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_tasks_flow_name_created_at_id", "flow_name", "created_at", "id"),
+    )
+
+
+class TaskStepRow(Base):
+    """One tool call of a task: appended as it completes, never rewritten."""
+
+    __tablename__ = "task_steps"
+
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(String(64))
+    tool: Mapped[str] = mapped_column(String(128))
+    attempt: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))
+    input: Mapped[dict[str, Any]]
+    output: Mapped[dict[str, Any] | None]
+    error_kind: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{status}'" for status in STEP_STATUSES) + ")",
+            name="status",
+        ),
+    )
