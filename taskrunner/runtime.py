@@ -14,7 +14,7 @@ from taskrunner.engine.validate import FlowChecker
 from taskrunner.service import TaskService
 from taskrunner.settings import Settings
 from taskrunner.store.database import Database
-from taskrunner.store.migrate import migrate
+from taskrunner.store.migrate import migrate, require_current
 from taskrunner.store.sql import SqlTaskRepository
 from taskrunner.tools import load_registry
 
@@ -49,6 +49,8 @@ def open_runtime(
     try:
         if settings.auto_migrate:
             migrate(database)
+        else:
+            require_current(database)
         service = TaskService(SqlTaskRepository(database), catalog)
     except BaseException:
         database.dispose()

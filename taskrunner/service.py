@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from typing import Final
 
 from taskrunner.catalog import FlowCatalog
 from taskrunner.engine.interpreter import CallTool, Decision, Execution, Fail, Finish, Step
+from taskrunner.engine.model import FLOW_NAME_PATTERN
 from taskrunner.engine.runner import call
 from taskrunner.errors import (
     InvalidRequestError,
@@ -69,10 +71,11 @@ class TaskService:
         anything is stored when the request cannot become a task.
         """
         entry = self.catalog.get(flow_name)
+        # Unstorable text is named as such before validation can misreport it; defaults
+        # come from the flow, and are checked once applied.
+        _refuse_unstorable(data)
         clean = entry.plan.validate_input(data)
-        where = unstorable_text(clean)
-        if where is not None:
-            raise UnstorableDataError(where)
+        _refuse_unstorable(clean)
         now = self._clock()
         task = NewTask(
             id=self._new_id(),
@@ -120,6 +123,8 @@ class TaskService:
         """A page of tasks, newest first; `next_cursor` continues after its last task."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequestError(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
+        if flow is not None and not re.fullmatch(FLOW_NAME_PATTERN, flow):
+            raise InvalidRequestError(f"{flow!r} is not a flow name")
         after = decode_cursor(cursor) if cursor else None
         found = self.repository.list_tasks(TaskFilter(status, flow), limit + 1, after)
         items = found[:limit]
@@ -146,6 +151,12 @@ def decode_cursor(cursor: str) -> Position:
         raise InvalidRequestError(
             "the cursor is not one that this API returned; start again without it"
         ) from None
+
+
+def _refuse_unstorable(data: object) -> None:
+    where = unstorable_text(data)
+    if where is not None:
+        raise UnstorableDataError(where)
 
 
 def _storable(step: Step) -> Step:

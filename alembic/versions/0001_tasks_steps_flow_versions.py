@@ -55,7 +55,7 @@ def upgrade() -> None:
         sa.Column("finished_at", _time(), nullable=True),
         sa.CheckConstraint(
             "status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')",
-            name="ck_tasks_status",
+            name=op.f("ck_tasks_status"),
         ),
         sa.ForeignKeyConstraint(
             ["flow_digest"],
@@ -82,7 +82,7 @@ def upgrade() -> None:
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("started_at", _time(), nullable=False),
         sa.Column("finished_at", _time(), nullable=False),
-        sa.CheckConstraint("status IN ('succeeded', 'failed')", name="ck_task_steps_status"),
+        sa.CheckConstraint("status IN ('succeeded', 'failed')", name=op.f("ck_task_steps_status")),
         sa.ForeignKeyConstraint(
             ["task_id"],
             ["tasks.id"],

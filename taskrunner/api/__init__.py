@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from taskrunner.api import problems
+from taskrunner.api import openapi, problems
 from taskrunner.api.limits import BodyLimit
 from taskrunner.api.routes import router
 from taskrunner.runtime import open_runtime
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    openapi.install(app)
     app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes if settings else MAX_BODY_BYTES)
     return app

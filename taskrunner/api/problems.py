@@ -60,10 +60,10 @@ def problem(status: int, code: str, detail: str, errors: list[str] | None = None
         "type": f"urn:taskrunner:problem:{code}",
         "title": _TITLES.get(status, "Error"),
         "status": status,
-        "detail": detail,
+        "detail": _printable(detail),
     }
     if errors:
-        body["errors"] = errors
+        body["errors"] = [_printable(error) for error in errors]
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
 
 
@@ -97,6 +97,11 @@ def install(app: FastAPI) -> None:
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error serving %s %s", request.method, request.url.path)
         return problem(500, "internal", "an internal error occurred; it has been logged")
+
+
+def _printable(text: str) -> str:
+    """Text that can be sent as UTF-8: a lone surrogate from the request is escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _describe(error: Any) -> str:

@@ -11,6 +11,7 @@ from pydantic import JsonValue
 
 from taskrunner.engine.model import Flow, InputField
 from taskrunner.errors import TaskrunnerError
+from taskrunner.jsontext import JsonTextError, parse_json
 
 MAX_INPUT_BYTES = 1024 * 1024
 
@@ -59,9 +60,9 @@ def _base(given: str | None) -> dict[str, JsonValue]:
         except UnicodeDecodeError:
             raise InputOptionError(f"--input {given}: not UTF-8") from None
     try:
-        data = json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
-        raise InputOptionError(f"--input is not valid JSON: {exc}") from None
+        data = parse_json(text)
+    except JsonTextError as exc:
+        raise InputOptionError(f"--input: {exc.message}") from None
     if not isinstance(data, dict):
         raise InputOptionError('--input must be a JSON object, such as \'{"text": "hi"}\'')
     return data
@@ -96,8 +97,8 @@ def _convert(name: str, spec: InputField, text: str) -> JsonValue:
             return _number(text)
         if spec.type == "boolean":
             return {"true": True, "false": False}[text.lower()]
-        value: JsonValue = json.loads(text, parse_constant=_no_constant)
-    except (ValueError, KeyError, RecursionError):
+        value: JsonValue = parse_json(text)
+    except (ValueError, KeyError):
         raise InputOptionError(f"--{name} {text!r}: not {_article(spec.type)}") from None
     if spec.type == "object" and not isinstance(value, dict):
         raise InputOptionError(f"--{name}: not a JSON object")
@@ -114,10 +115,6 @@ def _number(text: str) -> int | float:
     if not math.isfinite(number):
         raise ValueError(text)
     return number
-
-
-def _no_constant(name: str) -> object:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _article(kind: str) -> str:

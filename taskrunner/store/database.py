@@ -9,6 +9,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from taskrunner.store.jsoncodec import dumps
+
 
 class Database:
     """An engine with the settings each backend needs; `ping()` for readiness."""
@@ -24,7 +26,7 @@ class Database:
             options["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             options.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
-        self.engine: Engine = create_engine(parsed, **options)
+        self.engine: Engine = create_engine(parsed, json_serializer=dumps, **options)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)

@@ -60,6 +60,16 @@ def migrate(database: Database) -> None:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def require_current(database: Database) -> None:
+    """Refuse, clearly, a database that is not at the newest revision."""
+    if not is_current(database):
+        raise MigrationError(
+            "the database is not migrated to the newest revision: run "
+            "`uv run alembic upgrade head`, or let taskrunner migrate it on start "
+            "(unset TASKRUNNER_AUTO_MIGRATE)"
+        )
+
+
 def is_current(database: Database) -> bool:
     """Whether the database is at the newest revision."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()

@@ -1,0 +1,131 @@
+"""The service on the in-memory repository: the real engine and tools, no database. It
+also counts commits: a task costs one commit to create and one per step, the finish
+folded into the last step's."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from taskrunner.catalog import FlowCatalog
+from taskrunner.engine.validate import FlowChecker
+from taskrunner.flowfile import check_source
+from taskrunner.service import TaskService
+from taskrunner.store.memory import InMemoryTaskRepository
+from taskrunner.tools import ToolModel, ToolRegistry, tool
+from taskrunner.tools.builtin import BUILTIN_TOOLS
+
+NO_STEPS = b"""
+name: no_steps
+input:
+  n: {type: integer}
+start: pick
+states:
+  pick:
+    type: choice
+    rules: [{when: {value: $input.n, gt: 0}, next: positive}]
+    default: other
+  positive: {type: succeed, output: {sign: plus}}
+  other: {type: fail, error: NotPositive, message: n is not positive}
+"""
+
+
+@pytest.fixture
+def repository() -> InMemoryTaskRepository:
+    return InMemoryTaskRepository()
+
+
+@pytest.fixture
+def memory_service(repository: InMemoryTaskRepository, catalog: FlowCatalog) -> TaskService:
+    ids = iter(uuid.UUID(int=n) for n in range(1, 1000))
+    return TaskService(
+        repository,
+        catalog,
+        clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+        new_id=lambda: next(ids),
+        sleep=lambda _: None,
+    )
+
+
+def test_echo_add_costs_three_commits(
+    memory_service: TaskService, repository: InMemoryTaskRepository
+) -> None:
+    task = memory_service.run_task("echo_add", {"text": "hello", "a": 2, "b": 3})
+    assert task.id == uuid.UUID(int=1)
+    assert (task.status, task.output) == ("succeeded", {"text": "hello", "sum": 5})
+    assert repository.commits == 3
+    assert memory_service.get_task(task.id) == task
+
+
+def test_a_flow_without_steps_costs_two_commits(
+    repository: InMemoryTaskRepository, checker: FlowChecker
+) -> None:
+    flow = check_source(NO_STEPS, "no_steps.yaml", checker).flow
+    assert flow is not None
+    service = TaskService(repository, FlowCatalog.of([flow], checker))
+    plus = service.run_task("no_steps", {"n": 1})
+    minus = service.run_task("no_steps", {"n": 0})
+    assert (plus.status, plus.output, plus.steps) == ("succeeded", {"sign": "plus"}, [])
+    assert (minus.status, minus.error and minus.error.kind) == ("failed", "NotPositive")
+    assert repository.commits == 4
+    assert service.get_task(minus.id).current_state == "other"
+
+
+def test_the_returned_task_is_what_was_stored(
+    memory_service: TaskService, repository: InMemoryTaskRepository
+) -> None:
+    task = memory_service.run_task("safe_divide", {"dividend": 1, "divisor": 0})
+    assert memory_service.get_task(task.id) == task
+    assert [step.attempt for step in task.steps] == [1, 2, 3]
+    assert repository.commits == 4
+
+
+def test_retry_delays_are_waited_for(catalog: FlowCatalog) -> None:
+    waited: list[float] = []
+    service = TaskService(InMemoryTaskRepository(), catalog, sleep=waited.append)
+    service.run_task("safe_divide", {"dividend": 1, "divisor": 0})
+    assert waited == [0.5, 1.0]
+
+
+class _Text(ToolModel):
+    text: str
+
+
+@tool("nul")
+def _nul(args: _Text) -> _Text:
+    """Returns text with a NUL character in it, which PostgreSQL cannot store."""
+    return _Text(text=args.text + "\x00")
+
+
+NUL_FLOW = b"""
+name: nul_flow
+input: {text: {type: string}}
+start: nul
+states:
+  nul:
+    type: task
+    tool: nul
+    args: {text: $input.text}
+    catch: [{errors: [InvalidToolOutput], next: refused}]
+    next: done
+  done: {type: succeed, output: {text: $states.nul.text}}
+  refused: {type: fail, error: Refused, message: the tool returned unstorable text}
+"""
+
+
+def test_a_tool_output_that_cannot_be_stored_fails_the_step(
+    repository: InMemoryTaskRepository,
+) -> None:
+    checker = FlowChecker(ToolRegistry([*BUILTIN_TOOLS, _nul]))
+    flow = check_source(NUL_FLOW, "nul_flow.yaml", checker).flow
+    assert flow is not None
+    service = TaskService(repository, FlowCatalog.of([flow], checker))
+    task = service.run_task("nul_flow", {"text": "fine"})
+    [step] = task.steps
+    assert (step.status, step.output) == ("failed", None)
+    assert step.error is not None
+    assert step.error.kind == "InvalidToolOutput"
+    assert "/text holds text the database cannot store" in step.error.message
+    assert (task.status, task.current_state) == ("failed", "refused")
