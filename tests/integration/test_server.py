@@ -1,0 +1,95 @@
+"""The real servers, as users start them: `uvicorn main:app` and `taskrunner serve`, each in
+a process of its own, answering over TCP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = "from taskrunner.cli import main; main()"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _request(url: str, body: bytes | None = None) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(  # noqa: S310 - a local test server
+        url, data=body, headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _serve(command: list[str], database_url: str) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "TASKRUNNER_FLOWS_DIR": str(ROOT / "flows")}
+    process = subprocess.Popen(
+        [arg.replace("{port}", str(port)) for arg in command],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if _request(base + "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.stdout.read() if process.stdout else ""
+                pytest.fail(f"the server did not start:\n{output}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "uvicorn", "main:app", "--port", "{port}"],
+        [
+            sys.executable,
+            "-c",
+            "from taskrunner.cli import main; main()",
+            "serve",
+            "--port",
+            "{port}",
+        ],
+    ],
+    ids=["uvicorn-main-app", "taskrunner-serve"],
+)
+def test_the_server_runs_tasks_over_http(command: list[str], database_url: str) -> None:
+    for base in _serve(command, database_url):
+        status, task = _request(base + "/tasks", b'{"text": "hello", "a": 2, "b": 3}')
+        assert status == 201
+        assert task["output"] == {"text": "hello", "sum": 5}
+        status, fetched = _request(f"{base}/tasks/{task['id']}")
+        assert (status, fetched) == (200, task)
+        status, problem = _request(base + "/tasks", b'{"text": "hello", "a": "2", "b": 3}')
+        assert (status, problem["status"]) == (422, 422)
+        assert _request(base + "/readyz") == (200, {"status": "ready"})
