@@ -17,6 +17,7 @@ from taskrunner.store.database import Database
 from taskrunner.store.migrate import migrate, require_current
 from taskrunner.store.sql import SqlTaskRepository
 from taskrunner.tools import load_registry
+from taskrunner.worker import Worker
 
 
 @dataclass
@@ -26,7 +27,16 @@ class Runtime:
     catalog: FlowCatalog
     service: TaskService
 
+    def worker(self, concurrency: int) -> Worker:
+        return Worker(
+            self.service,
+            self.database,
+            concurrency=concurrency,
+            poll_seconds=self.settings.poll_seconds,
+        )
+
     def close(self) -> None:
+        self.service.close()
         self.database.dispose()
 
 
@@ -51,7 +61,9 @@ def open_runtime(
             migrate(database)
         else:
             require_current(database)
-        service = TaskService(SqlTaskRepository(database), catalog)
+        service = TaskService(
+            SqlTaskRepository(database), catalog, lease_seconds=settings.lease_seconds
+        )
     except BaseException:
         database.dispose()
         raise

@@ -1,32 +1,63 @@
 """The one place where the engine meets the database.
 
-`TaskService.run_task` creates a task, drives the interpreter, calls the tools and commits
-each step as it completes: a crash loses at most the step in progress. The finish of a
-task is folded into the commit of its last step, so `echo_add` costs three commits: the
-task, `echo`, and `add` with the result.
+A task runs in one of two ways, through the same loop (`_drive`):
+
+- **in the caller** (`run_task`): the process that created the task holds it (a lease)
+  and runs it to its end, waiting out retry delays itself;
+- **queued** (`enqueue_task`): the task waits, pending, until a worker claims it
+  (`claim`) and runs it (`resume`) from its last recorded step; a retry's delay hands the
+  task back to the queue, claimable when the delay is over, instead of holding a worker.
+
+Each step is committed as it completes, with the task's new state in the same
+transaction, so a crash loses at most the step in progress, and the task's finish is
+folded into its last step's commit: `echo_add` run in the caller costs three commits.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
+import logging
+import os
 import re
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from pydantic import ValidationError
+
 from taskrunner.catalog import FlowCatalog
-from taskrunner.engine.interpreter import CallTool, Decision, Execution, Fail, Finish, Step
-from taskrunner.engine.model import FLOW_NAME_PATTERN
+from taskrunner.engine.interpreter import (
+    CallTool,
+    Decision,
+    Fail,
+    Finish,
+    Step,
+    StepError,
+    replay,
+)
+from taskrunner.engine.model import FLOW_NAME_PATTERN, Flow
+from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.runner import call
 from taskrunner.errors import (
     InvalidRequestError,
     TaskNotFoundError,
+    TaskrunnerError,
+    UnexpectedStepError,
     UnstorableDataError,
 )
+from taskrunner.leases import LeaseKeeper
 from taskrunner.store.repository import (
+    CANCELLED,
+    CancelOutcome,
+    ClaimedTask,
+    LeaseLostError,
     NewTask,
     Position,
     Progress,
@@ -35,19 +66,49 @@ from taskrunner.store.repository import (
     TaskRepository,
     unstorable_text,
 )
-from taskrunner.tools import INVALID_OUTPUT
+from taskrunner.tools import INVALID_OUTPUT, JsonObject
 from taskrunner.views import ErrorView, StepView, TaskPage, TaskStatus, TaskView
 
 MAX_PAGE: Final = 500
 DEFAULT_PAGE: Final = 50
+DEFAULT_LEASE_SECONDS: Final = 30.0
+TIMEOUT: Final = "Timeout"
+UNEXPECTED_STEP: Final = "UnexpectedStep"
+FLOW_UNAVAILABLE: Final = "FlowUnavailable"
+IDEMPOTENCY_KEY_PATTERN: Final = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+log = logging.getLogger("taskrunner.service")
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def process_owner() -> str:
+    """A name for this process's leases, unique across machines and restarts."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class IdempotencyConflictError(TaskrunnerError):
+    """This idempotency key already started a task with a different flow or input."""
+
+
+class TaskFinishedError(TaskrunnerError):
+    """The task has already finished."""
+
+
+@dataclass(frozen=True)
+class Started:
+    """A task that a request started, or found: `created` is False when an earlier request
+    with the same idempotency key had already started it."""
+
+    task: TaskView
+    created: bool
+
+
 class TaskService:
-    """Starts, runs and reads tasks; used alike by the HTTP API and the CLI."""
+    """Starts, runs, cancels and reads tasks; used alike by the HTTP API, the CLI and the
+    workers."""
 
     def __init__(
         self,
@@ -57,54 +118,120 @@ class TaskService:
         clock: Callable[[], datetime] = utc_now,
         new_id: Callable[[], uuid.UUID] = uuid.uuid4,
         sleep: Callable[[float], None] = time.sleep,
+        owner: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         self.repository = repository
         self.catalog = catalog
+        self.owner = owner or process_owner()
+        self.leases = LeaseKeeper(repository, self.owner, lease_seconds, clock)
         self._clock = clock
         self._new_id = new_id
         self._sleep = sleep
+        self._plans = {entry.flow.digest: entry.plan for entry in catalog}
 
-    def run_task(self, flow_name: str, data: Mapping[str, object]) -> TaskView:
-        """Start a task of `flow_name` on `data` and run it to its end.
+    def close(self) -> None:
+        self.leases.close()
 
-        Raises `UnknownFlowError`, `FlowInputError` or `UnstorableDataError` before
-        anything is stored when the request cannot become a task.
+    # -- starting -----------------------------------------------------------------------
+
+    def run_task(
+        self, flow_name: str, data: Mapping[str, object], *, idempotency_key: str | None = None
+    ) -> Started:
+        """Start a task of `flow_name` on `data` and run it here to its end.
+
+        Raises `UnknownFlowError`, `FlowInputError`, `UnstorableDataError` or
+        `InvalidRequestError` before anything is stored when the request cannot become a
+        task, and `IdempotencyConflictError` when its key started a different one.
         """
-        entry = self.catalog.get(flow_name)
-        # Unstorable text is named as such before validation can misreport it; defaults
-        # come from the flow, and are checked once applied.
-        _refuse_unstorable(data)
-        clean = entry.plan.validate_input(data)
-        _refuse_unstorable(clean)
+        flow, plan, clean = self._admit(flow_name, data, idempotency_key)
         now = self._clock()
         task = NewTask(
             id=self._new_id(),
-            flow=entry.flow,
+            flow=flow,
             input=clean,
             status="running",
-            current_state=entry.flow.start,
+            current_state=flow.start,
             created_at=now,
             started_at=now,
+            idempotency_key=idempotency_key,
+            lease_owner=self.owner,
+            lease_expires_at=self.leases.expiry(),
         )
-        self.repository.create_task(task)
-        execution = Execution(entry.plan, clean)
-        steps: list[StepView] = []
-        decision = execution.decide()
-        progress = _progress(decision, now)
-        while isinstance(decision, CallTool):
-            if decision.delay_seconds:
-                self._sleep(decision.delay_seconds)
-            started = self._clock()
-            step = _storable(call(entry.plan, decision))
-            finished = self._clock()
-            execution.record(step)
-            decision = execution.decide()
-            progress = _progress(decision, finished)
-            self.repository.record_step(task.id, RecordedStep(step, started, finished), progress)
-            steps.append(_step_view(step, started, finished))
-        if not steps:
-            self.repository.update_task(task.id, progress)
-        return _task_view(task, progress, steps)
+        existing = self.repository.create_task(task)
+        if existing is not None:
+            return self._found(existing, flow_name, clean)
+        with self.leases.holding(task.id):
+            status, progress, steps = self._drive(task.id, plan, clean, [], here=True)
+        return Started(_task_view(task, status, progress, steps), created=True)
+
+    def enqueue_task(
+        self, flow_name: str, data: Mapping[str, object], *, idempotency_key: str | None = None
+    ) -> Started:
+        """Start a task and leave it, pending, for a worker to run."""
+        flow, _, clean = self._admit(flow_name, data, idempotency_key)
+        now = self._clock()
+        task = NewTask(
+            id=self._new_id(),
+            flow=flow,
+            input=clean,
+            status="pending",
+            current_state=flow.start,
+            created_at=now,
+            idempotency_key=idempotency_key,
+            run_after=now,
+        )
+        existing = self.repository.create_task(task)
+        if existing is not None:
+            return self._found(existing, flow_name, clean)
+        pending = Progress("pending", flow.start, now)
+        return Started(_task_view(task, "pending", pending, []), created=True)
+
+    # -- running queued tasks -----------------------------------------------------------
+
+    def claim(self, limit: int) -> list[ClaimedTask]:
+        return self.repository.claim(self.owner, limit, self._clock(), self.leases.expiry())
+
+    def resume(self, claimed: ClaimedTask, stop: threading.Event | None = None) -> None:
+        """Run a claimed task from its last recorded step as far as it goes here: to its
+        end, to a retry's delay, to a cancel, or, when `stop` is set, to the end of the
+        step in hand (then the task goes back to the queue)."""
+        with self.leases.holding(claimed.id):
+            try:
+                self._resume(claimed, stop)
+            except LeaseLostError:
+                log.warning("lost the lease on task %s; another worker has it", claimed.id)
+
+    def _resume(self, claimed: ClaimedTask, stop: threading.Event | None) -> None:
+        now = self._clock()
+        if claimed.cancel_requested:
+            self.repository.update_task(
+                claimed.id, self.owner, _ended("cancelled", "", now, CANCELLED)
+            )
+            return
+        try:
+            plan = self._plan(claimed.flow_digest)
+        except (TaskrunnerError, ValidationError) as exc:
+            error = StepError(FLOW_UNAVAILABLE, f"the flow version cannot be run here: {exc}")
+            self.repository.update_task(claimed.id, self.owner, _ended("failed", "", now, error))
+            return
+        recorded = self.repository.steps_of(claimed.id) if claimed.step_count else []
+        self._drive(claimed.id, plan, claimed.input, recorded, here=False, stop=stop)
+
+    # -- cancelling ---------------------------------------------------------------------
+
+    def cancel_task(self, task_id: uuid.UUID) -> tuple[CancelOutcome, TaskView]:
+        """Cancel a pending task at once, or ask a running one to stop before its next
+        step. Raises `TaskNotFoundError`, or `TaskFinishedError` for a finished task."""
+        outcome = self.repository.cancel(task_id, self._clock())
+        if outcome == "missing":
+            raise TaskNotFoundError(task_id)
+        task = self.get_task(task_id)
+        if outcome == "finished":
+            raise TaskFinishedError(f"the task has already finished: it is {task.status}")
+        return outcome, task
+
+    # -- reading ------------------------------------------------------------------------
 
     def get_task(self, task_id: uuid.UUID) -> TaskView:
         found = self.repository.get_task(task_id)
@@ -132,6 +259,91 @@ class TaskService:
         next_cursor = encode_cursor((items[-1].created_at, items[-1].id)) if more else None
         return TaskPage(items=items, next_cursor=next_cursor)
 
+    # -- the loop -----------------------------------------------------------------------
+
+    def _drive(
+        self,
+        task_id: uuid.UUID,
+        plan: FlowPlan,
+        data: JsonObject,
+        recorded: list[Step],
+        *,
+        here: bool,
+        stop: threading.Event | None = None,
+    ) -> tuple[TaskStatus, Progress, list[StepView]]:
+        """Decide, call, record, until the task ends or leaves this runner.
+
+        `here`: the caller waits for the result, so a retry's delay is slept through; a
+        worker instead hands the task back to the queue until the delay is over.
+        """
+        now = self._clock()
+        try:
+            execution = replay(plan, data, recorded)
+        except UnexpectedStepError as exc:
+            ended = _ended("failed", plan.flow.start, now, StepError(UNEXPECTED_STEP, exc.message))
+            return self.repository.update_task(task_id, self.owner, ended), ended, []
+        decision = execution.decide()
+        progress = _progress(decision, now, self.leases.expiry())
+        status: TaskStatus = "running"
+        steps: list[StepView] = []
+        if not isinstance(decision, CallTool):
+            status = self.repository.update_task(task_id, self.owner, progress)
+        while isinstance(decision, CallTool) and status == "running":
+            if stop is not None and stop.is_set():
+                self.repository.release(task_id, self.owner, self._clock())
+                return "pending", progress, steps
+            if here and steps and decision.delay_seconds:
+                self._sleep(decision.delay_seconds)
+            started = self._clock()
+            step = _storable(_call(plan, decision))
+            finished = self._clock()
+            execution.record(step)
+            decision = execution.decide()
+            progress = _progress(decision, finished, self.leases.expiry())
+            if isinstance(decision, CallTool) and decision.delay_seconds and not here:
+                run_after = finished + timedelta(seconds=decision.delay_seconds)
+                progress = replace(progress, status="pending", run_after=run_after)
+            status = self.repository.record_step(
+                task_id, self.owner, RecordedStep(step, started, finished), progress
+            )
+            steps.append(_step_view(step, started, finished))
+        return status, progress, steps
+
+    def _admit(
+        self, flow_name: str, data: Mapping[str, object], idempotency_key: str | None
+    ) -> tuple[Flow, FlowPlan, JsonObject]:
+        entry = self.catalog.get(flow_name)
+        if idempotency_key is not None and not IDEMPOTENCY_KEY_PATTERN.match(idempotency_key):
+            raise InvalidRequestError(
+                "an idempotency key is 1 to 255 visible ASCII characters, without spaces"
+            )
+        # Unstorable text is named as such before validation can misreport it; defaults
+        # come from the flow, and are checked once applied.
+        _refuse_unstorable(data)
+        clean = entry.plan.validate_input(data)
+        _refuse_unstorable(clean)
+        return entry.flow, entry.plan, clean
+
+    def _found(self, existing: TaskView, flow_name: str, data: JsonObject) -> Started:
+        if existing.flow != flow_name or _canonical(existing.input) != _canonical(data):
+            raise IdempotencyConflictError(
+                f"this idempotency key already started task {existing.id} "
+                "with a different flow or input"
+            )
+        return Started(existing, created=False)
+
+    def _plan(self, digest: str) -> FlowPlan:
+        plan = self._plans.get(digest)
+        if plan is None:
+            definition = self.repository.flow_definition(digest)
+            if definition is None:
+                raise TaskrunnerError(f"the flow version {digest} is not stored")
+            flow = Flow.model_validate(definition)
+            if flow.digest != digest:
+                raise TaskrunnerError(f"the stored flow version {digest} does not match it")
+            plan = self._plans[digest] = FlowPlan(flow, self.catalog.checker.registry)
+        return plan
+
 
 def encode_cursor(position: Position) -> str:
     created_at, task_id = position
@@ -153,6 +365,24 @@ def decode_cursor(cursor: str) -> Position:
         ) from None
 
 
+def _call(plan: FlowPlan, decision: CallTool) -> Step:
+    """Call the tool; past the state's timeout, the attempt fails with `Timeout` (the
+    tool's thread is left to finish on its own, and its result is dropped)."""
+    if decision.timeout_seconds is None:
+        return call(plan, decision)
+    result: list[Step] = []
+    worker = threading.Thread(
+        target=lambda: result.append(call(plan, decision)),
+        name=f"taskrunner-tool-{decision.tool}",
+        daemon=True,
+    )
+    worker.start()
+    worker.join(decision.timeout_seconds)
+    if result:
+        return result[0]
+    return decision.failed(TIMEOUT, f"the tool took longer than {decision.timeout_seconds} s")
+
+
 def _refuse_unstorable(data: object) -> None:
     where = unstorable_text(data)
     if where is not None:
@@ -170,12 +400,20 @@ def _storable(step: Step) -> Step:
     )
 
 
-def _progress(decision: Decision, now: datetime) -> Progress:
+def _progress(decision: Decision, now: datetime, lease_expires_at: datetime) -> Progress:
     if isinstance(decision, Finish):
         return Progress("succeeded", decision.state, now, output=decision.output, finished_at=now)
     if isinstance(decision, Fail):
-        return Progress("failed", decision.state, now, error=decision.error, finished_at=now)
-    return Progress("running", decision.state, now)
+        return _ended("failed", decision.state, now, decision.error)
+    return Progress("running", decision.state, now, lease_expires_at=lease_expires_at)
+
+
+def _ended(status: TaskStatus, state: str, now: datetime, error: StepError) -> Progress:
+    return Progress(status, state, now, error=error, finished_at=now)
+
+
+def _canonical(data: object) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def _step_view(step: Step, started: datetime, finished: datetime) -> StepView:
@@ -187,31 +425,33 @@ def _step_view(step: Step, started: datetime, finished: datetime) -> StepView:
         status=step.status,
         input=step.input,
         output=step.output,
-        error=_error_view(step),
+        error=_error_view(step.error),
         started_at=started,
         finished_at=finished,
     )
 
 
-def _error_view(step: Step) -> ErrorView | None:
-    error = step.error
+def _error_view(error: StepError | None) -> ErrorView | None:
     return None if error is None else ErrorView(kind=error.kind, message=error.message)
 
 
-def _task_view(task: NewTask, progress: Progress, steps: list[StepView]) -> TaskView:
-    error = progress.error
+def _task_view(
+    task: NewTask, status: TaskStatus, progress: Progress, steps: list[StepView]
+) -> TaskView:
+    cancelled = status == "cancelled"
     return TaskView(
         id=task.id,
         flow=task.flow.name,
         flow_version=task.flow.digest,
-        status=progress.status,
+        status=status,
         current_state=progress.current_state,
-        error=None if error is None else ErrorView(kind=error.kind, message=error.message),
+        error=_error_view(CANCELLED if cancelled else progress.error),
+        cancel_requested=cancelled,
         created_at=task.created_at,
         updated_at=progress.updated_at,
         started_at=task.started_at,
-        finished_at=progress.finished_at,
+        finished_at=progress.finished_at or (progress.updated_at if cancelled else None),
         input=task.input,
-        output=progress.output,
+        output=None if cancelled else progress.output,
         steps=steps,
     )

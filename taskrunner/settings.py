@@ -3,7 +3,13 @@
 - `DATABASE_URL`: `postgresql://…` (through psycopg 3) or `sqlite:///path`; unset, the
   embedded SQLite file `var/taskrunner.sqlite3`;
 - `TASKRUNNER_AUTO_MIGRATE`: `0` not to migrate the database on start (default `1`);
-- `TASKRUNNER_FLOWS_DIR`: the directory of flow files, `*.yaml` (default `flows`).
+- `TASKRUNNER_FLOWS_DIR`: the directory of flow files, `*.yaml` (default `flows`);
+- `TASKRUNNER_LEASE_SECONDS`: how long a worker's hold on a task lasts unless renewed
+  (default 30): a crashed worker's tasks are taken over after at most this long;
+- `TASKRUNNER_POLL_SECONDS`: how often idle workers look for due tasks besides being
+  woken by notifications (default 1);
+- `TASKRUNNER_WORKER_CONCURRENCY`: how many queued tasks the API's own, in-process
+  worker runs at once; `0` for none (default 2).
 
 Relative paths are taken from the current directory: run taskrunner from the project
 directory, as the README does.
@@ -40,6 +46,9 @@ class Settings:
     auto_migrate: bool = True
     flows_dir: Path = DEFAULT_FLOWS_DIR
     max_body_bytes: int = MAX_BODY_BYTES
+    lease_seconds: float = 30.0
+    poll_seconds: float = 1.0
+    worker_concurrency: int = 2
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +59,9 @@ class Settings:
             database_is_default=not url,
             auto_migrate=_flag(env, "TASKRUNNER_AUTO_MIGRATE", default=True),
             flows_dir=Path(env.get("TASKRUNNER_FLOWS_DIR") or DEFAULT_FLOWS_DIR),
+            lease_seconds=_seconds(env, "TASKRUNNER_LEASE_SECONDS", default=30.0),
+            poll_seconds=_seconds(env, "TASKRUNNER_POLL_SECONDS", default=1.0),
+            worker_concurrency=_count(env, "TASKRUNNER_WORKER_CONCURRENCY", default=2),
         )
 
     @property
@@ -95,3 +107,25 @@ def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     if value in _FALSE:
         return False
     raise SettingsError(f"{name}={value!r}: use 1 or 0")
+
+
+def _seconds(env: Mapping[str, str], name: str, *, default: float) -> float:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0.05 <= seconds <= 86_400:
+        raise SettingsError(f"{name}={value!r}: use a number of seconds from 0.05 to 86400")
+    return seconds
+
+
+def _count(env: Mapping[str, str], name: str, *, default: int) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) > 256:
+        raise SettingsError(f"{name}={value!r}: use a whole number from 0 to 256")
+    return int(value)

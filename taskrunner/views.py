@@ -55,6 +55,9 @@ class TaskSummary(View):
         description="The state the task is in, or ended in.", examples=["done"]
     )
     error: ErrorView | None = None
+    cancel_requested: bool = Field(
+        default=False, description="Cancelling was asked while the task ran."
+    )
     created_at: datetime = Field(examples=[_EXAMPLE_TIME])
     updated_at: datetime = Field(examples=[_EXAMPLE_TIME])
     started_at: datetime | None = Field(examples=[_EXAMPLE_TIME])

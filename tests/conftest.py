@@ -152,7 +152,9 @@ def database(database_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, auto_migrate=False, flows_dir=FLOWS)
+    return Settings(
+        database_url=database_url, auto_migrate=False, flows_dir=FLOWS, worker_concurrency=0
+    )
 
 
 @pytest.fixture

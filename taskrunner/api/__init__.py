@@ -1,7 +1,8 @@
 """The HTTP API (FastAPI): thin; the service does the work.
 
-`create_app(settings)` builds the application; the database, the flows and the service are
-set up when it starts (its lifespan), not when it is imported or created.
+`create_app(settings)` builds the application; the database, the flows, the service and
+the in-process worker (which runs queued tasks unless `worker_concurrency` is 0) are set
+up when it starts (its lifespan), not when it is imported or created.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from taskrunner.api.limits import BodyLimit
 from taskrunner.api.routes import router
 from taskrunner.runtime import open_runtime
 from taskrunner.settings import MAX_BODY_BYTES, Settings
+from taskrunner.worker import BackgroundWorker
 
 
 def _to_stderr(line: str) -> None:
@@ -31,9 +33,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chosen = settings or Settings.from_env()
         runtime = open_runtime(chosen, announce=_to_stderr)
         app.state.runtime = runtime
+        worker = None
+        if chosen.worker_concurrency:
+            worker = BackgroundWorker(runtime.worker(chosen.worker_concurrency))
+            worker.start()
         try:
             yield
         finally:
+            if worker is not None:
+                worker.stop()
             runtime.close()
 
     app = FastAPI(

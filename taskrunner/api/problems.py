@@ -21,6 +21,7 @@ from taskrunner.errors import (
     TaskrunnerError,
     UnstorableDataError,
 )
+from taskrunner.service import IdempotencyConflictError, TaskFinishedError
 
 MEDIA_TYPE: Final = "application/problem+json"
 log = logging.getLogger("taskrunner.api")
@@ -31,6 +32,8 @@ _STATUS: Final[dict[type[TaskrunnerError], tuple[int, str]]] = {
     FlowInputError: (422, "invalid-input"),
     UnstorableDataError: (422, "unstorable-text"),
     InvalidRequestError: (422, "invalid-request"),
+    IdempotencyConflictError: (409, "idempotency-conflict"),
+    TaskFinishedError: (409, "task-finished"),
 }
 
 
@@ -112,6 +115,7 @@ def _describe(error: Any) -> str:
 _TITLES: Final = {
     400: "Bad Request",
     404: "Not Found",
+    409: "Conflict",
     405: "Method Not Allowed",
     413: "Content Too Large",
     415: "Unsupported Media Type",

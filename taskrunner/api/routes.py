@@ -6,7 +6,7 @@ import json
 import uuid
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, JsonValue
 
@@ -28,6 +28,7 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         for status, description in {
             400: "The body is not well-formed JSON.",
             404: "No such flow or task.",
+            409: "The idempotency key started another task, or the task has finished.",
             413: "The body is larger than 1 MiB.",
             422: "The request is well-formed but cannot be served as it is.",
             503: "The database cannot be reached.",
@@ -88,18 +89,69 @@ _START_TASK_BODY: Final = {
     status_code=201,
     response_model=TaskView,
     tags=["tasks"],
-    summary="Start a task and run it to its end",
+    summary="Start a task: run it to its end, or queue it",
     openapi_extra={"requestBody": _START_TASK_BODY},
-    responses=_problems(400, 404, 413, 422),
+    responses={
+        200: {"description": "The task this idempotency key already started."},
+        202: {
+            "description": "Queued (`Prefer: respond-async`): the task, pending, for a "
+            "worker to run; follow `Location`."
+        },
+        **_problems(400, 404, 409, 413, 422),
+    },
 )
-async def start_task(request: Request, response: Response) -> TaskView:
-    """Start a task of `flow` on `input` and answer, once it has finished, with the task
-    and its steps (201, whether the task succeeded or failed). A body without `flow` and
-    `input` is the input of `echo_add`."""
+async def start_task(
+    request: Request,
+    response: Response,
+    prefer: Annotated[
+        str | None,
+        Header(description="`respond-async` to queue the task and answer at once (202)."),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            description="Start at most one task per key: the same key and input give the "
+            "same task; the same key with another input is a 409."
+        ),
+    ] = None,
+) -> TaskView:
+    """Start a task of `flow` on `input`. By default, answer once it has finished, with
+    the task and its steps (201, whether the task succeeded or failed). With
+    `Prefer: respond-async`, queue it for a worker and answer at once (202). A body
+    without `flow` and `input` is the input of `echo_add`."""
     body = _json_body(await request.body())
     flow, data = _task_request(body)
-    task = await run_in_threadpool(_runtime(request).service.run_task, flow, data)
+    service = _runtime(request).service
+    queued = _prefers_async(prefer)
+    start = service.enqueue_task if queued else service.run_task
+    started = await run_in_threadpool(start, flow, data, idempotency_key=idempotency_key)
+    task = started.task
     response.headers["Location"] = f"/tasks/{task.id}"
+    if queued:
+        response.status_code = 202
+        response.headers["Preference-Applied"] = "respond-async"
+    elif not started.created:
+        response.status_code = 200
+    return task
+
+
+@router.post(
+    "/tasks/{task_id}/cancel",
+    response_model=TaskView,
+    tags=["tasks"],
+    summary="Cancel a task",
+    responses={
+        202: {"description": "The task is running: it stops before its next step."},
+        **_problems(404, 409, 422),
+    },
+)
+def cancel_task(request: Request, response: Response, task_id: uuid.UUID) -> TaskView:
+    """Cancel a pending task at once (200), or ask a running one to stop before its next
+    step (202). A finished task cannot be cancelled (409). A cancelled task never runs
+    again."""
+    outcome, task = _runtime(request).service.cancel_task(task_id)
+    if outcome == "requested":
+        response.status_code = 202
     return task
 
 
@@ -246,6 +298,14 @@ def readyz(request: Request) -> Any:
     if _runtime(request).database.ping():
         return {"status": "ready"}
     return problem(503, "database-unreachable", "the database cannot be reached")
+
+
+def _prefers_async(prefer: str | None) -> bool:
+    """Whether `Prefer` (RFC 7240) asks for `respond-async`."""
+    if not prefer:
+        return False
+    preferences = (item.split(";")[0].strip().lower() for item in prefer.split(","))
+    return "respond-async" in preferences
 
 
 def _json_body(raw: bytes) -> object:

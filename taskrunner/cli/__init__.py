@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -111,6 +112,14 @@ def run_flow(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the task as the API returns it.")
     ] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="Queue the task for a worker, print its id, and exit."),
+    ] = False,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="Start at most one task for this key (the same input: that task)."),
+    ] = None,
     show_help: Annotated[
         bool, typer.Option("--help", help="Show this message and the flow's input options.")
     ] = False,
@@ -134,11 +143,18 @@ def run_flow(
     data = read_input(entry.flow, input_json, list(ctx.args))
     runtime = _open_runtime(catalog)
     try:
-        task = runtime.service.run_task(flow, data)
+        start = runtime.service.enqueue_task if no_wait else runtime.service.run_task
+        task = start(flow, data, idempotency_key=idempotency_key).task
     finally:
         runtime.close()
-    typer.echo(task.model_dump_json(indent=2) if as_json else task_text(task))
-    raise typer.Exit(EXIT_OK if task.status == "succeeded" else EXIT_INVALID)
+    if as_json:
+        typer.echo(task.model_dump_json(indent=2))
+    elif no_wait:
+        typer.echo(str(task.id))
+    else:
+        typer.echo(task_text(task))
+    succeeded = task.status == "succeeded" or (no_wait and task.status != "failed")
+    raise typer.Exit(EXIT_OK if succeeded else EXIT_INVALID)
 
 
 @app.command("get-task")
@@ -149,15 +165,9 @@ def get_task(
     ] = False,
 ) -> None:
     """Show a task: its status, output and step history. Unknown id: exit status 1."""
-    import uuid
-
     from taskrunner.cli.render import task_text
 
-    try:
-        parsed = uuid.UUID(task_id)
-    except ValueError:
-        typer.echo(f"error: {task_id!r} is not a task id (a UUID)", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+    parsed = _task_id(task_id)
     runtime = _open_runtime()
     try:
         task = runtime.service.get_task(parsed)
@@ -205,18 +215,95 @@ def list_tasks(
     typer.echo(page.model_dump_json(indent=2) if as_json else page_text(page))
 
 
+@app.command("cancel-task")
+def cancel_task(
+    task_id: Annotated[str, typer.Argument(help="The task's id.", show_default=False)],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the task as the API returns it.")
+    ] = False,
+) -> None:
+    """Cancel a task: a pending one at once, a running one before its next step.
+    Exit status 1 when the task is unknown or has already finished."""
+    from taskrunner.cli.render import task_text
+
+    parsed = _task_id(task_id)
+    runtime = _open_runtime()
+    try:
+        outcome, task = runtime.service.cancel_task(parsed)
+    finally:
+        runtime.close()
+    if as_json:
+        typer.echo(task.model_dump_json(indent=2))
+    else:
+        said = "cancelled" if outcome == "cancelled" else "asked to stop before its next step"
+        typer.echo(f"task {task.id} {said}\n{task_text(task)}")
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="The port to listen on.")] = 8000,
+    no_worker: Annotated[
+        bool,
+        typer.Option("--no-worker", help="Serve HTTP only: leave queued tasks to workers."),
+    ] = False,
 ) -> None:
-    """Serve the HTTP API (the same as `uvicorn main:app`)."""
+    """Serve the HTTP API (as `uvicorn main:app` does), with a worker in the same process
+    for queued tasks unless --no-worker."""
+    import dataclasses
+
     import uvicorn
 
     from taskrunner.api import create_app
     from taskrunner.settings import Settings
 
-    uvicorn.run(create_app(Settings.from_env()), host=host, port=port)
+    settings = Settings.from_env()
+    if no_worker:
+        settings = dataclasses.replace(settings, worker_concurrency=0)
+    uvicorn.run(create_app(settings), host=host, port=port)
+
+
+@app.command("worker")
+def worker(
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=256, help="How many tasks to run at once.")
+    ] = 4,
+) -> None:
+    """Run queued tasks until stopped. Any number of workers, on any machines, can share
+    one PostgreSQL database. SIGTERM (or Ctrl-C) drains: each task in hand finishes its
+    current step, goes back to the queue, and the worker exits."""
+    import signal
+    import threading
+
+    from taskrunner.settings import Settings
+
+    settings = Settings.from_env()
+    if not settings.is_postgres:
+        typer.echo(
+            "error: `taskrunner worker` needs PostgreSQL (set DATABASE_URL): SQLite has one "
+            "writer, so on SQLite queued tasks run in the API's own process "
+            "(`taskrunner serve`)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_USAGE)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    runtime = _open_runtime()
+    try:
+        typer.echo(f"taskrunner: worker {runtime.service.owner} running", err=True)
+        runtime.worker(concurrency).run(stop)
+    finally:
+        runtime.close()
+    typer.echo("taskrunner: worker stopped", err=True)
+
+
+def _task_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        typer.echo(f"error: {text!r} is not a task id (a UUID)", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _open_runtime(catalog: FlowCatalog | None = None) -> Runtime:
@@ -252,5 +339,7 @@ def main() -> None:
 def _exit_status(error: TaskrunnerError) -> int:
     from taskrunner.catalog import FlowCatalogError
     from taskrunner.errors import TaskNotFoundError
+    from taskrunner.service import IdempotencyConflictError, TaskFinishedError
 
-    return EXIT_INVALID if isinstance(error, TaskNotFoundError | FlowCatalogError) else EXIT_USAGE
+    failures = TaskNotFoundError | FlowCatalogError | TaskFinishedError | IdempotencyConflictError
+    return EXIT_INVALID if isinstance(error, failures) else EXIT_USAGE

@@ -64,6 +64,7 @@ class CallTool:
     attempt: int
     arguments: JsonObject
     delay_seconds: float = 0.0
+    timeout_seconds: float | None = None
 
     def succeeded(self, output: JsonObject) -> Step:
         return Step(
@@ -180,7 +181,13 @@ class Execution:
         task = self.plan.tasks[name]
         arguments = {key: value.resolve(self.data, self.outputs) for key, value in task.arguments}
         return CallTool(
-            len(self.steps) + 1, name, task.tool.name, self._attempt, arguments, self._delay
+            len(self.steps) + 1,
+            name,
+            task.tool.name,
+            self._attempt,
+            arguments,
+            self._delay,
+            task.state.timeout_seconds,
         )
 
     def _choose(self, name: str) -> str:

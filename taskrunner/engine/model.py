@@ -94,6 +94,12 @@ class TaskState(Node):
         description="The tool's input: literal values or references such as `$input.text`.",
     )
     next: StateName = Field(description="The state to go to when the tool succeeds.")
+    timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="An attempt that takes longer fails with the error kind `Timeout`.",
+    )
     retry: Retry | None = None
     catch: list[Catch] = Field(default_factory=list, description="Checked in order.")
 

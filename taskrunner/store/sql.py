@@ -1,19 +1,39 @@
 """The task repository on PostgreSQL and SQLite, with SQLAlchemy Core statements: each
-method is one short transaction with the fewest statements that do the job."""
+method is one short transaction with the fewest statements that do the job.
+
+Claiming uses `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL, so any number of workers
+take disjoint tasks without waiting on each other. SQLite has one writer at a time and
+no such clause; there, only the workers of one process claim.
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import Any, Final
 
-from sqlalchemy import Row, insert, select, tuple_, update
+from pydantic import JsonValue
+from sqlalchemy import Select, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from taskrunner.engine.interpreter import Step, StepError
 from taskrunner.store.database import Database
-from taskrunner.store.repository import NewTask, Position, Progress, RecordedStep, TaskFilter
+from taskrunner.store.repository import (
+    CANCELLED,
+    CancelOutcome,
+    ClaimedTask,
+    LeaseLostError,
+    NewTask,
+    Position,
+    Progress,
+    RecordedStep,
+    TaskFilter,
+)
 from taskrunner.store.tables import FlowVersionRow, TaskRow, TaskStepRow
-from taskrunner.views import ErrorView, StepView, TaskSummary, TaskView
+from taskrunner.views import ErrorView, StepView, TaskStatus, TaskSummary, TaskView
+
+NOTIFY_CHANNEL: Final = "taskrunner_tasks"
 
 _SUMMARY_COLUMNS = (
     TaskRow.id,
@@ -23,40 +43,74 @@ _SUMMARY_COLUMNS = (
     TaskRow.current_state,
     TaskRow.error_kind,
     TaskRow.error_message,
+    TaskRow.cancel_requested,
     TaskRow.created_at,
     TaskRow.updated_at,
     TaskRow.started_at,
     TaskRow.finished_at,
+)
+_CLAIMED_COLUMNS = (
+    TaskRow.id,
+    TaskRow.flow_digest,
+    TaskRow.input,
+    TaskRow.step_count,
+    TaskRow.cancel_requested,
 )
 
 
 class SqlTaskRepository:
     def __init__(self, database: Database) -> None:
         self._engine = database.engine
-        self._dialect = database.dialect
+        self._postgres = database.is_postgres
+        self._insert: Any = postgresql.insert if self._postgres else sqlite.insert
         self._known_versions: set[str] = set()
 
-    def create_task(self, task: NewTask) -> None:
+    # -- writing ------------------------------------------------------------------------
+
+    def create_task(self, task: NewTask) -> TaskView | None:
         with self._engine.begin() as connection:
             self._save_flow_version(connection, task)
-            connection.execute(
-                insert(TaskRow).values(
-                    id=task.id,
-                    flow_name=task.flow.name,
-                    flow_digest=task.flow.digest,
-                    status=task.status,
-                    input=task.input,
-                    current_state=task.current_state,
-                    created_at=task.created_at,
-                    updated_at=task.created_at,
-                    started_at=task.started_at,
-                )
+            statement = self._insert(TaskRow).values(
+                id=task.id,
+                flow_name=task.flow.name,
+                flow_digest=task.flow.digest,
+                status=task.status,
+                input=task.input,
+                current_state=task.current_state,
+                created_at=task.created_at,
+                updated_at=task.created_at,
+                started_at=task.started_at,
+                idempotency_key=task.idempotency_key,
+                run_after=task.run_after,
+                lease_owner=task.lease_owner,
+                lease_expires_at=task.lease_expires_at,
+                cancel_requested=False,
+                step_count=0,
             )
+            if task.idempotency_key is not None:
+                statement = statement.on_conflict_do_nothing(
+                    index_elements=["idempotency_key"]
+                ).returning(TaskRow.id)
+                if connection.execute(statement).first() is None:
+                    existing = connection.execute(
+                        select(TaskRow.id).where(TaskRow.idempotency_key == task.idempotency_key)
+                    ).scalar_one()
+                    return self._task(connection, existing)
+            else:
+                connection.execute(statement)
+            if task.status == "pending" and self._postgres:
+                connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
         self._known_versions.add(task.flow.digest)
+        return None
 
-    def record_step(self, task_id: uuid.UUID, step: RecordedStep, progress: Progress) -> None:
+    def record_step(
+        self, task_id: uuid.UUID, owner: str, step: RecordedStep, progress: Progress
+    ) -> TaskStatus:
         record = step.step
         with self._engine.begin() as connection:
+            # The update comes first: it checks the lease and locks the row, so that a
+            # runner that lost its task writes nothing at all.
+            status = self._progress(connection, task_id, owner, progress, record.seq)
             connection.execute(
                 insert(TaskStepRow).values(
                     task_id=task_id,
@@ -73,30 +127,124 @@ class SqlTaskRepository:
                     finished_at=step.finished_at,
                 )
             )
-            connection.execute(_progress(task_id, progress))
+        return status
 
-    def update_task(self, task_id: uuid.UUID, progress: Progress) -> None:
+    def update_task(self, task_id: uuid.UUID, owner: str, progress: Progress) -> TaskStatus:
         with self._engine.begin() as connection:
-            connection.execute(_progress(task_id, progress))
+            return self._progress(connection, task_id, owner, progress, None)
+
+    def claim(
+        self, owner: str, limit: int, now: datetime, lease_expires_at: datetime
+    ) -> list[ClaimedTask]:
+        due = (
+            select(TaskRow.id)
+            .where(TaskRow.status == "pending", TaskRow.run_after <= now)
+            .order_by(TaskRow.run_after)
+        )
+        abandoned = select(TaskRow.id).where(
+            TaskRow.status == "running", TaskRow.lease_expires_at < now
+        )
+        claimed: list[ClaimedTask] = []
+        for candidates in (due, abandoned):
+            wanted = limit - len(claimed)
+            if wanted <= 0:
+                break
+            claimed += self._take(candidates, wanted, owner, now, lease_expires_at)
+        return claimed
+
+    def renew(self, owner: str, task_ids: list[uuid.UUID], lease_expires_at: datetime) -> None:
+        if not task_ids:
+            return
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(TaskRow)
+                .where(
+                    TaskRow.id.in_(task_ids),
+                    TaskRow.lease_owner == owner,
+                    TaskRow.status == "running",
+                )
+                .values(lease_expires_at=lease_expires_at)
+            )
+
+    def release(self, task_id: uuid.UUID, owner: str, now: datetime) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(TaskRow)
+                .where(
+                    TaskRow.id == task_id,
+                    TaskRow.lease_owner == owner,
+                    TaskRow.status == "running",
+                )
+                .values(
+                    status="pending",
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    run_after=now,
+                    updated_at=now,
+                )
+            )
+            if self._postgres:
+                connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+    def cancel(self, task_id: uuid.UUID, now: datetime) -> CancelOutcome:
+        with self._engine.begin() as connection:
+            cancelled = connection.execute(
+                update(TaskRow)
+                .where(TaskRow.id == task_id, TaskRow.status == "pending")
+                .values(
+                    status="cancelled",
+                    error_kind=CANCELLED.kind,
+                    error_message=CANCELLED.message,
+                    run_after=None,
+                    updated_at=now,
+                    finished_at=now,
+                )
+                .returning(TaskRow.id)
+            ).first()
+            if cancelled is not None:
+                return "cancelled"
+            asked = connection.execute(
+                update(TaskRow)
+                .where(TaskRow.id == task_id, TaskRow.status == "running")
+                .values(cancel_requested=True, updated_at=now)
+                .returning(TaskRow.id)
+            ).first()
+            if asked is not None:
+                return "requested"
+            found = connection.execute(select(TaskRow.id).where(TaskRow.id == task_id)).first()
+        return "missing" if found is None else "finished"
+
+    # -- reading ------------------------------------------------------------------------
+
+    def steps_of(self, task_id: uuid.UUID) -> list[Step]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                select(TaskStepRow).where(TaskStepRow.task_id == task_id).order_by(TaskStepRow.seq)
+            ).all()
+        return [
+            Step(
+                row.seq,
+                row.state,
+                row.tool,
+                row.attempt,
+                row.input,
+                row.status,
+                row.output,
+                None if row.error_kind is None else StepError(row.error_kind, row.error_message),
+            )
+            for row in rows
+        ]
+
+    def flow_definition(self, digest: str) -> dict[str, JsonValue] | None:
+        with self._engine.connect() as connection:
+            found: dict[str, JsonValue] | None = connection.execute(
+                select(FlowVersionRow.definition).where(FlowVersionRow.digest == digest)
+            ).scalar_one_or_none()
+        return found
 
     def get_task(self, task_id: uuid.UUID) -> TaskView | None:
         with self._engine.connect() as connection:
-            task = connection.execute(
-                select(*_SUMMARY_COLUMNS, TaskRow.input, TaskRow.output).where(
-                    TaskRow.id == task_id
-                )
-            ).one_or_none()
-            if task is None:
-                return None
-            steps = connection.execute(
-                select(TaskStepRow).where(TaskStepRow.task_id == task_id).order_by(TaskStepRow.seq)
-            ).all()
-        return TaskView(
-            **_summary_fields(task),
-            input=task.input,
-            output=task.output,
-            steps=[_step_view(row) for row in steps],
-        )
+            return self._task(connection, task_id)
 
     def list_tasks(
         self, where: TaskFilter, limit: int, after: Position | None
@@ -113,13 +261,114 @@ class SqlTaskRepository:
             rows = connection.execute(query).all()
         return [TaskSummary(**_summary_fields(row)) for row in rows]
 
+    # -- helpers ------------------------------------------------------------------------
+
+    def _take(
+        self,
+        candidates: Select[Any],
+        limit: int,
+        owner: str,
+        now: datetime,
+        lease_expires_at: datetime,
+    ) -> list[ClaimedTask]:
+        chosen = candidates.limit(limit).with_for_update(skip_locked=True)
+        statement = (
+            update(TaskRow)
+            .where(TaskRow.id.in_(chosen.scalar_subquery()))
+            .values(
+                status="running",
+                lease_owner=owner,
+                lease_expires_at=lease_expires_at,
+                run_after=None,
+                started_at=func.coalesce(TaskRow.started_at, now),
+                updated_at=now,
+            )
+            .returning(*_CLAIMED_COLUMNS)
+        )
+        with self._engine.begin() as connection:
+            rows = connection.execute(statement).all()
+        return [
+            ClaimedTask(row.id, row.flow_digest, row.input, row.step_count, row.cancel_requested)
+            for row in rows
+        ]
+
+    def _progress(
+        self,
+        connection: Connection,
+        task_id: uuid.UUID,
+        owner: str,
+        progress: Progress,
+        seq: int | None,
+    ) -> TaskStatus:
+        values: dict[str, Any] = {
+            "status": progress.status,
+            "current_state": progress.current_state,
+            "updated_at": progress.updated_at,
+        }
+        if seq is not None:
+            values["step_count"] = seq
+        if progress.output is not None:
+            values["output"] = progress.output
+        if progress.error is not None:
+            values["error_kind"] = progress.error.kind
+            values["error_message"] = progress.error.message
+        if progress.status == "running":
+            values["lease_expires_at"] = progress.lease_expires_at
+        else:
+            values.update(lease_owner=None, lease_expires_at=None, run_after=progress.run_after)
+        if progress.finished_at is not None:
+            values["finished_at"] = progress.finished_at
+        row = connection.execute(
+            update(TaskRow)
+            .where(
+                TaskRow.id == task_id,
+                TaskRow.lease_owner == owner,
+                TaskRow.status == "running",
+            )
+            .values(**values)
+            .returning(TaskRow.cancel_requested)
+        ).first()
+        if row is None:
+            raise LeaseLostError
+        if row.cancel_requested and progress.status in ("running", "pending"):
+            connection.execute(
+                update(TaskRow)
+                .where(TaskRow.id == task_id)
+                .values(
+                    status="cancelled",
+                    error_kind=CANCELLED.kind,
+                    error_message=CANCELLED.message,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    run_after=None,
+                    finished_at=progress.updated_at,
+                )
+            )
+            return "cancelled"
+        return progress.status
+
+    def _task(self, connection: Connection, task_id: uuid.UUID) -> TaskView | None:
+        task = connection.execute(
+            select(*_SUMMARY_COLUMNS, TaskRow.input, TaskRow.output).where(TaskRow.id == task_id)
+        ).one_or_none()
+        if task is None:
+            return None
+        steps = connection.execute(
+            select(TaskStepRow).where(TaskStepRow.task_id == task_id).order_by(TaskStepRow.seq)
+        ).all()
+        return TaskView(
+            **_summary_fields(task),
+            input=task.input,
+            output=task.output,
+            steps=[_step_view(row) for row in steps],
+        )
+
     def _save_flow_version(self, connection: Connection, task: NewTask) -> None:
         flow = task.flow
         if flow.digest in self._known_versions:
             return
-        dialect_insert: Any = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
         connection.execute(
-            dialect_insert(FlowVersionRow)
+            self._insert(FlowVersionRow)
             .values(
                 digest=flow.digest,
                 name=flow.name,
@@ -130,22 +379,6 @@ class SqlTaskRepository:
         )
 
 
-def _progress(task_id: uuid.UUID, progress: Progress) -> Any:
-    values: dict[str, Any] = {
-        "status": progress.status,
-        "current_state": progress.current_state,
-        "updated_at": progress.updated_at,
-    }
-    if progress.output is not None:
-        values["output"] = progress.output
-    if progress.error is not None:
-        values["error_kind"] = progress.error.kind
-        values["error_message"] = progress.error.message
-    if progress.finished_at is not None:
-        values["finished_at"] = progress.finished_at
-    return update(TaskRow).where(TaskRow.id == task_id).values(**values)
-
-
 def _summary_fields(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -154,6 +387,7 @@ def _summary_fields(row: Any) -> dict[str, Any]:
         "status": row.status,
         "current_state": row.current_state,
         "error": _error(row.error_kind, row.error_message),
+        "cancel_requested": row.cancel_requested,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
         "started_at": row.started_at,
@@ -165,7 +399,7 @@ def _error(kind: str | None, message: str | None) -> ErrorView | None:
     return None if kind is None else ErrorView(kind=kind, message=message or "")
 
 
-def _step_view(step: Row[Any]) -> StepView:
+def _step_view(step: Any) -> StepView:
     return StepView(
         seq=step.seq,
         state=step.state,

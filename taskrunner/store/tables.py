@@ -9,6 +9,7 @@ from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -97,6 +99,14 @@ class TaskRow(Base):
     updated_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Queueing and leases: a pending task may be claimed from `run_after` on; a running one
+    # belongs to `lease_owner` until `lease_expires_at`, after which another may take it.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    run_after: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    step_count: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (
         CheckConstraint(
@@ -107,6 +117,20 @@ class TaskRow(Base):
         Index("ix_tasks_created_at_id", "created_at", "id"),
         Index("ix_tasks_status_created_at_id", "status", "created_at", "id"),
         Index("ix_tasks_flow_name_created_at_id", "flow_name", "created_at", "id"),
+        Index("ix_tasks_idempotency_key", "idempotency_key", unique=True),
+        # Claiming: due pending tasks, and running tasks whose lease has run out.
+        Index(
+            "ix_tasks_pending_run_after",
+            "run_after",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_tasks_running_lease_expires_at",
+            "lease_expires_at",
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
     )
 
 

@@ -40,6 +40,9 @@ TASKS_INDEXES = {
     "ix_tasks_created_at_id": ["created_at", "id"],
     "ix_tasks_status_created_at_id": ["status", "created_at", "id"],
     "ix_tasks_flow_name_created_at_id": ["flow_name", "created_at", "id"],
+    "ix_tasks_idempotency_key": ["idempotency_key"],
+    "ix_tasks_pending_run_after": ["run_after"],
+    "ix_tasks_running_lease_expires_at": ["lease_expires_at"],
 }
 JSON_COLUMNS = {
     ("flow_versions", "definition"),
@@ -208,7 +211,7 @@ def assert_steps_are_append_only(url: str, catalog: FlowCatalog) -> None:
     database = open_database(url)
     try:
         service = TaskService(SqlTaskRepository(database), catalog, sleep=lambda _: None)
-        task = service.run_task("echo_add", {"text": "hello", "a": 2, "b": 3})
+        task = service.run_task("echo_add", {"text": "hello", "a": 2, "b": 3}).task
         assert (task.status, task.output) == ("succeeded", {"text": "hello", "sum": 5})
         assert service.get_task(task.id) == task
         with (
@@ -275,7 +278,7 @@ def test_migrating_twice_is_a_no_op(empty_url: str, catalog: FlowCatalog) -> Non
         assert is_current(database)
         first = snapshot(empty_url)
         service = TaskService(SqlTaskRepository(database), catalog)
-        task = service.run_task("echo_add", {"text": "kept", "a": 1, "b": 1})
+        task = service.run_task("echo_add", {"text": "kept", "a": 1, "b": 1}).task
         migrate(database)
         alembic(empty_url, "upgrade", "head")
         assert is_current(database)

@@ -17,23 +17,25 @@ from sqlalchemy.exc import DBAPIError
 from taskrunner.catalog import FlowCatalog, UnknownFlowError
 from taskrunner.engine.model import Flow
 from taskrunner.engine.runner import InMemoryRunner
+from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import (
     FlowInputError,
     InvalidRequestError,
     TaskNotFoundError,
     UnstorableDataError,
 )
+from taskrunner.flowfile import check_source
 from taskrunner.service import TaskService
 from taskrunner.store.database import Database
 from taskrunner.store.sql import SqlTaskRepository
 from taskrunner.store.tables import FlowVersionRow, TaskRow, TaskStepRow
-from taskrunner.tools import ToolRegistry
+from taskrunner.tools import ToolModel, ToolRegistry, tool
 
 HELLO = {"text": "hello", "a": 2, "b": 3}
 
 
 def test_echo_add_runs_and_is_stored(service: TaskService, database: Database) -> None:
-    task = service.run_task("echo_add", HELLO)
+    task = service.run_task("echo_add", HELLO).task
     assert (task.status, task.output) == ("succeeded", {"text": "hello", "sum": 5})
     assert [(s.seq, s.state, s.output) for s in task.steps] == [
         (1, "echo", {"text": "hello"}),
@@ -69,7 +71,7 @@ def test_the_stored_history_is_exactly_the_interpreters_trace(
     data: dict[str, Any],
 ) -> None:
     expected = InMemoryRunner(registry).run(load_flow(flow), data)
-    stored = service.get_task(service.run_task(flow, data).id)
+    stored = service.get_task(service.run_task(flow, data).task.id)
     assert [
         (
             s.seq,
@@ -102,22 +104,49 @@ def test_the_stored_history_is_exactly_the_interpreters_trace(
     assert (stored.error.model_dump() if stored.error else None) == expected_error
 
 
-def test_each_step_is_committed_as_it_completes(database: Database, catalog: FlowCatalog) -> None:
-    """While a tool runs, every earlier step is already in the database (seen from another
+class _Nothing(ToolModel):
+    pass
+
+
+class _Seen(ToolModel):
+    steps: int
+    state: str | None
+
+
+PROBES = b"""
+name: probes
+start: one
+states:
+  one: {type: task, tool: probe, next: two}
+  two: {type: task, tool: probe, next: three}
+  three: {type: task, tool: probe, next: done}
+  done:
+    type: succeed
+    output: {one: $states.one, two: $states.two, three: $states.three}
+"""
+
+
+def test_each_step_is_committed_as_it_completes(database: Database) -> None:
+    """While a tool runs, every earlier step is already committed (seen from another
     connection), and the task says which state it is in."""
-    seen: list[tuple[int, str | None]] = []
 
-    def observing_clock() -> datetime:
+    @tool("probe")
+    def probe(args: _Nothing) -> _Seen:
         with database.engine.connect() as connection:
-            count = connection.execute(select(func.count()).select_from(TaskStepRow)).scalar()
+            steps = connection.execute(select(func.count()).select_from(TaskStepRow)).scalar()
             state = connection.execute(select(TaskRow.current_state)).scalar()
-        seen.append((count or 0, state))
-        return datetime.now(UTC)
+        return _Seen(steps=steps or 0, state=state)
 
-    service = TaskService(SqlTaskRepository(database), catalog, clock=observing_clock)
-    service.run_task("echo_add", HELLO)
-    # The clock is read when the task starts, then before and after each tool call.
-    assert seen == [(0, None), (0, "echo"), (0, "echo"), (1, "add"), (1, "add")]
+    checker = FlowChecker(ToolRegistry([probe]))
+    flow = check_source(PROBES, "probes.yaml", checker).flow
+    assert flow is not None
+    service = TaskService(SqlTaskRepository(database), FlowCatalog.of([flow], checker))
+    task = service.run_task("probes", {}).task
+    assert task.output == {
+        "one": {"steps": 0, "state": "one"},
+        "two": {"steps": 1, "state": "two"},
+        "three": {"steps": 2, "state": "three"},
+    }
 
 
 def test_a_flow_version_is_stored_once(service: TaskService, database: Database) -> None:
@@ -168,7 +197,7 @@ def test_an_unknown_task_is_not_found(service: TaskService) -> None:
 
 
 def test_steps_are_never_rewritten(service: TaskService, database: Database) -> None:
-    task = service.run_task("echo_add", HELLO)
+    task = service.run_task("echo_add", HELLO).task
     with pytest.raises(DBAPIError, match="never rewritten"), database.engine.begin() as db:
         db.execute(update(TaskStepRow).values(output={"text": "changed"}))
     assert service.get_task(task.id).steps[0].output == {"text": "hello"}
@@ -182,8 +211,10 @@ def test_pages_are_newest_first_and_cursors_continue(
     service = TaskService(
         SqlTaskRepository(database), catalog, clock=lambda: next(ticks), sleep=lambda _: None
     )
-    made = [service.run_task("echo_add", {"text": str(n), "a": n, "b": 0}).id for n in range(7)]
-    made += [service.run_task("safe_divide", {"dividend": 1, "divisor": 0}).id]
+    made = [
+        service.run_task("echo_add", {"text": str(n), "a": n, "b": 0}).task.id for n in range(7)
+    ]
+    made += [service.run_task("safe_divide", {"dividend": 1, "divisor": 0}).task.id]
     seen: list[uuid.UUID] = []
     cursor = None
     while True:
@@ -205,7 +236,7 @@ def test_tasks_created_in_the_same_instant_are_all_listed(
 ) -> None:
     instant = datetime(2026, 1, 1, tzinfo=UTC)
     service = TaskService(SqlTaskRepository(database), catalog, clock=lambda: instant)
-    made = {service.run_task("echo_add", HELLO).id for _ in range(5)}
+    made = {service.run_task("echo_add", HELLO).task.id for _ in range(5)}
     first = service.list_tasks(limit=2)
     second = service.list_tasks(limit=2, cursor=first.next_cursor)
     third = service.list_tasks(limit=2, cursor=second.next_cursor)
@@ -231,7 +262,7 @@ def test_the_page_size_is_bounded(service: TaskService, limit: int) -> None:
 
 
 def test_timestamps_are_utc_and_ordered(service: TaskService) -> None:
-    task = service.get_task(service.run_task("echo_add", HELLO).id)
+    task = service.get_task(service.run_task("echo_add", HELLO).task.id)
     assert task.created_at.tzinfo is not None
     assert task.created_at.utcoffset() == timedelta(0)
     assert task.finished_at is not None

@@ -52,7 +52,7 @@ def memory_service(repository: InMemoryTaskRepository, catalog: FlowCatalog) -> 
 def test_echo_add_costs_three_commits(
     memory_service: TaskService, repository: InMemoryTaskRepository
 ) -> None:
-    task = memory_service.run_task("echo_add", {"text": "hello", "a": 2, "b": 3})
+    task = memory_service.run_task("echo_add", {"text": "hello", "a": 2, "b": 3}).task
     assert task.id == uuid.UUID(int=1)
     assert (task.status, task.output) == ("succeeded", {"text": "hello", "sum": 5})
     assert repository.commits == 3
@@ -65,8 +65,8 @@ def test_a_flow_without_steps_costs_two_commits(
     flow = check_source(NO_STEPS, "no_steps.yaml", checker).flow
     assert flow is not None
     service = TaskService(repository, FlowCatalog.of([flow], checker))
-    plus = service.run_task("no_steps", {"n": 1})
-    minus = service.run_task("no_steps", {"n": 0})
+    plus = service.run_task("no_steps", {"n": 1}).task
+    minus = service.run_task("no_steps", {"n": 0}).task
     assert (plus.status, plus.output, plus.steps) == ("succeeded", {"sign": "plus"}, [])
     assert (minus.status, minus.error and minus.error.kind) == ("failed", "NotPositive")
     assert repository.commits == 4
@@ -76,7 +76,7 @@ def test_a_flow_without_steps_costs_two_commits(
 def test_the_returned_task_is_what_was_stored(
     memory_service: TaskService, repository: InMemoryTaskRepository
 ) -> None:
-    task = memory_service.run_task("safe_divide", {"dividend": 1, "divisor": 0})
+    task = memory_service.run_task("safe_divide", {"dividend": 1, "divisor": 0}).task
     assert memory_service.get_task(task.id) == task
     assert [step.attempt for step in task.steps] == [1, 2, 3]
     assert repository.commits == 4
@@ -122,7 +122,7 @@ def test_a_tool_output_that_cannot_be_stored_fails_the_step(
     flow = check_source(NUL_FLOW, "nul_flow.yaml", checker).flow
     assert flow is not None
     service = TaskService(repository, FlowCatalog.of([flow], checker))
-    task = service.run_task("nul_flow", {"text": "fine"})
+    task = service.run_task("nul_flow", {"text": "fine"}).task
     [step] = task.steps
     assert (step.status, step.output) == ("failed", None)
     assert step.error is not None
