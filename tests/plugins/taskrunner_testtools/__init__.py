@@ -22,3 +22,32 @@ def shout(args: ShoutInput) -> ShoutOutput:
     if args.times < 0:
         raise ToolError("times must not be negative", kind="NegativeTimes")
     return ShoutOutput(text=args.text.upper() + "!" * args.times)
+
+
+class NapInput(ToolModel):
+    ms: int
+    token: str
+
+
+class NapOutput(ToolModel):
+    token: str
+
+
+@tool("test.nap")
+def nap(args: NapInput) -> NapOutput:
+    """Sleep `ms` milliseconds, then return the token: a slow tool, so that tests can find
+    tasks mid-flight. With TASKRUNNER_TEST_NAP_LOG set, append `token pid start end` (wall
+    clock) to that file for each call, so that tests can see who ran what, and when."""
+    import os
+    import time
+
+    started = time.time()
+    log = os.environ.get("TASKRUNNER_TEST_NAP_LOG")
+    if log:
+        with open(log, "a") as handle:
+            handle.write(f"start {args.token} {os.getpid()} {started:.6f}\n")
+    time.sleep(args.ms / 1000)
+    if log:
+        with open(log, "a") as handle:
+            handle.write(f"end {args.token} {os.getpid()} {started:.6f} {time.time():.6f}\n")
+    return NapOutput(token=args.token)
