@@ -206,14 +206,15 @@ class TaskService:
         now = self._clock()
         if claimed.cancel_requested:
             self.repository.update_task(
-                claimed.id, self.owner, _ended("cancelled", "", now, CANCELLED)
+                claimed.id, self.owner, _ended("cancelled", claimed.current_state, now, CANCELLED)
             )
             return
         try:
             plan = self._plan(claimed.flow_digest)
         except (TaskrunnerError, ValidationError) as exc:
             error = StepError(FLOW_UNAVAILABLE, f"the flow version cannot be run here: {exc}")
-            self.repository.update_task(claimed.id, self.owner, _ended("failed", "", now, error))
+            ended = _ended("failed", claimed.current_state, now, error)
+            self.repository.update_task(claimed.id, self.owner, ended)
             return
         recorded = self.repository.steps_of(claimed.id) if claimed.step_count else []
         self._drive(claimed.id, plan, claimed.input, recorded, here=False, stop=stop)

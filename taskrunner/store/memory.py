@@ -146,6 +146,7 @@ class InMemoryTaskRepository:
                         task.view.id,
                         task.digest,
                         task.view.input,
+                        task.view.current_state or "",
                         len(task.steps),
                         task.view.cancel_requested,
                     )

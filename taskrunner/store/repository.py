@@ -83,6 +83,7 @@ class ClaimedTask:
     id: uuid.UUID
     flow_digest: str
     input: JsonObject
+    current_state: str
     step_count: int
     cancel_requested: bool
 

@@ -53,6 +53,7 @@ _CLAIMED_COLUMNS = (
     TaskRow.id,
     TaskRow.flow_digest,
     TaskRow.input,
+    TaskRow.current_state,
     TaskRow.step_count,
     TaskRow.cancel_requested,
 )
@@ -288,7 +289,14 @@ class SqlTaskRepository:
         with self._engine.begin() as connection:
             rows = connection.execute(statement).all()
         return [
-            ClaimedTask(row.id, row.flow_digest, row.input, row.step_count, row.cancel_requested)
+            ClaimedTask(
+                row.id,
+                row.flow_digest,
+                row.input,
+                row.current_state or "",
+                row.step_count,
+                row.cancel_requested,
+            )
             for row in rows
         ]
 
