@@ -17,6 +17,9 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+# Help and errors are plain text: rich is neither wanted nor worth its import time.
+os.environ.setdefault("TYPER_USE_RICH", "0")
+
 import typer
 
 from taskrunner.errors import TaskrunnerError
@@ -317,23 +320,28 @@ def _open_runtime(catalog: FlowCatalog | None = None) -> Runtime:
 
 def main() -> None:
     """Entry point: taskrunner's own errors become a message on stderr, never a traceback."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     try:
         app(standalone_mode=True)
     except TaskrunnerError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(_exit_status(exc))
-    except SQLAlchemyError as exc:
-        reason = " ".join(str(exc.orig if hasattr(exc, "orig") else exc).split())
-        typer.echo(f"error: the database failed: {reason}", err=True)
-        sys.exit(EXIT_INVALID)
-    except Exception as exc:
+    except Exception as exc:  # the last line of defence: never a traceback
+        if _is_database_error(exc):
+            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+            typer.echo(f"error: the database failed: {reason}", err=True)
+            sys.exit(EXIT_INVALID)
         if os.environ.get("TASKRUNNER_DEBUG"):
             raise
         typer.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
         typer.echo("set TASKRUNNER_DEBUG=1 to see the traceback", err=True)
         sys.exit(70)
+
+
+def _is_database_error(error: Exception) -> bool:
+    # SQLAlchemy is imported only by the commands that use the database; a command
+    # that did not load it cannot have raised its errors.
+    errors = sys.modules.get("sqlalchemy.exc")
+    return errors is not None and isinstance(error, errors.SQLAlchemyError)
 
 
 def _exit_status(error: TaskrunnerError) -> int:

@@ -25,7 +25,9 @@ class Database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             options["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
-            options.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+            # No pre-ping: it costs a round trip per transaction. A connection that broke
+            # is discarded by the pool when its error is seen, and the call fails once.
+            options.update(pool_size=20, max_overflow=20, pool_recycle=3600)
         self.engine: Engine = create_engine(parsed, json_serializer=dumps, **options)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from pydantic import JsonValue
-from sqlalchemy import Select, func, insert, select, text, tuple_, update
+from sqlalchemy import Select, bindparam, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -30,7 +30,7 @@ from taskrunner.store.repository import (
     RecordedStep,
     TaskFilter,
 )
-from taskrunner.store.tables import FlowVersionRow, TaskRow, TaskStepRow
+from taskrunner.store.tables import Base, FlowVersionRow, TaskRow, TaskStepRow
 from taskrunner.views import ErrorView, StepView, TaskStatus, TaskSummary, TaskView
 
 NOTIFY_CHANNEL: Final = "taskrunner_tasks"
@@ -49,6 +49,34 @@ _SUMMARY_COLUMNS = (
     TaskRow.started_at,
     TaskRow.finished_at,
 )
+_TASKS = Base.metadata.tables["tasks"]
+_STEPS = Base.metadata.tables["task_steps"]
+# The statements of the hot path are built once, with bind parameters: building a
+# statement per call (and its cache key) costs more than running it.
+_INSERT_TASK = insert(_TASKS)
+_INSERT_STEP = insert(_STEPS)
+_PROGRESS = (
+    update(_TASKS)
+    .where(
+        _TASKS.c.id == bindparam("p_id"),
+        _TASKS.c.lease_owner == bindparam("p_owner"),
+        _TASKS.c.status == "running",
+    )
+    .values(
+        status=bindparam("p_status"),
+        current_state=bindparam("p_state"),
+        updated_at=bindparam("p_updated_at"),
+        output=bindparam("p_output"),
+        error_kind=bindparam("p_error_kind"),
+        error_message=bindparam("p_error_message"),
+        finished_at=bindparam("p_finished_at"),
+        lease_owner=bindparam("p_lease_owner"),
+        lease_expires_at=bindparam("p_lease_expires_at"),
+        run_after=bindparam("p_run_after"),
+    )
+    .returning(_TASKS.c.cancel_requested)
+)
+_PROGRESS_WITH_STEP = _PROGRESS.values(step_count=bindparam("p_step_count"))
 _CLAIMED_COLUMNS = (
     TaskRow.id,
     TaskRow.flow_digest,
@@ -69,36 +97,39 @@ class SqlTaskRepository:
     # -- writing ------------------------------------------------------------------------
 
     def create_task(self, task: NewTask) -> TaskView | None:
+        row = {
+            "id": task.id,
+            "flow_name": task.flow.name,
+            "flow_digest": task.flow.digest,
+            "status": task.status,
+            "input": task.input,
+            "current_state": task.current_state,
+            "created_at": task.created_at,
+            "updated_at": task.created_at,
+            "started_at": task.started_at,
+            "idempotency_key": task.idempotency_key,
+            "run_after": task.run_after,
+            "lease_owner": task.lease_owner,
+            "lease_expires_at": task.lease_expires_at,
+            "cancel_requested": False,
+            "step_count": 0,
+        }
         with self._engine.begin() as connection:
             self._save_flow_version(connection, task)
-            statement = self._insert(TaskRow).values(
-                id=task.id,
-                flow_name=task.flow.name,
-                flow_digest=task.flow.digest,
-                status=task.status,
-                input=task.input,
-                current_state=task.current_state,
-                created_at=task.created_at,
-                updated_at=task.created_at,
-                started_at=task.started_at,
-                idempotency_key=task.idempotency_key,
-                run_after=task.run_after,
-                lease_owner=task.lease_owner,
-                lease_expires_at=task.lease_expires_at,
-                cancel_requested=False,
-                step_count=0,
-            )
             if task.idempotency_key is not None:
-                statement = statement.on_conflict_do_nothing(
-                    index_elements=["idempotency_key"]
-                ).returning(TaskRow.id)
+                statement = (
+                    self._insert(TaskRow)
+                    .values(row)
+                    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                    .returning(TaskRow.id)
+                )
                 if connection.execute(statement).first() is None:
                     existing = connection.execute(
                         select(TaskRow.id).where(TaskRow.idempotency_key == task.idempotency_key)
                     ).scalar_one()
                     return self._task(connection, existing)
             else:
-                connection.execute(statement)
+                connection.execute(_INSERT_TASK, row)
             if task.status == "pending" and self._postgres:
                 connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
         self._known_versions.add(task.flow.digest)
@@ -113,20 +144,21 @@ class SqlTaskRepository:
             # runner that lost its task writes nothing at all.
             status = self._progress(connection, task_id, owner, progress, record.seq)
             connection.execute(
-                insert(TaskStepRow).values(
-                    task_id=task_id,
-                    seq=record.seq,
-                    state=record.state,
-                    tool=record.tool,
-                    attempt=record.attempt,
-                    status=record.status,
-                    input=record.input,
-                    output=record.output,
-                    error_kind=record.error.kind if record.error else None,
-                    error_message=record.error.message if record.error else None,
-                    started_at=step.started_at,
-                    finished_at=step.finished_at,
-                )
+                _INSERT_STEP,
+                {
+                    "task_id": task_id,
+                    "seq": record.seq,
+                    "state": record.state,
+                    "tool": record.tool,
+                    "attempt": record.attempt,
+                    "status": record.status,
+                    "input": record.input,
+                    "output": record.output,
+                    "error_kind": record.error.kind if record.error else None,
+                    "error_message": record.error.message if record.error else None,
+                    "started_at": step.started_at,
+                    "finished_at": step.finished_at,
+                },
             )
         return status
 
@@ -308,34 +340,26 @@ class SqlTaskRepository:
         progress: Progress,
         seq: int | None,
     ) -> TaskStatus:
-        values: dict[str, Any] = {
-            "status": progress.status,
-            "current_state": progress.current_state,
-            "updated_at": progress.updated_at,
+        running = progress.status == "running"
+        error = progress.error
+        parameters: dict[str, Any] = {
+            "p_id": task_id,
+            "p_owner": owner,
+            "p_status": progress.status,
+            "p_state": progress.current_state,
+            "p_updated_at": progress.updated_at,
+            "p_output": progress.output,
+            "p_error_kind": error.kind if error else None,
+            "p_error_message": error.message if error else None,
+            "p_finished_at": progress.finished_at,
+            "p_lease_owner": owner if running else None,
+            "p_lease_expires_at": progress.lease_expires_at if running else None,
+            "p_run_after": None if running else progress.run_after,
         }
         if seq is not None:
-            values["step_count"] = seq
-        if progress.output is not None:
-            values["output"] = progress.output
-        if progress.error is not None:
-            values["error_kind"] = progress.error.kind
-            values["error_message"] = progress.error.message
-        if progress.status == "running":
-            values["lease_expires_at"] = progress.lease_expires_at
-        else:
-            values.update(lease_owner=None, lease_expires_at=None, run_after=progress.run_after)
-        if progress.finished_at is not None:
-            values["finished_at"] = progress.finished_at
-        row = connection.execute(
-            update(TaskRow)
-            .where(
-                TaskRow.id == task_id,
-                TaskRow.lease_owner == owner,
-                TaskRow.status == "running",
-            )
-            .values(**values)
-            .returning(TaskRow.cancel_requested)
-        ).first()
+            parameters["p_step_count"] = seq
+        statement = _PROGRESS if seq is None else _PROGRESS_WITH_STEP
+        row = connection.execute(statement, parameters).first()
         if row is None:
             raise LeaseLostError
         if row.cancel_requested and progress.status in ("running", "pending"):
