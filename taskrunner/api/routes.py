@@ -102,7 +102,6 @@ _START_TASK_BODY: Final = {
 )
 async def start_task(
     request: Request,
-    response: Response,
     prefer: Annotated[
         str | None,
         Header(description="`respond-async` to queue the task and answer at once (202)."),
@@ -114,7 +113,7 @@ async def start_task(
             "same task; the same key with another input is a 409."
         ),
     ] = None,
-) -> TaskView:
+) -> Response:
     """Start a task of `flow` on `input`. By default, answer once it has finished, with
     the task and its steps (201, whether the task succeeded or failed). With
     `Prefer: respond-async`, queue it for a worker and answer at once (202). A body
@@ -126,13 +125,11 @@ async def start_task(
     start = service.enqueue_task if queued else service.run_task
     started = await run_in_threadpool(start, flow, data, idempotency_key=idempotency_key)
     task = started.task
-    response.headers["Location"] = f"/tasks/{task.id}"
+    headers = {"Location": f"/tasks/{task.id}"}
     if queued:
-        response.status_code = 202
-        response.headers["Preference-Applied"] = "respond-async"
-    elif not started.created:
-        response.status_code = 200
-    return task
+        headers["Preference-Applied"] = "respond-async"
+    status = 202 if queued else 201 if started.created else 200
+    return _json(task, status, headers)
 
 
 @router.post(
@@ -145,14 +142,12 @@ async def start_task(
         **_problems(404, 409, 422),
     },
 )
-def cancel_task(request: Request, response: Response, task_id: uuid.UUID) -> TaskView:
+def cancel_task(request: Request, task_id: uuid.UUID) -> Response:
     """Cancel a pending task at once (200), or ask a running one to stop before its next
     step (202). A finished task cannot be cancelled (409). A cancelled task never runs
     again."""
     outcome, task = _runtime(request).service.cancel_task(task_id)
-    if outcome == "requested":
-        response.status_code = 202
-    return task
+    return _json(task, 202 if outcome == "requested" else 200)
 
 
 @router.get(
@@ -174,11 +169,12 @@ def list_tasks(
     cursor: Annotated[
         str | None, Query(max_length=256, description="`next_cursor` of the previous page.")
     ] = None,
-) -> TaskPage:
+) -> Response:
     """Task summaries (no input, output or steps), newest first, a page at a time."""
-    return _runtime(request).service.list_tasks(
+    page = _runtime(request).service.list_tasks(
         status=status, flow=flow, limit=limit, cursor=cursor
     )
+    return _json(page)
 
 
 @router.get(
@@ -188,8 +184,8 @@ def list_tasks(
     summary="A task with its step history",
     responses=_problems(404, 422),
 )
-def get_task(request: Request, task_id: uuid.UUID) -> TaskView:
-    return _runtime(request).service.get_task(task_id)
+def get_task(request: Request, task_id: uuid.UUID) -> Response:
+    return _json(_runtime(request).service.get_task(task_id))
 
 
 class FlowSummary(BaseModel):
@@ -298,6 +294,14 @@ def readyz(request: Request) -> Any:
     if _runtime(request).database.ping():
         return {"status": "ready"}
     return problem(503, "database-unreachable", "the database cannot be reached")
+
+
+def _json(view: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    # The view is already validated: serialize it once, directly (the declared
+    # response_model still describes it in the OpenAPI document).
+    return Response(
+        view.model_dump_json(), status_code=status, headers=headers, media_type="application/json"
+    )
 
 
 def _prefers_async(prefer: str | None) -> bool:

@@ -87,6 +87,14 @@ _CLAIMED_COLUMNS = (
 )
 
 
+_SELECT_TASK = select(*_SUMMARY_COLUMNS, TaskRow.input, TaskRow.output).where(
+    TaskRow.id == bindparam("p_id")
+)
+_SELECT_STEPS = (
+    select(TaskStepRow).where(TaskStepRow.task_id == bindparam("p_id")).order_by(TaskStepRow.seq)
+)
+
+
 class SqlTaskRepository:
     def __init__(self, database: Database) -> None:
         self._engine = database.engine
@@ -251,9 +259,7 @@ class SqlTaskRepository:
 
     def steps_of(self, task_id: uuid.UUID) -> list[Step]:
         with self._engine.connect() as connection:
-            rows = connection.execute(
-                select(TaskStepRow).where(TaskStepRow.task_id == task_id).order_by(TaskStepRow.seq)
-            ).all()
+            rows = connection.execute(_SELECT_STEPS, {"p_id": task_id}).all()
         return [
             Step(
                 row.seq,
@@ -380,14 +386,10 @@ class SqlTaskRepository:
         return progress.status
 
     def _task(self, connection: Connection, task_id: uuid.UUID) -> TaskView | None:
-        task = connection.execute(
-            select(*_SUMMARY_COLUMNS, TaskRow.input, TaskRow.output).where(TaskRow.id == task_id)
-        ).one_or_none()
+        task = connection.execute(_SELECT_TASK, {"p_id": task_id}).one_or_none()
         if task is None:
             return None
-        steps = connection.execute(
-            select(TaskStepRow).where(TaskStepRow.task_id == task_id).order_by(TaskStepRow.seq)
-        ).all()
+        steps = connection.execute(_SELECT_STEPS, {"p_id": task_id}).all()
         return TaskView(
             **_summary_fields(task),
             input=task.input,

@@ -1,0 +1,1 @@
+"""taskrunner's benchmark suite: `uv run python -m bench` (see docs/performance.md)."""
