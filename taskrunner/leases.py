@@ -47,18 +47,27 @@ class LeaseKeeper:
     @contextmanager
     def holding(self, task_id: uuid.UUID) -> Iterator[None]:
         """Keep renewing the lease on `task_id` while the block runs."""
+        self.hold(task_id)
+        try:
+            yield
+        finally:
+            self.drop(task_id)
+
+    def hold(self, *task_ids: uuid.UUID) -> None:
+        """Keep renewing the leases on these tasks until they are dropped."""
+        if not task_ids:
+            return
         with self._lock:
-            self._held.add(task_id)
+            self._held.update(task_ids)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="taskrunner-leases", daemon=True
                 )
                 self._thread.start()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._held.discard(task_id)
+
+    def drop(self, task_id: uuid.UUID) -> None:
+        with self._lock:
+            self._held.discard(task_id)
 
     def close(self) -> None:
         self._stop.set()

@@ -190,7 +190,26 @@ class TaskService:
     # -- running queued tasks -----------------------------------------------------------
 
     def claim(self, limit: int) -> list[ClaimedTask]:
-        return self.repository.claim(self.owner, limit, self._clock(), self.leases.expiry())
+        """Take up to `limit` due queued tasks; their leases are kept alive until they are
+        resumed or released."""
+        claimed = self.repository.claim(self.owner, limit, self._clock(), self.leases.expiry())
+        self.leases.hold(*(task.id for task in claimed))
+        return claimed
+
+    def claim_abandoned(self, limit: int) -> list[ClaimedTask]:
+        """Take up to `limit` tasks whose runner died (their lease ran out)."""
+        claimed = self.repository.claim_abandoned(
+            self.owner, limit, self._clock(), self.leases.expiry()
+        )
+        self.leases.hold(*(task.id for task in claimed))
+        return claimed
+
+    def release(self, claimed: ClaimedTask) -> None:
+        """Give a claimed task that was not run back to the queue."""
+        try:
+            self.repository.release(claimed.id, self.owner, self._clock())
+        finally:
+            self.leases.drop(claimed.id)
 
     def resume(self, claimed: ClaimedTask, stop: threading.Event | None = None) -> None:
         """Run a claimed task from its last recorded step as far as it goes here: to its

@@ -1,22 +1,27 @@
 """Workers: processes (or threads of the API's process) that claim queued tasks and run
 them, sharing one database.
 
-Each worker claims what it has room for with `SELECT … FOR UPDATE SKIP LOCKED` (so workers
-never wait on each other or take the same task), holds a lease on each task it runs (kept
-alive by the service's lease keeper), and records each step through the same service as
-the API. PostgreSQL `LISTEN`/`NOTIFY` wakes idle workers as soon as a task is queued;
-polling every `poll_seconds` is the fallback, and also finds retries whose delay is over
-and tasks whose worker died (their lease ran out).
+A worker claims tasks in batches with `SELECT … FOR UPDATE SKIP LOCKED` (so workers never
+wait on each other or take the same task) into a small backlog of its own, which its
+`concurrency` runner threads work through; it claims again when the backlog runs low, so
+a claim costs one transaction per batch rather than per task. It holds a lease on every
+task it has claimed (kept alive by the service's lease keeper), and records each step
+through the same service as the API. PostgreSQL `LISTEN`/`NOTIFY` wakes idle workers as
+soon as a task is queued; polling every `poll_seconds` is the fallback, finds retries
+whose delay is over, and takes over the tasks of workers that died (their lease ran out).
 
 Stopping (SIGTERM, or the API shutting down) drains: no new claims, each task in hand
-finishes the step it is running, records it, and goes back to the queue.
+finishes the step it is running, records it, and goes back to the queue, and so do the
+claimed tasks not yet started.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+import time
+from collections.abc import Callable
 from typing import Final
 
 import psycopg
@@ -47,52 +52,77 @@ class Worker:
         self.poll_seconds = poll_seconds
         self._database = database
         self._wake = threading.Event()
-        self._in_flight: set[Future[None]] = set()
+        self._backlog: queue.Queue[ClaimedTask] = queue.Queue()
+        self._running = 0
         self._lock = threading.Lock()
 
     def run(self, stop: threading.Event) -> None:
         """Claim and run tasks until `stop` is set; then drain and return."""
-        listener = None
+        threads = [
+            threading.Thread(target=self._run_tasks, args=(stop,), name=f"taskrunner-run-{n}")
+            for n in range(self.concurrency)
+        ]
         if self._database.is_postgres:
-            listener = threading.Thread(
-                target=self._listen, args=(stop,), name="taskrunner-listen", daemon=True
+            threads.append(
+                threading.Thread(target=self._listen, args=(stop,), name="taskrunner-listen")
             )
-            listener.start()
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="taskrunner-run") as pool:
-            while not stop.is_set():
-                self._wake.clear()
-                free = self.concurrency - self._busy()
-                claimed = self._claim(free) if free > 0 else []
+        for thread in threads:
+            thread.start()
+        recovered_at = 0.0
+        while not stop.is_set():
+            self._wake.clear()
+            if self._backlog.qsize() < self.concurrency:
+                wanted = 2 * self.concurrency - self._backlog.qsize() - self._busy()
+                claimed = self._claim(self.service.claim, wanted)
+                if time.monotonic() - recovered_at >= self.poll_seconds:
+                    recovered_at = time.monotonic()
+                    claimed += self._claim(self.service.claim_abandoned, wanted - len(claimed))
                 for task in claimed:
-                    future = pool.submit(self.service.resume, task, stop)
-                    with self._lock:
-                        self._in_flight.add(future)
-                    future.add_done_callback(self._done)
-                if not claimed or len(claimed) == free:
-                    # Nothing due, or no room left: wait for a notification, a free
-                    # slot, or the next poll.
-                    self._wake.wait(self.poll_seconds)
-        if listener is not None:
-            listener.join(timeout=5)
+                    self._backlog.put(task)
+                if len(claimed) == wanted:
+                    continue  # there may be more: claim again once the backlog runs low
+            self._wake.wait(self.poll_seconds)
+        for thread in threads:
+            thread.join()
+        while not self._backlog.empty():
+            self._release(self._backlog.get())
 
-    def _claim(self, free: int) -> list[ClaimedTask]:
+    def _run_tasks(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                task = self._backlog.get(timeout=self.poll_seconds)
+            except queue.Empty:
+                continue
+            with self._lock:
+                self._running += 1
+            try:
+                self.service.resume(task, stop)
+            except Exception:  # one task's failure must not stop the worker
+                log.exception("running task %s failed", task.id)
+            finally:
+                with self._lock:
+                    self._running -= 1
+                if self._backlog.qsize() < self.concurrency:
+                    self._wake.set()
+
+    def _claim(self, claim: Callable[[int], list[ClaimedTask]], wanted: int) -> list[ClaimedTask]:
+        if wanted <= 0:
+            return []
         try:
-            return self.service.claim(free)
+            return claim(wanted)
         except SQLAlchemyError:
             log.warning("could not claim tasks; trying again", exc_info=True)
             return []
 
+    def _release(self, task: ClaimedTask) -> None:
+        try:
+            self.service.release(task)
+        except SQLAlchemyError:  # its lease runs out, and another worker takes it
+            log.warning("could not release task %s", task.id, exc_info=True)
+
     def _busy(self) -> int:
         with self._lock:
-            return len(self._in_flight)
-
-    def _done(self, future: Future[None]) -> None:
-        with self._lock:
-            self._in_flight.discard(future)
-        error = future.exception()
-        if error is not None:
-            log.error("a task run failed", exc_info=error)
-        self._wake.set()
+            return self._running
 
     def _listen(self, stop: threading.Event) -> None:
         url = self._database.engine.url.set(drivername="postgresql")

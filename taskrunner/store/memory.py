@@ -124,6 +124,12 @@ class InMemoryTaskRepository:
                 ),
                 key=lambda task: task.run_after or now,
             )
+            return self._take(due[:limit], owner, now, lease_expires_at)
+
+    def claim_abandoned(
+        self, owner: str, limit: int, now: datetime, lease_expires_at: datetime
+    ) -> list[ClaimedTask]:
+        with self._lock:
             abandoned = [
                 task
                 for task in self._tasks.values()
@@ -131,28 +137,33 @@ class InMemoryTaskRepository:
                 and task.lease_expires_at is not None
                 and task.lease_expires_at < now
             ]
-            claimed = []
-            for task in (due + abandoned)[:limit]:
-                task.owner, task.lease_expires_at, task.run_after = owner, lease_expires_at, None
-                task.view = task.view.model_copy(
-                    update={
-                        "status": "running",
-                        "started_at": task.view.started_at or now,
-                        "updated_at": now,
-                    }
+            return self._take(abandoned[:limit], owner, now, lease_expires_at)
+
+    def _take(
+        self, tasks: list[_Task], owner: str, now: datetime, lease_expires_at: datetime
+    ) -> list[ClaimedTask]:
+        claimed = []
+        for task in tasks:
+            task.owner, task.lease_expires_at, task.run_after = owner, lease_expires_at, None
+            task.view = task.view.model_copy(
+                update={
+                    "status": "running",
+                    "started_at": task.view.started_at or now,
+                    "updated_at": now,
+                }
+            )
+            claimed.append(
+                ClaimedTask(
+                    task.view.id,
+                    task.digest,
+                    task.view.input,
+                    task.view.current_state or "",
+                    len(task.steps),
+                    task.view.cancel_requested,
                 )
-                claimed.append(
-                    ClaimedTask(
-                        task.view.id,
-                        task.digest,
-                        task.view.input,
-                        task.view.current_state or "",
-                        len(task.steps),
-                        task.view.cancel_requested,
-                    )
-                )
-            self.commits += 1
-            return claimed
+            )
+        self.commits += 1
+        return claimed
 
     def renew(self, owner: str, task_ids: list[uuid.UUID], lease_expires_at: datetime) -> None:
         with self._lock:

@@ -144,7 +144,12 @@ class TaskRepository(Protocol):
     def claim(
         self, owner: str, limit: int, now: datetime, lease_expires_at: datetime
     ) -> list[ClaimedTask]:
-        """Take up to `limit` due pending tasks, or running ones whose lease ran out."""
+        """Take up to `limit` due pending tasks, the longest due first."""
+
+    def claim_abandoned(
+        self, owner: str, limit: int, now: datetime, lease_expires_at: datetime
+    ) -> list[ClaimedTask]:
+        """Take up to `limit` running tasks whose lease ran out (their runner died)."""
 
     def renew(self, owner: str, task_ids: list[uuid.UUID], lease_expires_at: datetime) -> None:
         """Extend the leases `owner` holds on these tasks."""

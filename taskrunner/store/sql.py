@@ -182,16 +182,15 @@ class SqlTaskRepository:
             .where(TaskRow.status == "pending", TaskRow.run_after <= now)
             .order_by(TaskRow.run_after)
         )
+        return self._take(due, limit, owner, now, lease_expires_at)
+
+    def claim_abandoned(
+        self, owner: str, limit: int, now: datetime, lease_expires_at: datetime
+    ) -> list[ClaimedTask]:
         abandoned = select(TaskRow.id).where(
             TaskRow.status == "running", TaskRow.lease_expires_at < now
         )
-        claimed: list[ClaimedTask] = []
-        for candidates in (due, abandoned):
-            wanted = limit - len(claimed)
-            if wanted <= 0:
-                break
-            claimed += self._take(candidates, wanted, owner, now, lease_expires_at)
-        return claimed
+        return self._take(abandoned, limit, owner, now, lease_expires_at)
 
     def renew(self, owner: str, task_ids: list[uuid.UUID], lease_expires_at: datetime) -> None:
         if not task_ids:
