@@ -13,12 +13,13 @@ from datetime import datetime
 from typing import Any, Final
 
 from pydantic import JsonValue
-from sqlalchemy import Select, bindparam, func, insert, select, text, tuple_, update
+from sqlalchemy import Select, bindparam, case, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from taskrunner.engine.interpreter import Step, StepError
 from taskrunner.store.database import Database
+from taskrunner.store.jsoncodec import dumps
 from taskrunner.store.repository import (
     CANCELLED,
     CancelOutcome,
@@ -71,7 +72,11 @@ _PROGRESS = (
         error_message=bindparam("p_error_message"),
         finished_at=bindparam("p_finished_at"),
         lease_owner=bindparam("p_lease_owner"),
-        lease_expires_at=bindparam("p_lease_expires_at"),
+        # A runner's lease is renewed by its keeper, not by each step: a step that leaves
+        # the indexed columns alone lets PostgreSQL update the row in place (HOT).
+        lease_expires_at=case(
+            (bindparam("p_status") == "running", _TASKS.c.lease_expires_at), else_=None
+        ),
         run_after=bindparam("p_run_after"),
     )
     .returning(_TASKS.c.cancel_requested)
@@ -95,9 +100,52 @@ _SELECT_STEPS = (
 )
 
 
+# On PostgreSQL, the writes of the hot path are single statements run in autocommit mode:
+# a statement is atomic, so one round trip does what BEGIN, UPDATE, INSERT, COMMIT did in
+# four. A step's data-modifying CTEs update the task (checking the lease) and append the
+# step together; when the lease check fails, the step's INSERT selects no row.
+_PG_PROGRESS_SET = """
+        status = %(status)s::varchar, current_state = %(state)s, updated_at = %(updated_at)s,
+        output = %(output)s::jsonb, error_kind = %(error_kind)s,
+        error_message = %(error_message)s, finished_at = %(finished_at)s,
+        lease_owner = CASE WHEN %(status)s::varchar = 'running' THEN lease_owner END,
+        lease_expires_at = CASE WHEN %(status)s::varchar = 'running' THEN lease_expires_at END,
+        run_after = %(run_after)s"""
+_PG_PROGRESS_WHERE = "WHERE id = %(id)s AND lease_owner = %(owner)s AND status = 'running'"
+_PG_RECORD_STEP = f"""
+WITH progressed AS (
+    UPDATE tasks SET {_PG_PROGRESS_SET}, step_count = %(seq)s
+    {_PG_PROGRESS_WHERE}
+    RETURNING cancel_requested
+), recorded AS (
+    INSERT INTO task_steps (task_id, seq, state, tool, attempt, status, input, output,
+                            error_kind, error_message, started_at, finished_at)
+    SELECT %(id)s, %(seq)s, %(step_state)s, %(tool)s, %(attempt)s, %(step_status)s,
+           %(step_input)s::jsonb, %(step_output)s::jsonb, %(step_error_kind)s,
+           %(step_error_message)s, %(started_at)s, %(step_finished_at)s
+    FROM progressed
+)
+SELECT cancel_requested FROM progressed"""  # noqa: S608 - made of the constants above
+_PG_PROGRESS = f"""
+UPDATE tasks SET {_PG_PROGRESS_SET}
+{_PG_PROGRESS_WHERE}
+RETURNING cancel_requested"""  # noqa: S608 - made of the constants above
+_PG_CREATE_TASK = """
+INSERT INTO tasks (id, flow_name, flow_digest, status, input, current_state, created_at,
+                   updated_at, started_at, idempotency_key, run_after, lease_owner,
+                   lease_expires_at, cancel_requested, step_count)
+VALUES (%(id)s, %(flow_name)s, %(flow_digest)s, %(status)s, %(input)s::jsonb,
+        %(current_state)s, %(created_at)s, %(created_at)s, %(started_at)s, NULL,
+        %(run_after)s, %(lease_owner)s, %(lease_expires_at)s, false, 0)"""
+_PG_QUEUE_TASK = f"""
+WITH created AS ({_PG_CREATE_TASK} RETURNING id)
+SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM created"""  # noqa: S608 - constants
+
+
 class SqlTaskRepository:
     def __init__(self, database: Database) -> None:
         self._engine = database.engine
+        self._single = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         self._postgres = database.is_postgres
         self._insert: Any = postgresql.insert if self._postgres else sqlite.insert
         self._known_versions: set[str] = set()
@@ -105,6 +153,9 @@ class SqlTaskRepository:
     # -- writing ------------------------------------------------------------------------
 
     def create_task(self, task: NewTask) -> TaskView | None:
+        if self._postgres and task.idempotency_key is None:
+            self._pg_create_task(task)
+            return None
         row = {
             "id": task.id,
             "flow_name": task.flow.name,
@@ -147,6 +198,22 @@ class SqlTaskRepository:
         self, task_id: uuid.UUID, owner: str, step: RecordedStep, progress: Progress
     ) -> TaskStatus:
         record = step.step
+        if self._postgres:
+            parameters = _pg_progress(task_id, owner, progress)
+            parameters.update(
+                seq=record.seq,
+                step_state=record.state,
+                tool=record.tool,
+                attempt=record.attempt,
+                step_status=record.status,
+                step_input=dumps(record.input),
+                step_output=None if record.output is None else dumps(record.output),
+                step_error_kind=record.error.kind if record.error else None,
+                step_error_message=record.error.message if record.error else None,
+                started_at=step.started_at,
+                step_finished_at=step.finished_at,
+            )
+            return self._pg_progress(_PG_RECORD_STEP, parameters, task_id, progress)
         with self._engine.begin() as connection:
             # The update comes first: it checks the lease and locks the row, so that a
             # runner that lost its task writes nothing at all.
@@ -171,6 +238,9 @@ class SqlTaskRepository:
         return status
 
     def update_task(self, task_id: uuid.UUID, owner: str, progress: Progress) -> TaskStatus:
+        if self._postgres:
+            parameters = _pg_progress(task_id, owner, progress)
+            return self._pg_progress(_PG_PROGRESS, parameters, task_id, progress)
         with self._engine.begin() as connection:
             return self._progress(connection, task_id, owner, progress, None)
 
@@ -254,6 +324,59 @@ class SqlTaskRepository:
             found = connection.execute(select(TaskRow.id).where(TaskRow.id == task_id)).first()
         return "missing" if found is None else "finished"
 
+    def _pg_create_task(self, task: NewTask) -> None:
+        with self._single.connect() as connection:
+            if task.flow.digest not in self._known_versions:
+                self._save_flow_version(connection, task)
+            connection.exec_driver_sql(
+                _PG_QUEUE_TASK if task.status == "pending" else _PG_CREATE_TASK,
+                {
+                    "id": task.id,
+                    "flow_name": task.flow.name,
+                    "flow_digest": task.flow.digest,
+                    "status": task.status,
+                    "input": dumps(task.input),
+                    "current_state": task.current_state,
+                    "created_at": task.created_at,
+                    "started_at": task.started_at,
+                    "run_after": task.run_after,
+                    "lease_owner": task.lease_owner,
+                    "lease_expires_at": task.lease_expires_at,
+                },
+            )
+        self._known_versions.add(task.flow.digest)
+
+    def _pg_progress(
+        self,
+        statement: str,
+        parameters: dict[str, Any],
+        task_id: uuid.UUID,
+        progress: Progress,
+    ) -> TaskStatus:
+        with self._single.connect() as connection:
+            row = connection.exec_driver_sql(statement, parameters).first()
+            if row is None:
+                raise LeaseLostError
+            if row.cancel_requested and progress.status in ("running", "pending"):
+                self._cancel_now(connection, task_id, progress.updated_at)
+                return "cancelled"
+        return progress.status
+
+    def _cancel_now(self, connection: Connection, task_id: uuid.UUID, now: datetime) -> None:
+        connection.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task_id)
+            .values(
+                status="cancelled",
+                error_kind=CANCELLED.kind,
+                error_message=CANCELLED.message,
+                lease_owner=None,
+                lease_expires_at=None,
+                run_after=None,
+                finished_at=now,
+            )
+        )
+
     # -- reading ------------------------------------------------------------------------
 
     def steps_of(self, task_id: uuid.UUID) -> list[Step]:
@@ -323,7 +446,8 @@ class SqlTaskRepository:
             )
             .returning(*_CLAIMED_COLUMNS)
         )
-        with self._engine.begin() as connection:
+        # One statement: on PostgreSQL, it runs in autocommit mode, in one round trip.
+        with (self._single if self._postgres else self._engine).begin() as connection:
             rows = connection.execute(statement).all()
         return [
             ClaimedTask(
@@ -358,7 +482,6 @@ class SqlTaskRepository:
             "p_error_message": error.message if error else None,
             "p_finished_at": progress.finished_at,
             "p_lease_owner": owner if running else None,
-            "p_lease_expires_at": progress.lease_expires_at if running else None,
             "p_run_after": None if running else progress.run_after,
         }
         if seq is not None:
@@ -368,19 +491,7 @@ class SqlTaskRepository:
         if row is None:
             raise LeaseLostError
         if row.cancel_requested and progress.status in ("running", "pending"):
-            connection.execute(
-                update(TaskRow)
-                .where(TaskRow.id == task_id)
-                .values(
-                    status="cancelled",
-                    error_kind=CANCELLED.kind,
-                    error_message=CANCELLED.message,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    run_after=None,
-                    finished_at=progress.updated_at,
-                )
-            )
+            self._cancel_now(connection, task_id, progress.updated_at)
             return "cancelled"
         return progress.status
 
@@ -445,3 +556,19 @@ def _step_view(step: Any) -> StepView:
         started_at=step.started_at,
         finished_at=step.finished_at,
     )
+
+
+def _pg_progress(task_id: uuid.UUID, owner: str, progress: Progress) -> dict[str, Any]:
+    error = progress.error
+    return {
+        "id": task_id,
+        "owner": owner,
+        "status": progress.status,
+        "state": progress.current_state,
+        "updated_at": progress.updated_at,
+        "output": None if progress.output is None else dumps(progress.output),
+        "error_kind": error.kind if error else None,
+        "error_message": error.message if error else None,
+        "finished_at": progress.finished_at,
+        "run_after": None if progress.status == "running" else progress.run_after,
+    }
