@@ -139,6 +139,80 @@ def raw_limit(url: str, clients: int, seconds: float) -> Result:
     )
 
 
+def raw_single_statements(url: str, clients: int, seconds: float) -> Result:
+    """The same rows and commits, each commit one statement in autocommit mode (data-
+    modifying CTEs on PostgreSQL): the fewest round trips these writes can take."""
+    _store_bare_version(url)
+    local = threading.local()
+    data = json.dumps(HELLO)
+    steps = [
+        ("echo", json.dumps({"text": "hello"}), json.dumps({"text": "hello"})),
+        ("add", json.dumps({"a": 2, "b": 3}), json.dumps({"sum": 5})),
+    ]
+    output = json.dumps({"text": "hello", "sum": 5})
+    step_sql = (
+        "WITH progressed AS ("
+        " UPDATE tasks SET status = %s, current_state = %s, updated_at = %s, output = %s,"
+        " finished_at = %s, step_count = %s"
+        " WHERE id = %s AND lease_owner = 'raw' AND status = 'running'"
+        " RETURNING cancel_requested),"
+        " recorded AS (INSERT INTO task_steps (task_id, seq, state, tool, attempt, status,"
+        " input, output, started_at, finished_at)"
+        " SELECT %s, %s, %s, %s, 1, 'succeeded', %s, %s, %s, %s FROM progressed)"
+        " SELECT cancel_requested FROM progressed"
+    )
+
+    def one_task() -> None:
+        db = getattr(local, "db", None)
+        if db is None:
+            db = local.db = psycopg.connect(libpq(url), autocommit=True)
+        task_id = uuid.uuid4()
+        now = datetime.now(UTC)
+        db.execute(
+            "INSERT INTO tasks (id, flow_name, flow_digest, status, input, current_state,"
+            " created_at, updated_at, started_at, lease_owner, lease_expires_at,"
+            " cancel_requested, step_count)"
+            " VALUES (%s, 'echo_add', %s, 'running', %s, 'echo', %s, %s, %s, 'raw', %s,"
+            " false, 0)",
+            (task_id, BARE_DIGEST, data, now, now, now, now),
+        )
+        for seq, (state, given, result) in enumerate(steps, start=1):
+            last = seq == len(steps)
+            db.execute(
+                step_sql,
+                (
+                    "succeeded" if last else "running",
+                    "done" if last else "add",
+                    now,
+                    output if last else None,
+                    now if last else None,
+                    seq,
+                    task_id,
+                    task_id,
+                    seq,
+                    state,
+                    state,
+                    given,
+                    result,
+                    now,
+                    now,
+                ),
+            )
+
+    rate, samples = _in_threads(clients, seconds, one_task)
+    p50, p99 = latencies(samples)
+    return Result(
+        "durable echo_add",
+        f"raw psycopg one-statement, {clients} clients",
+        rate,
+        "tasks/s",
+        p50,
+        p99,
+        statements=3,
+        commits=3,
+    )
+
+
 def _store_bare_version(url: str) -> None:
     with psycopg.connect(libpq(url), autocommit=True) as db:
         db.execute(
@@ -163,17 +237,19 @@ def in_process(
     )
     counted = {"statements": 0, "commits": 0}
 
-    def statement(*_: object) -> None:
+    def statement(connection: Any, *_: object) -> None:
         counted["statements"] += 1
+        # In autocommit mode, each statement is a transaction of its own.
+        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            counted["commits"] += 1
 
     def commit(*_: object) -> None:
         counted["commits"] += 1
 
     try:
         runtime.service.run_task(flow, data)  # the flow version is stored once, first
-        engine = runtime.database.engine
-        event.listen(engine, "before_cursor_execute", statement)
-        event.listen(engine, "commit", commit)
+        event.listen(runtime.database.engine, "before_cursor_execute", statement)
+        event.listen(runtime.database.engine, "commit", commit)
         rate, samples = _in_threads(clients, seconds, lambda: runtime.service.run_task(flow, data))
     finally:
         runtime.close()

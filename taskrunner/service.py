@@ -326,7 +326,8 @@ class TaskService:
             status = self.repository.record_step(
                 task_id, self.owner, RecordedStep(step, started, finished), progress
             )
-            steps.append(_step_view(step, started, finished))
+            if here:  # the caller gets the task back, steps included
+                steps.append(_step_view(step, started, finished))
         return status, progress, steps
 
     def _admit(
@@ -436,8 +437,12 @@ def _canonical(data: object) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
+# Views built here hold data that is already validated (the task's input, the tools'
+# checked outputs): they are constructed without validating it a second time.
+
+
 def _step_view(step: Step, started: datetime, finished: datetime) -> StepView:
-    return StepView(
+    return StepView.model_construct(
         seq=step.seq,
         state=step.state,
         tool=step.tool,
@@ -452,14 +457,16 @@ def _step_view(step: Step, started: datetime, finished: datetime) -> StepView:
 
 
 def _error_view(error: StepError | None) -> ErrorView | None:
-    return None if error is None else ErrorView(kind=error.kind, message=error.message)
+    return (
+        None if error is None else ErrorView.model_construct(kind=error.kind, message=error.message)
+    )
 
 
 def _task_view(
     task: NewTask, status: TaskStatus, progress: Progress, steps: list[StepView]
 ) -> TaskView:
     cancelled = status == "cancelled"
-    return TaskView(
+    return TaskView.model_construct(
         id=task.id,
         flow=task.flow.name,
         flow_version=task.flow.digest,

@@ -261,7 +261,7 @@ def _matches(expected: CallTool, step: Step) -> bool:
         and step.state == expected.state
         and step.tool == expected.tool
         and step.attempt == expected.attempt
-        and _same(step.input, expected.arguments)
+        and (step.input is expected.arguments or _same(step.input, expected.arguments))
     )
 
 
