@@ -66,7 +66,9 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "python": platform.python_version(),
-        "load generator": "wrk" if have("wrk") else "bench.loadgen",
+        "load generator": "wrk"
+        if have("wrk") and os.environ.get("BENCH_LOADGEN") != "python"
+        else "bench.loadgen",
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(f"\n{meta}")

@@ -4,6 +4,7 @@ same run, so that ratios hold on a noisy machine."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import threading
@@ -348,7 +349,7 @@ def _post_one(port: int) -> str:
 
 
 def _drive(url: str, method: str, seconds: float, connections: int = 16) -> dict[str, Any]:
-    if have("wrk"):
+    if have("wrk") and os.environ.get("BENCH_LOADGEN") != "python":
         command = ["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
         if method == "POST":
             command += ["-s", str(Path(__file__).with_name("post_task.lua"))]

@@ -13,6 +13,7 @@ from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import TaskrunnerError
 from taskrunner.flowfile import Problem, check_file
+from taskrunner.tools import load_registry
 
 
 class FlowCatalogError(TaskrunnerError):
@@ -92,3 +93,8 @@ class FlowCatalog:
 
     def __iter__(self) -> Iterator[CatalogEntry]:
         return iter([self._entries[name] for name in self.names()])
+
+
+def load_catalog(directory: Path) -> FlowCatalog:
+    """The flows of `directory`, checked against every registered tool."""
+    return FlowCatalog.load(directory, FlowChecker(load_registry()))

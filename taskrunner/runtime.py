@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from taskrunner.catalog import FlowCatalog
-from taskrunner.engine.validate import FlowChecker
+from taskrunner.catalog import FlowCatalog, load_catalog
 from taskrunner.service import TaskService
 from taskrunner.settings import Settings
 from taskrunner.store.database import Database
 from taskrunner.store.migrate import migrate, require_current
 from taskrunner.store.sql import SqlTaskRepository
-from taskrunner.tools import load_registry
 from taskrunner.worker import Worker
 
 
@@ -40,11 +38,6 @@ class Runtime:
         self.database.dispose()
 
 
-def load_catalog(settings: Settings) -> FlowCatalog:
-    """The flows of the flows directory, checked against every registered tool."""
-    return FlowCatalog.load(settings.flows_dir, FlowChecker(load_registry()))
-
-
 def open_runtime(
     settings: Settings,
     *,
@@ -52,7 +45,7 @@ def open_runtime(
     announce: Callable[[str], None] | None = None,
 ) -> Runtime:
     """Load the flows, connect, migrate (unless switched off), and build the service."""
-    catalog = catalog or load_catalog(settings)
+    catalog = catalog or load_catalog(settings.flows_dir)
     if announce is not None:
         announce(f"taskrunner: using {settings.describe_database()}")
     database = Database(settings.database_url)

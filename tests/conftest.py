@@ -95,6 +95,12 @@ def _postgres_execute(*statements: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL server of the tests (its maintenance database)."""
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
 def postgres_template() -> Iterator[str]:
     """A database migrated once per run; each test gets a clone of it."""
     name = f"taskrunner_template_{os.getpid()}"

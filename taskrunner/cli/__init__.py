@@ -132,12 +132,12 @@ def run_flow(
     Each field of the flow's input is an option of its own (see --flow NAME --help).
     Exit status: 0 when the task succeeded, 1 when it failed, 2 when the input is refused.
     """
+    from taskrunner.catalog import load_catalog
     from taskrunner.cli.inputs import options_help, read_input
     from taskrunner.cli.render import task_text
-    from taskrunner.runtime import load_catalog
     from taskrunner.settings import Settings
 
-    catalog = load_catalog(Settings.from_env())
+    catalog = load_catalog(Settings.from_env().flows_dir)
     entry = catalog.get(flow)
     if show_help:
         typer.echo(ctx.get_help())

@@ -72,3 +72,29 @@ def test_importing_the_engine_loads_no_io_library() -> None:
     )
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["validate-flow", "flows/echo_add.yaml"],
+        ["schema"],
+        ["run-flow", "--help"],
+    ],
+    ids=["help", "validate-flow", "schema", "run-flow-help"],
+)
+def test_the_cli_loads_no_web_or_database_library_it_does_not_need(argv: list[str]) -> None:
+    probe = (
+        "import sys\nfrom taskrunner.cli import main\n"
+        f"sys.argv = ['taskrunner', *{argv!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'fastapi', 'starlette', 'sqlalchemy', 'uvicorn', 'psycopg', 'rich'})\n"
+        "print('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=root
+    )
+    assert "HEAVY=\n" in loaded.stderr, loaded.stderr[-2000:]
