@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from taskrunner.api import openapi, problems
 from taskrunner.api.limits import BodyLimit
 from taskrunner.api.routes import router
-from taskrunner.runtime import open_runtime
+from taskrunner.runtime import open_runtime, settle_memory
 from taskrunner.settings import MAX_BODY_BYTES, Settings
 from taskrunner.worker import BackgroundWorker
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chosen = settings or Settings.from_env()
         runtime = open_runtime(chosen, announce=_to_stderr)
         app.state.runtime = runtime
+        settle_memory()
         worker = None
         if chosen.worker_concurrency:
             worker = BackgroundWorker(runtime.worker(chosen.worker_concurrency))

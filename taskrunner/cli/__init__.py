@@ -292,7 +292,10 @@ def worker(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    from taskrunner.runtime import settle_memory
+
     runtime = _open_runtime()
+    settle_memory()
     try:
         typer.echo(f"taskrunner: worker {runtime.service.owner} running", err=True)
         runtime.worker(concurrency).run(stop)
