@@ -77,5 +77,6 @@ class TaskPage(View):
 
     items: list[TaskSummary]
     next_cursor: str | None = Field(
-        description="Pass as `cursor` to get the next page; null on the last page."
+        description="Pass as `cursor` to get the next page; null on the last page.",
+        examples=["MjAyNi0xMS0yNlQwMTo0MjozMy40NDI2MzYrMDA6MDB8ZmM5MzdmODItZmY2MS00ZjNm"],
     )

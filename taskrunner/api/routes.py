@@ -228,7 +228,24 @@ def get_flow(request: Request, name: str) -> FlowDetail:
     )
 
 
-@router.get("/schema/flow.json", tags=["flows"], summary="The JSON Schema of flow documents")
+@router.get(
+    "/schema/flow.json",
+    tags=["flows"],
+    summary="The JSON Schema of flow documents",
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "$schema": "https://json-schema.org/draft/2020-12/schema",
+                        "title": "taskrunner flow",
+                        "type": "object",
+                    }
+                }
+            }
+        }
+    },
+)
 def flow_schema(request: Request) -> dict[str, Any]:
     return _runtime(request).catalog.checker.schema
 
@@ -261,7 +278,13 @@ class ValidationReport(BaseModel):
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/yaml": {"schema": {"type": "string"}}},
+            "content": {
+                "application/yaml": {
+                    "schema": {"type": "string"},
+                    "example": "name: broken\nstart: echo\nstates:\n  echo:\n"
+                    "    type: task\n    tool: echo\n    args: {text: hi}\n    next: ad\n",
+                }
+            },
         }
     },
     responses=_problems(413),
@@ -279,7 +302,12 @@ async def validate_flow(
     )
 
 
-@router.get("/healthz", tags=["health"], summary="The process is up")
+@router.get(
+    "/healthz",
+    tags=["health"],
+    summary="The process is up",
+    responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}},
+)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -288,7 +316,10 @@ def healthz() -> dict[str, str]:
     "/readyz",
     tags=["health"],
     summary="The database can be reached",
-    responses=_problems(503),
+    responses={
+        200: {"content": {"application/json": {"example": {"status": "ready"}}}},
+        **_problems(503),
+    },
 )
 def readyz(request: Request) -> Any:
     if _runtime(request).database.ping():
