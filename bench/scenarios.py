@@ -39,6 +39,20 @@ from bench.harness import (
 HELLO = {"text": "hello", "a": 2, "b": 3}
 BARE_DIGEST = "sha256:bench"
 
+# The rows of a durable echo_add task, for the raw baselines.
+RAW_INSERT_TASK = (
+    "INSERT INTO tasks (id, flow_name, flow_digest, status, input, current_state,"
+    " created_at, updated_at, started_at, lease_owner, lease_expires_at,"
+    " cancel_requested, step_count)"
+    " VALUES (%s, 'echo_add', %s, 'running', %s, 'echo', %s, %s, %s, 'raw', %s, false, 0)"
+)
+RAW_INPUT = json.dumps(HELLO)
+RAW_STEPS = [
+    ("echo", json.dumps({"text": "hello"}), json.dumps({"text": "hello"})),
+    ("add", json.dumps({"a": 2, "b": 3}), json.dumps({"sum": 5})),
+]
+RAW_OUTPUT = json.dumps({"text": "hello", "sum": 5})
+
 
 def _in_threads(
     clients: int, seconds: float, work: Callable[[], None]
@@ -78,12 +92,7 @@ def raw_limit(url: str, clients: int, seconds: float) -> Result:
     plain psycopg with taskrunner's three commits per task."""
     _store_bare_version(url)
     local = threading.local()
-    data = json.dumps(HELLO)
-    steps = [
-        ("echo", json.dumps({"text": "hello"}), json.dumps({"text": "hello"})),
-        ("add", json.dumps({"a": 2, "b": 3}), json.dumps({"sum": 5})),
-    ]
-    output = json.dumps({"text": "hello", "sum": 5})
+    data, steps, output = RAW_INPUT, RAW_STEPS, RAW_OUTPUT
 
     def one_task() -> None:
         db = getattr(local, "db", None)
@@ -93,11 +102,7 @@ def raw_limit(url: str, clients: int, seconds: float) -> Result:
         now = datetime.now(UTC)
         with db.transaction():
             db.execute(
-                "INSERT INTO tasks (id, flow_name, flow_digest, status, input, current_state,"
-                " created_at, updated_at, started_at, lease_owner, lease_expires_at,"
-                " cancel_requested, step_count)"
-                " VALUES (%s, 'echo_add', %s, 'running', %s, 'echo', %s, %s, %s, 'raw', %s,"
-                " false, 0)",
+                RAW_INSERT_TASK,
                 (task_id, BARE_DIGEST, data, now, now, now, now),
             )
         for seq, (state, given, result) in enumerate(steps, start=1):
@@ -145,12 +150,7 @@ def raw_single_statements(url: str, clients: int, seconds: float) -> Result:
     modifying CTEs on PostgreSQL): the fewest round trips these writes can take."""
     _store_bare_version(url)
     local = threading.local()
-    data = json.dumps(HELLO)
-    steps = [
-        ("echo", json.dumps({"text": "hello"}), json.dumps({"text": "hello"})),
-        ("add", json.dumps({"a": 2, "b": 3}), json.dumps({"sum": 5})),
-    ]
-    output = json.dumps({"text": "hello", "sum": 5})
+    data, steps, output = RAW_INPUT, RAW_STEPS, RAW_OUTPUT
     step_sql = (
         "WITH progressed AS ("
         " UPDATE tasks SET status = %s, current_state = %s, updated_at = %s, output = %s,"
@@ -170,11 +170,7 @@ def raw_single_statements(url: str, clients: int, seconds: float) -> Result:
         task_id = uuid.uuid4()
         now = datetime.now(UTC)
         db.execute(
-            "INSERT INTO tasks (id, flow_name, flow_digest, status, input, current_state,"
-            " created_at, updated_at, started_at, lease_owner, lease_expires_at,"
-            " cancel_requested, step_count)"
-            " VALUES (%s, 'echo_add', %s, 'running', %s, 'echo', %s, %s, %s, 'raw', %s,"
-            " false, 0)",
+            RAW_INSERT_TASK,
             (task_id, BARE_DIGEST, data, now, now, now, now),
         )
         for seq, (state, given, result) in enumerate(steps, start=1):

@@ -301,14 +301,7 @@ class SqlTaskRepository:
             cancelled = connection.execute(
                 update(TaskRow)
                 .where(TaskRow.id == task_id, TaskRow.status == "pending")
-                .values(
-                    status="cancelled",
-                    error_kind=CANCELLED.kind,
-                    error_message=CANCELLED.message,
-                    run_after=None,
-                    updated_at=now,
-                    finished_at=now,
-                )
+                .values(updated_at=now, **_cancelled(now))
                 .returning(TaskRow.id)
             ).first()
             if cancelled is not None:
@@ -363,19 +356,7 @@ class SqlTaskRepository:
         return progress.status
 
     def _cancel_now(self, connection: Connection, task_id: uuid.UUID, now: datetime) -> None:
-        connection.execute(
-            update(TaskRow)
-            .where(TaskRow.id == task_id)
-            .values(
-                status="cancelled",
-                error_kind=CANCELLED.kind,
-                error_message=CANCELLED.message,
-                lease_owner=None,
-                lease_expires_at=None,
-                run_after=None,
-                finished_at=now,
-            )
-        )
+        connection.execute(update(TaskRow).where(TaskRow.id == task_id).values(**_cancelled(now)))
 
     # -- reading ------------------------------------------------------------------------
 
@@ -571,4 +552,17 @@ def _pg_progress(task_id: uuid.UUID, owner: str, progress: Progress) -> dict[str
         "error_message": error.message if error else None,
         "finished_at": progress.finished_at,
         "run_after": None if progress.status == "running" else progress.run_after,
+    }
+
+
+def _cancelled(now: datetime) -> dict[str, Any]:
+    """The columns of a task that is cancelled now: finished, and nobody's."""
+    return {
+        "status": "cancelled",
+        "error_kind": CANCELLED.kind,
+        "error_message": CANCELLED.message,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "run_after": None,
+        "finished_at": now,
     }
