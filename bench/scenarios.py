@@ -481,7 +481,7 @@ def queued(url: str, workers: int, tasks: int, concurrency: int = 8) -> Result:
 
 def listing(url: str, rows: int, requests: int) -> list[Result]:
     """GET /tasks?limit=50 on a table of `rows` tasks: first and deep pages, filtered and not."""
-    from taskrunner.service import encode_cursor
+    from taskrunner.cursors import encode_cursor
 
     _bulk_load(url, rows)
     with psycopg.connect(libpq(url)) as db:

@@ -15,8 +15,6 @@ folded into its last step's commit: `echo_add` run in the caller costs three com
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import os
@@ -33,6 +31,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from taskrunner.catalog import FlowCatalog
+from taskrunner.cursors import decode_cursor, encode_cursor
 from taskrunner.engine.interpreter import (
     CallTool,
     Decision,
@@ -59,7 +58,6 @@ from taskrunner.store.repository import (
     ClaimedTask,
     LeaseLostError,
     NewTask,
-    Position,
     Progress,
     RecordedStep,
     TaskFilter,
@@ -364,26 +362,6 @@ class TaskService:
                 raise TaskrunnerError(f"the stored flow version {digest} does not match it")
             plan = self._plans[digest] = FlowPlan(flow, self.catalog.checker.registry)
         return plan
-
-
-def encode_cursor(position: Position) -> str:
-    created_at, task_id = position
-    raw = f"{created_at.isoformat()}|{task_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> Position:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, task_id = raw.split("|")
-        created_at = datetime.fromisoformat(created)
-        if created_at.tzinfo is None:
-            raise ValueError("naive time")
-        return created_at, uuid.UUID(task_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidRequestError(
-            "the cursor is not one that this API returned; start again without it"
-        ) from None
 
 
 def _call(plan: FlowPlan, decision: CallTool) -> Step:

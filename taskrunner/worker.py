@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from taskrunner.service import TaskService
 from taskrunner.store.database import Database
 from taskrunner.store.repository import ClaimedTask
-from taskrunner.store.sql import NOTIFY_CHANNEL
+from taskrunner.store.statements import NOTIFY_CHANNEL
 
 log = logging.getLogger("taskrunner.worker")
 DEFAULT_CONCURRENCY: Final = 4

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from pydantic import JsonValue
-from sqlalchemy import Select, bindparam, case, func, insert, select, text, tuple_, update
+from sqlalchemy import Select, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from taskrunner.engine.interpreter import Step, StepError
+from taskrunner.store import rows
+from taskrunner.store import statements as stmt
 from taskrunner.store.database import Database
 from taskrunner.store.jsoncodec import dumps
 from taskrunner.store.repository import (
@@ -31,115 +33,9 @@ from taskrunner.store.repository import (
     RecordedStep,
     TaskFilter,
 )
-from taskrunner.store.tables import Base, FlowVersionRow, TaskRow, TaskStepRow
-from taskrunner.views import ErrorView, StepView, TaskStatus, TaskSummary, TaskView
-
-NOTIFY_CHANNEL: Final = "taskrunner_tasks"
-
-_SUMMARY_COLUMNS = (
-    TaskRow.id,
-    TaskRow.flow_name,
-    TaskRow.flow_digest,
-    TaskRow.status,
-    TaskRow.current_state,
-    TaskRow.error_kind,
-    TaskRow.error_message,
-    TaskRow.cancel_requested,
-    TaskRow.created_at,
-    TaskRow.updated_at,
-    TaskRow.started_at,
-    TaskRow.finished_at,
-)
-_TASKS = Base.metadata.tables["tasks"]
-_STEPS = Base.metadata.tables["task_steps"]
-# The statements of the hot path are built once, with bind parameters: building a
-# statement per call (and its cache key) costs more than running it.
-_INSERT_TASK = insert(_TASKS)
-_INSERT_STEP = insert(_STEPS)
-_PROGRESS = (
-    update(_TASKS)
-    .where(
-        _TASKS.c.id == bindparam("p_id"),
-        _TASKS.c.lease_owner == bindparam("p_owner"),
-        _TASKS.c.status == "running",
-    )
-    .values(
-        status=bindparam("p_status"),
-        current_state=bindparam("p_state"),
-        updated_at=bindparam("p_updated_at"),
-        output=bindparam("p_output"),
-        error_kind=bindparam("p_error_kind"),
-        error_message=bindparam("p_error_message"),
-        finished_at=bindparam("p_finished_at"),
-        lease_owner=bindparam("p_lease_owner"),
-        # A runner's lease is renewed by its keeper, not by each step: a step that leaves
-        # the indexed columns alone lets PostgreSQL update the row in place (HOT).
-        lease_expires_at=case(
-            (bindparam("p_status") == "running", _TASKS.c.lease_expires_at), else_=None
-        ),
-        run_after=bindparam("p_run_after"),
-    )
-    .returning(_TASKS.c.cancel_requested)
-)
-_PROGRESS_WITH_STEP = _PROGRESS.values(step_count=bindparam("p_step_count"))
-_CLAIMED_COLUMNS = (
-    TaskRow.id,
-    TaskRow.flow_digest,
-    TaskRow.input,
-    TaskRow.current_state,
-    TaskRow.step_count,
-    TaskRow.cancel_requested,
-)
-
-
-_SELECT_TASK = select(*_SUMMARY_COLUMNS, TaskRow.input, TaskRow.output).where(
-    TaskRow.id == bindparam("p_id")
-)
-_SELECT_STEPS = (
-    select(TaskStepRow).where(TaskStepRow.task_id == bindparam("p_id")).order_by(TaskStepRow.seq)
-)
-
-
-# On PostgreSQL, the writes of the hot path are single statements run in autocommit mode:
-# a statement is atomic, so one round trip does what BEGIN, UPDATE, INSERT, COMMIT did in
-# four. A step's data-modifying CTEs update the task (checking the lease) and append the
-# step together; when the lease check fails, the step's INSERT selects no row.
-_PG_PROGRESS_SET = """
-        status = %(status)s::varchar, current_state = %(state)s, updated_at = %(updated_at)s,
-        output = %(output)s::jsonb, error_kind = %(error_kind)s,
-        error_message = %(error_message)s, finished_at = %(finished_at)s,
-        lease_owner = CASE WHEN %(status)s::varchar = 'running' THEN lease_owner END,
-        lease_expires_at = CASE WHEN %(status)s::varchar = 'running' THEN lease_expires_at END,
-        run_after = %(run_after)s"""
-_PG_PROGRESS_WHERE = "WHERE id = %(id)s AND lease_owner = %(owner)s AND status = 'running'"
-_PG_RECORD_STEP = f"""
-WITH progressed AS (
-    UPDATE tasks SET {_PG_PROGRESS_SET}, step_count = %(seq)s
-    {_PG_PROGRESS_WHERE}
-    RETURNING cancel_requested
-), recorded AS (
-    INSERT INTO task_steps (task_id, seq, state, tool, attempt, status, input, output,
-                            error_kind, error_message, started_at, finished_at)
-    SELECT %(id)s, %(seq)s, %(step_state)s, %(tool)s, %(attempt)s, %(step_status)s,
-           %(step_input)s::jsonb, %(step_output)s::jsonb, %(step_error_kind)s,
-           %(step_error_message)s, %(started_at)s, %(step_finished_at)s
-    FROM progressed
-)
-SELECT cancel_requested FROM progressed"""  # noqa: S608 - made of the constants above
-_PG_PROGRESS = f"""
-UPDATE tasks SET {_PG_PROGRESS_SET}
-{_PG_PROGRESS_WHERE}
-RETURNING cancel_requested"""  # noqa: S608 - made of the constants above
-_PG_CREATE_TASK = """
-INSERT INTO tasks (id, flow_name, flow_digest, status, input, current_state, created_at,
-                   updated_at, started_at, idempotency_key, run_after, lease_owner,
-                   lease_expires_at, cancel_requested, step_count)
-VALUES (%(id)s, %(flow_name)s, %(flow_digest)s, %(status)s, %(input)s::jsonb,
-        %(current_state)s, %(created_at)s, %(created_at)s, %(started_at)s, NULL,
-        %(run_after)s, %(lease_owner)s, %(lease_expires_at)s, false, 0)"""
-_PG_QUEUE_TASK = f"""
-WITH created AS ({_PG_CREATE_TASK} RETURNING id)
-SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM created"""  # noqa: S608 - constants
+from taskrunner.store.statements import NOTIFY_CHANNEL
+from taskrunner.store.tables import FlowVersionRow, TaskRow
+from taskrunner.views import TaskStatus, TaskSummary, TaskView
 
 
 class SqlTaskRepository:
@@ -188,7 +84,7 @@ class SqlTaskRepository:
                     ).scalar_one()
                     return self._task(connection, existing)
             else:
-                connection.execute(_INSERT_TASK, row)
+                connection.execute(stmt.INSERT_TASK, row)
             if task.status == "pending" and self._postgres:
                 connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
         self._known_versions.add(task.flow.digest)
@@ -213,13 +109,13 @@ class SqlTaskRepository:
                 started_at=step.started_at,
                 step_finished_at=step.finished_at,
             )
-            return self._pg_progress(_PG_RECORD_STEP, parameters, task_id, progress)
+            return self._pg_progress(stmt.PG_RECORD_STEP, parameters, task_id, progress)
         with self._engine.begin() as connection:
             # The update comes first: it checks the lease and locks the row, so that a
             # runner that lost its task writes nothing at all.
             status = self._progress(connection, task_id, owner, progress, record.seq)
             connection.execute(
-                _INSERT_STEP,
+                stmt.INSERT_STEP,
                 {
                     "task_id": task_id,
                     "seq": record.seq,
@@ -240,7 +136,7 @@ class SqlTaskRepository:
     def update_task(self, task_id: uuid.UUID, owner: str, progress: Progress) -> TaskStatus:
         if self._postgres:
             parameters = _pg_progress(task_id, owner, progress)
-            return self._pg_progress(_PG_PROGRESS, parameters, task_id, progress)
+            return self._pg_progress(stmt.PG_PROGRESS, parameters, task_id, progress)
         with self._engine.begin() as connection:
             return self._progress(connection, task_id, owner, progress, None)
 
@@ -322,7 +218,7 @@ class SqlTaskRepository:
             if task.flow.digest not in self._known_versions:
                 self._save_flow_version(connection, task)
             connection.exec_driver_sql(
-                _PG_QUEUE_TASK if task.status == "pending" else _PG_CREATE_TASK,
+                stmt.PG_QUEUE_TASK if task.status == "pending" else stmt.PG_CREATE_TASK,
                 {
                     "id": task.id,
                     "flow_name": task.flow.name,
@@ -362,7 +258,7 @@ class SqlTaskRepository:
 
     def steps_of(self, task_id: uuid.UUID) -> list[Step]:
         with self._engine.connect() as connection:
-            rows = connection.execute(_SELECT_STEPS, {"p_id": task_id}).all()
+            found = connection.execute(stmt.SELECT_STEPS, {"p_id": task_id}).all()
         return [
             Step(
                 row.seq,
@@ -374,7 +270,7 @@ class SqlTaskRepository:
                 row.output,
                 None if row.error_kind is None else StepError(row.error_kind, row.error_message),
             )
-            for row in rows
+            for row in found
         ]
 
     def flow_definition(self, digest: str) -> dict[str, JsonValue] | None:
@@ -391,7 +287,7 @@ class SqlTaskRepository:
     def list_tasks(
         self, where: TaskFilter, limit: int, after: Position | None
     ) -> list[TaskSummary]:
-        query = select(*_SUMMARY_COLUMNS)
+        query = select(*stmt.SUMMARY_COLUMNS)
         if where.status is not None:
             query = query.where(TaskRow.status == where.status)
         if where.flow is not None:
@@ -400,8 +296,8 @@ class SqlTaskRepository:
             query = query.where(tuple_(TaskRow.created_at, TaskRow.id) < tuple_(*after))
         query = query.order_by(TaskRow.created_at.desc(), TaskRow.id.desc()).limit(limit)
         with self._engine.connect() as connection:
-            rows = connection.execute(query).all()
-        return [TaskSummary(**_summary_fields(row)) for row in rows]
+            found = connection.execute(query).all()
+        return [TaskSummary(**rows.summary_fields(row)) for row in found]
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -425,11 +321,11 @@ class SqlTaskRepository:
                 started_at=func.coalesce(TaskRow.started_at, now),
                 updated_at=now,
             )
-            .returning(*_CLAIMED_COLUMNS)
+            .returning(*stmt.CLAIMED_COLUMNS)
         )
         # One statement: on PostgreSQL, it runs in autocommit mode, in one round trip.
         with (self._single if self._postgres else self._engine).begin() as connection:
-            rows = connection.execute(statement).all()
+            found = connection.execute(statement).all()
         return [
             ClaimedTask(
                 row.id,
@@ -439,7 +335,7 @@ class SqlTaskRepository:
                 row.step_count,
                 row.cancel_requested,
             )
-            for row in rows
+            for row in found
         ]
 
     def _progress(
@@ -467,7 +363,7 @@ class SqlTaskRepository:
         }
         if seq is not None:
             parameters["p_step_count"] = seq
-        statement = _PROGRESS if seq is None else _PROGRESS_WITH_STEP
+        statement = stmt.PROGRESS if seq is None else stmt.PROGRESS_WITH_STEP
         row = connection.execute(statement, parameters).first()
         if row is None:
             raise LeaseLostError
@@ -477,15 +373,15 @@ class SqlTaskRepository:
         return progress.status
 
     def _task(self, connection: Connection, task_id: uuid.UUID) -> TaskView | None:
-        task = connection.execute(_SELECT_TASK, {"p_id": task_id}).one_or_none()
+        task = connection.execute(stmt.SELECT_TASK, {"p_id": task_id}).one_or_none()
         if task is None:
             return None
-        steps = connection.execute(_SELECT_STEPS, {"p_id": task_id}).all()
+        steps = connection.execute(stmt.SELECT_STEPS, {"p_id": task_id}).all()
         return TaskView(
-            **_summary_fields(task),
+            **rows.summary_fields(task),
             input=task.input,
             output=task.output,
-            steps=[_step_view(row) for row in steps],
+            steps=[rows.step_view(row) for row in steps],
         )
 
     def _save_flow_version(self, connection: Connection, task: NewTask) -> None:
@@ -502,41 +398,6 @@ class SqlTaskRepository:
             )
             .on_conflict_do_nothing(index_elements=["digest"])
         )
-
-
-def _summary_fields(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "flow": row.flow_name,
-        "flow_version": row.flow_digest,
-        "status": row.status,
-        "current_state": row.current_state,
-        "error": _error(row.error_kind, row.error_message),
-        "cancel_requested": row.cancel_requested,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-        "started_at": row.started_at,
-        "finished_at": row.finished_at,
-    }
-
-
-def _error(kind: str | None, message: str | None) -> ErrorView | None:
-    return None if kind is None else ErrorView(kind=kind, message=message or "")
-
-
-def _step_view(step: Any) -> StepView:
-    return StepView(
-        seq=step.seq,
-        state=step.state,
-        tool=step.tool,
-        attempt=step.attempt,
-        status=step.status,
-        input=step.input,
-        output=step.output,
-        error=_error(step.error_kind, step.error_message),
-        started_at=step.started_at,
-        finished_at=step.finished_at,
-    )
 
 
 def _pg_progress(task_id: uuid.UUID, owner: str, progress: Progress) -> dict[str, Any]:
