@@ -65,7 +65,7 @@ from taskrunner.store.repository import (
     unstorable_text,
 )
 from taskrunner.tools import INVALID_OUTPUT, JsonObject
-from taskrunner.views import ErrorView, StepView, TaskPage, TaskStatus, TaskView
+from taskrunner.views import StepView, TaskPage, TaskStatus, TaskView, error_view, step_view
 
 MAX_PAGE: Final = 500
 DEFAULT_PAGE: Final = 50
@@ -325,7 +325,7 @@ class TaskService:
                 task_id, self.owner, RecordedStep(step, started, finished), progress
             )
             if here:  # the caller gets the task back, steps included
-                steps.append(_step_view(step, started, finished))
+                steps.append(step_view(step, started, finished))
         return status, progress, steps
 
     def _admit(
@@ -415,29 +415,8 @@ def _canonical(data: object) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-# Views built here hold data that is already validated (the task's input, the tools'
-# checked outputs): they are constructed without validating it a second time.
-
-
-def _step_view(step: Step, started: datetime, finished: datetime) -> StepView:
-    return StepView.model_construct(
-        seq=step.seq,
-        state=step.state,
-        tool=step.tool,
-        attempt=step.attempt,
-        status=step.status,
-        input=step.input,
-        output=step.output,
-        error=_error_view(step.error),
-        started_at=started,
-        finished_at=finished,
-    )
-
-
-def _error_view(error: StepError | None) -> ErrorView | None:
-    return (
-        None if error is None else ErrorView.model_construct(kind=error.kind, message=error.message)
-    )
+# The task view is built from data already validated (the input, the tools' checked
+# outputs): without validating it a second time.
 
 
 def _task_view(
@@ -450,7 +429,7 @@ def _task_view(
         flow_version=task.flow.digest,
         status=status,
         current_state=progress.current_state,
-        error=_error_view(CANCELLED if cancelled else progress.error),
+        error=error_view(CANCELLED if cancelled else progress.error),
         cancel_requested=cancelled,
         created_at=task.created_at,
         updated_at=progress.updated_at,

@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from taskrunner.engine.interpreter import Step, StepError
+
 TaskStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 StepStatus = Literal["succeeded", "failed"]
 
@@ -80,3 +82,28 @@ class TaskPage(View):
         description="Pass as `cursor` to get the next page; null on the last page.",
         examples=["MjAyNi0xMS0yNlQwMTo0MjozMy40NDI2MzYrMDA6MDB8ZmM5MzdmODItZmY2MS00ZjNm"],
     )
+
+
+# Views of steps in hand: their data is already validated (the task's input, the tools'
+# checked outputs), so they are constructed without validating it a second time.
+
+
+def step_view(step: Step, started: datetime, finished: datetime) -> StepView:
+    return StepView.model_construct(
+        seq=step.seq,
+        state=step.state,
+        tool=step.tool,
+        attempt=step.attempt,
+        status=step.status,
+        input=step.input,
+        output=step.output,
+        error=error_view(step.error),
+        started_at=started,
+        finished_at=finished,
+    )
+
+
+def error_view(error: StepError | None) -> ErrorView | None:
+    if error is None:
+        return None
+    return ErrorView.model_construct(kind=error.kind, message=error.message)

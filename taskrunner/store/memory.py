@@ -23,7 +23,15 @@ from taskrunner.store.repository import (
     RecordedStep,
     TaskFilter,
 )
-from taskrunner.views import ErrorView, StepView, TaskStatus, TaskSummary, TaskView
+from taskrunner.views import (
+    ErrorView,
+    StepView,
+    TaskStatus,
+    TaskSummary,
+    TaskView,
+    error_view,
+    step_view,
+)
 
 
 @dataclass
@@ -88,22 +96,7 @@ class InMemoryTaskRepository:
             if any(existing.seq == record.seq for existing in task.steps):
                 raise KeyError(f"step {record.seq} of task {task_id} is already recorded")
             task.steps.append(record)
-            task.step_views.append(
-                StepView(
-                    seq=record.seq,
-                    state=record.state,
-                    tool=record.tool,
-                    attempt=record.attempt,
-                    status=record.status,
-                    input=record.input,
-                    output=record.output,
-                    error=ErrorView(kind=record.error.kind, message=record.error.message)
-                    if record.error
-                    else None,
-                    started_at=step.started_at,
-                    finished_at=step.finished_at,
-                )
-            )
+            task.step_views.append(step_view(record, step.started_at, step.finished_at))
             return self._apply(task, progress)
 
     def update_task(self, task_id: uuid.UUID, owner: str, progress: Progress) -> TaskStatus:
@@ -249,7 +242,7 @@ class InMemoryTaskRepository:
         if progress.output is not None:
             update["output"] = progress.output
         if progress.error is not None:
-            update["error"] = ErrorView(kind=progress.error.kind, message=progress.error.message)
+            update["error"] = error_view(progress.error)
         if progress.finished_at is not None:
             update["finished_at"] = progress.finished_at
         if progress.status == "running":
