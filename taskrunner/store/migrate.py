@@ -20,7 +20,10 @@ from sqlalchemy import text
 from taskrunner.errors import TaskrunnerError
 from taskrunner.store.database import Database
 
-MIGRATIONS: Final = Path(__file__).resolve().parents[2] / "alembic"
+# The migrations ship inside the package, so an installed taskrunner finds them wherever it
+# runs. Found here, beside this module, rather than through Alembic's `package:dir` form,
+# which registers an atexit hook each time it is resolved.
+MIGRATIONS: Final = Path(__file__).resolve().with_name("migrations")
 ADVISORY_LOCK: Final = 0x7461736B72756E  # "taskrun"
 
 
@@ -29,11 +32,6 @@ class MigrationError(TaskrunnerError):
 
 
 def alembic_config() -> Config:
-    if not (MIGRATIONS / "env.py").is_file():
-        raise MigrationError(
-            f"the migrations are not at {MIGRATIONS}; run taskrunner from its source "
-            "checkout, or migrate yourself and set TASKRUNNER_AUTO_MIGRATE=0"
-        )
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["configure_logger"] = False
