@@ -610,10 +610,11 @@ def interpreter(tasks: int) -> Result:
     from taskrunner.engine.runner import InMemoryRunner
     from taskrunner.engine.validate import FlowChecker
     from taskrunner.flowfile import check_file
+    from taskrunner.settings import DEFAULT_FLOWS_DIR
     from taskrunner.tools import builtin_registry
 
     registry = builtin_registry()
-    flow = check_file(ROOT / "flows" / "echo_add.yaml", FlowChecker(registry)).flow
+    flow = check_file(DEFAULT_FLOWS_DIR / "echo_add.yaml", FlowChecker(registry)).flow
     assert flow is not None
     runner = InMemoryRunner(registry)
     for _ in range(min(1000, tasks)):
@@ -646,10 +647,10 @@ def cli_startup(runs: int) -> list[Result]:
     taskrunner = str(Path(python()).with_name("taskrunner"))
     commands = {
         "python -c pass": [python(), "-c", "pass"],
-        "taskrunner validate-flow flows/echo_add.yaml": [
+        "taskrunner validate-flow taskrunner/flows/echo_add.yaml": [
             taskrunner,
             "validate-flow",
-            "flows/echo_add.yaml",
+            "taskrunner/flows/echo_add.yaml",
         ],
         "taskrunner --help": [taskrunner, "--help"],
     }

@@ -54,7 +54,7 @@ class FlowCatalog:
         if not directory.is_dir():
             raise FlowCatalogError(
                 f"the flows directory {directory} does not exist "
-                "(set TASKRUNNER_FLOWS_DIR, or run from the project directory)"
+                "(set TASKRUNNER_FLOWS_DIR to a directory of flow files)"
             )
         entries: dict[str, CatalogEntry] = {}
         problems: list[Problem] = []

@@ -3,7 +3,8 @@
 - `DATABASE_URL`: `postgresql://…` (through psycopg 3) or `sqlite:///path`; unset, the
   embedded SQLite file `var/taskrunner.sqlite3`;
 - `TASKRUNNER_AUTO_MIGRATE`: `0` not to migrate the database on start (default `1`);
-- `TASKRUNNER_FLOWS_DIR`: the directory of flow files, `*.yaml` (default `flows`);
+- `TASKRUNNER_FLOWS_DIR`: the directory of flow files, `*.yaml` (default: the example
+  flows shipped in the package, `taskrunner/flows`);
 - `TASKRUNNER_LEASE_SECONDS`: how long a worker's hold on a task lasts unless renewed
   (default 30): a crashed worker's tasks are taken over after at most this long;
 - `TASKRUNNER_POLL_SECONDS`: how often idle workers look for due tasks besides being
@@ -11,8 +12,8 @@
 - `TASKRUNNER_WORKER_CONCURRENCY`: how many queued tasks the API's own, in-process
   worker runs at once; `0` for none (default 2).
 
-Relative paths are taken from the current directory: run taskrunner from the project
-directory, as the README does.
+Relative paths in these variables are taken from the current directory. Of the defaults,
+only the embedded SQLite file depends on it (it is kept under the current directory).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Final
 from taskrunner.errors import TaskrunnerError
 
 DEFAULT_SQLITE_PATH: Final = Path("var") / "taskrunner.sqlite3"
-DEFAULT_FLOWS_DIR: Final = Path("flows")
+DEFAULT_FLOWS_DIR: Final = Path(__file__).resolve().with_name("flows")
 MAX_BODY_BYTES: Final = 1024 * 1024
 
 _TRUE: Final = {"1", "true", "yes", "on"}

@@ -37,7 +37,7 @@ from taskrunner.store.sql import SqlTaskRepository
 from taskrunner.tools import ToolRegistry, builtin_registry
 
 ROOT = Path(__file__).resolve().parent.parent
-FLOWS = ROOT / "flows"
+FLOWS = ROOT / "taskrunner" / "flows"
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 POSTGRES_URL = normalize_database_url(
     os.environ.get("TASKRUNNER_TEST_POSTGRES_URL")
@@ -57,7 +57,8 @@ def checker(registry: ToolRegistry) -> FlowChecker:
 
 @pytest.fixture(scope="session")
 def load_flow(checker: FlowChecker) -> Callable[[str], Flow]:
-    """Load `flows/NAME.yaml`, failing the test if it is not valid."""
+    """Load the shipped flow `taskrunner/flows/NAME.yaml`, failing the test if it is not
+    valid."""
 
     def load(name: str) -> Flow:
         report = check_file(FLOWS / f"{name}.yaml", checker)

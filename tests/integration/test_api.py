@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from taskrunner.cli import app as cli_app
 
 ROOT: Final = Path(__file__).resolve().parents[2]
-FLOWS: Final = ROOT / "flows"
+FLOWS: Final = ROOT / "taskrunner" / "flows"
 MIB: Final = 1024 * 1024
 PROBLEM: Final = "application/problem+json"
 HELLO: Final = {"text": "hello", "a": 2, "b": 3}

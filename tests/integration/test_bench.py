@@ -54,6 +54,6 @@ def test_the_benchmark_runs_every_scenario_in_its_smallest_mode(
     [ten] = [r for r in service if r["scenario"] == "durable ten_steps"]
     assert (ten["statements"], ten["commits"]) == (11, 11)
     cli = {r["variant"]: r for r in results if r["scenario"] == "CLI start-up"}
-    validate = cli["taskrunner validate-flow flows/echo_add.yaml"]
+    validate = cli["taskrunner validate-flow taskrunner/flows/echo_add.yaml"]
     assert validate["extra"]["heavy_imports"] == []
     assert "taskrunner" in finished.stdout  # the table was printed

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -33,7 +32,7 @@ from taskrunner.store.database import Database
 from taskrunner.store.migrate import is_current
 
 ROOT = Path(__file__).resolve().parents[2]
-FLOWS = ROOT / "flows"
+FLOWS = ROOT / "taskrunner" / "flows"
 POSTGRES_URL = normalize_database_url(
     os.environ.get("TASKRUNNER_TEST_POSTGRES_URL")
     or "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -547,10 +546,11 @@ def test_a_bad_database_url_exits_2(
 
 
 def test_zero_setup_as_a_new_user(tmp_path: Path) -> None:
+    """From an empty directory: the shipped flows, an embedded database created there."""
     project = tmp_path / "project"
     home = tmp_path / "home"
+    project.mkdir()
     home.mkdir()
-    shutil.copytree(FLOWS, project / "flows")
     env = clean_env(HOME=str(home))
 
     done = run_entry(["run-flow", *HELLO, "--json"], project, env)

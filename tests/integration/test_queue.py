@@ -54,7 +54,7 @@ from taskrunner.views import TaskView
 from taskrunner.worker import Worker
 
 ROOT: Final = Path(__file__).resolve().parents[2]
-FLOWS: Final = ROOT / "flows"
+FLOWS: Final = ROOT / "taskrunner" / "flows"
 QUEUED: Final = ROOT / "tests" / "flows" / "queued"
 PLUGINS: Final = ROOT / "tests" / "plugins"
 ENTRY: Final = [sys.executable, "-c", "from taskrunner.cli import main; main()"]

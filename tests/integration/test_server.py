@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+FLOWS = ROOT / "taskrunner" / "flows"
 CLI = "from taskrunner.cli import main; main()"
 
 
@@ -40,7 +41,7 @@ def _request(url: str, body: bytes | None = None) -> tuple[int, dict[str, object
 
 def _serve(command: list[str], database_url: str) -> Iterator[str]:
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "TASKRUNNER_FLOWS_DIR": str(ROOT / "flows")}
+    env = {**os.environ, "DATABASE_URL": database_url, "TASKRUNNER_FLOWS_DIR": str(FLOWS)}
     process = subprocess.Popen(
         [arg.replace("{port}", str(port)) for arg in command],
         cwd=ROOT,

@@ -16,7 +16,8 @@ from taskrunner.cli import app
 from taskrunner.flowfile.reader import MAX_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
-FLOWS = sorted((ROOT / "flows").glob("*.yaml"))
+SHIPPED = ROOT / "taskrunner" / "flows"
+FLOWS = sorted(SHIPPED.glob("*.yaml"))
 COMMITTED_SCHEMA = ROOT / "schema" / "flow.schema.json"
 
 PROBLEM_LINE = re.compile(
@@ -116,7 +117,7 @@ def alias_bomb() -> str:
 
 
 def test_the_reference_flow_is_valid() -> None:
-    status, stdout, stderr = validate(str(ROOT / "flows" / "echo_add.yaml"))
+    status, stdout, stderr = validate(str(SHIPPED / "echo_add.yaml"))
     assert status == 0
     assert stdout == ""
     assert "all valid" in stderr
@@ -136,7 +137,7 @@ def test_all_shipped_flows_at_once() -> None:
 
 
 def test_json_output_of_a_valid_flow_is_an_empty_list() -> None:
-    status, stdout, _ = validate("--json", str(ROOT / "flows" / "echo_add.yaml"))
+    status, stdout, _ = validate("--json", str(SHIPPED / "echo_add.yaml"))
     assert status == 0
     assert json.loads(stdout) == []
 
@@ -194,7 +195,7 @@ def test_json_output_of_a_read_error(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("broken")
 def test_valid_and_invalid_files_together_exit_1() -> None:
-    status, stdout, stderr = validate(str(ROOT / "flows" / "echo_add.yaml"), "broken.yaml")
+    status, stdout, stderr = validate(str(SHIPPED / "echo_add.yaml"), "broken.yaml")
     assert status == 1
     assert stdout.splitlines() == BROKEN_OUTPUT
     assert "2 file(s) checked: 2 problem(s) in 1 file(s)" in stderr
@@ -216,7 +217,7 @@ def test_an_invalid_file_then_a_missing_one_exit_2() -> None:
 
 
 def test_a_valid_file_and_a_missing_one_exit_2() -> None:
-    status, stdout, stderr = validate(str(ROOT / "flows" / "echo_add.yaml"), "nope.yaml")
+    status, stdout, stderr = validate(str(SHIPPED / "echo_add.yaml"), "nope.yaml")
     assert status == 2
     assert stdout == ""
     assert "nope.yaml" in stderr
@@ -267,7 +268,7 @@ def test_a_fifo_exits_2_without_blocking(tmp_path: Path) -> None:
 
 def test_a_symlink_to_a_valid_file_is_followed(tmp_path: Path) -> None:
     link = tmp_path / "link.yaml"
-    link.symlink_to(ROOT / "flows" / "echo_add.yaml")
+    link.symlink_to(SHIPPED / "echo_add.yaml")
     assert validate(str(link))[0] == 0
 
 

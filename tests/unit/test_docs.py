@@ -23,7 +23,9 @@ def _blocks(language: str) -> list[str]:
     return [body for lang, body in BLOCK.findall(GUIDE) if lang == language]
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "flows").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "taskrunner" / "flows").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_every_shipped_flow_is_quoted_whole_in_the_guide(path: Path) -> None:
     assert path.read_text() in _blocks("yaml")
 

@@ -78,7 +78,7 @@ def test_importing_the_engine_loads_no_io_library() -> None:
     "argv",
     [
         ["--help"],
-        ["validate-flow", "flows/echo_add.yaml"],
+        ["validate-flow", "taskrunner/flows/echo_add.yaml"],
         ["schema"],
         ["run-flow", "--help"],
     ],

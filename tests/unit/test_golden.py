@@ -1,6 +1,7 @@
-"""Golden traces: every flow in `flows/` runs on the inputs of `flows/NAME.trace.json` and
-must take exactly the recorded steps, and end exactly as recorded. Running twice gives
-identical traces (determinism), and replaying the recorded steps reaches the same end."""
+"""Golden traces: every shipped flow, `taskrunner/flows/NAME.yaml`, runs on the inputs of
+`tests/golden/NAME.trace.json` and must take exactly the recorded steps, and end exactly as
+recorded. Running twice gives identical traces (determinism), and replaying the recorded
+steps reaches the same end."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from taskrunner.engine.model import Flow
 from taskrunner.engine.runner import InMemoryRunner, RunResult
 from taskrunner.tools import ToolRegistry
 
-FLOWS = Path(__file__).resolve().parents[2] / "flows"
+ROOT = Path(__file__).resolve().parents[2]
+FLOWS = ROOT / "taskrunner" / "flows"
+GOLDEN = ROOT / "tests" / "golden"
 CASES = [
     pytest.param(path.stem, index, case, id=f"{path.stem}-{index}")
     for path in sorted(FLOWS.glob("*.yaml"))
-    for index, case in enumerate(json.loads(path.with_suffix(".trace.json").read_text()))
+    for index, case in enumerate(json.loads((GOLDEN / f"{path.stem}.trace.json").read_text()))
 ]
 
 
@@ -49,7 +52,7 @@ def _run(registry: ToolRegistry, flow: Flow, data: dict[str, Any]) -> tuple[RunR
 def test_every_flow_has_a_golden_trace() -> None:
     flows = sorted(FLOWS.glob("*.yaml"))
     assert flows
-    missing = [path.name for path in flows if not path.with_suffix(".trace.json").exists()]
+    missing = [path.name for path in flows if not (GOLDEN / f"{path.stem}.trace.json").exists()]
     assert missing == []
 
 
