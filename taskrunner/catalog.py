@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from taskrunner.engine.model import Flow
+from taskrunner.engine.flow import Flow
 from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import TaskrunnerError

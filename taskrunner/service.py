@@ -32,18 +32,13 @@ from pydantic import ValidationError
 
 from taskrunner.catalog import FlowCatalog
 from taskrunner.cursors import decode_cursor, encode_cursor
-from taskrunner.engine.interpreter import (
-    CallTool,
-    Decision,
-    Fail,
-    Finish,
-    Step,
-    StepError,
-    replay,
-)
-from taskrunner.engine.model import FLOW_NAME_PATTERN, Flow
+from taskrunner.engine.driver import drive
+from taskrunner.engine.flow import Flow
+from taskrunner.engine.interpreter import replay
+from taskrunner.engine.model import FLOW_NAME_PATTERN
 from taskrunner.engine.plan import FlowPlan
-from taskrunner.engine.runner import call
+from taskrunner.engine.steps import CallTool, Decision, Fail, Finish, Step, StepError
+from taskrunner.engine.storable import unstorable_text
 from taskrunner.errors import (
     InvalidRequestError,
     TaskNotFoundError,
@@ -62,15 +57,13 @@ from taskrunner.store.repository import (
     RecordedStep,
     TaskFilter,
     TaskRepository,
-    unstorable_text,
 )
-from taskrunner.tools import INVALID_OUTPUT, JsonObject
+from taskrunner.tools import JsonObject
 from taskrunner.views import StepView, TaskPage, TaskStatus, TaskView, error_view, step_view
 
 MAX_PAGE: Final = 500
 DEFAULT_PAGE: Final = 50
 DEFAULT_LEASE_SECONDS: Final = 30.0
-TIMEOUT: Final = "Timeout"
 UNEXPECTED_STEP: Final = "UnexpectedStep"
 FLOW_UNAVAILABLE: Final = "FlowUnavailable"
 IDEMPOTENCY_KEY_PATTERN: Final = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -289,7 +282,8 @@ class TaskService:
         here: bool,
         stop: threading.Event | None = None,
     ) -> tuple[TaskStatus, Progress, list[StepView]]:
-        """Decide, call, record, until the task ends or leaves this runner.
+        """Advance the task through the engine's driver, committing each step, until it
+        ends or leaves this runner.
 
         `here`: the caller waits for the result, so a retry's delay is slept through; a
         worker instead hands the task back to the queue until the delay is over.
@@ -300,33 +294,9 @@ class TaskService:
         except UnexpectedStepError as exc:
             ended = _ended("failed", plan.flow.start, now, StepError(UNEXPECTED_STEP, exc.message))
             return self.repository.update_task(task_id, self.owner, ended), ended, []
-        decision = execution.decide()
-        progress = _progress(decision, now, self.leases.expiry())
-        status: TaskStatus = "running"
-        steps: list[StepView] = []
-        if not isinstance(decision, CallTool):
-            status = self.repository.update_task(task_id, self.owner, progress)
-        while isinstance(decision, CallTool) and status == "running":
-            if stop is not None and stop.is_set():
-                self.repository.release(task_id, self.owner, self._clock())
-                return "pending", progress, steps
-            if here and steps and decision.delay_seconds:
-                self._sleep(decision.delay_seconds)
-            started = self._clock()
-            step = _storable(_call(plan, decision))
-            finished = self._clock()
-            execution.record(step)
-            decision = execution.decide()
-            progress = _progress(decision, finished, self.leases.expiry())
-            if isinstance(decision, CallTool) and decision.delay_seconds and not here:
-                run_after = finished + timedelta(seconds=decision.delay_seconds)
-                progress = replace(progress, status="pending", run_after=run_after)
-            status = self.repository.record_step(
-                task_id, self.owner, RecordedStep(step, started, finished), progress
-            )
-            if here:  # the caller gets the task back, steps included
-                steps.append(step_view(step, started, finished))
-        return status, progress, steps
+        journal = _StoreJournal(self, task_id, here=here, stop=stop)
+        drive(execution, journal)
+        return journal.status, journal.progress, journal.steps
 
     def _admit(
         self, flow_name: str, data: Mapping[str, object], idempotency_key: str | None
@@ -357,29 +327,11 @@ class TaskService:
             definition = self.repository.flow_definition(digest)
             if definition is None:
                 raise TaskrunnerError(f"the flow version {digest} is not stored")
-            flow = Flow.model_validate(definition)
+            flow = self.catalog.checker.language.parse(definition)
             if flow.digest != digest:
                 raise TaskrunnerError(f"the stored flow version {digest} does not match it")
             plan = self._plans[digest] = FlowPlan(flow, self.catalog.checker.registry)
         return plan
-
-
-def _call(plan: FlowPlan, decision: CallTool) -> Step:
-    """Call the tool; past the state's timeout, the attempt fails with `Timeout` (the
-    tool's thread is left to finish on its own, and its result is dropped)."""
-    if decision.timeout_seconds is None:
-        return call(plan, decision)
-    result: list[Step] = []
-    worker = threading.Thread(
-        target=lambda: result.append(call(plan, decision)),
-        name=f"taskrunner-tool-{decision.tool}",
-        daemon=True,
-    )
-    worker.start()
-    worker.join(decision.timeout_seconds)
-    if result:
-        return result[0]
-    return decision.failed(TIMEOUT, f"the tool took longer than {decision.timeout_seconds} s")
 
 
 def _refuse_unstorable(data: object) -> None:
@@ -388,15 +340,57 @@ def _refuse_unstorable(data: object) -> None:
         raise UnstorableDataError(where)
 
 
-def _storable(step: Step) -> Step:
-    """A step whose output the database cannot store fails instead, as an invalid output."""
-    where = unstorable_text(step.output) if step.output is not None else None
-    if where is None:
-        return step
-    message = f"the output at {where} holds text the database cannot store"
-    return CallTool(step.seq, step.state, step.tool, step.attempt, step.input).failed(
-        INVALID_OUTPUT, message
-    )
+class _StoreJournal:
+    """A task's journal in the store: each step committed with the task's new state."""
+
+    def __init__(
+        self,
+        service: TaskService,
+        task_id: uuid.UUID,
+        *,
+        here: bool,
+        stop: threading.Event | None,
+    ) -> None:
+        self._service = service
+        self._task_id = task_id
+        self._here = here
+        self._stop = stop
+        self._started = service._clock()
+        self.status: TaskStatus = "running"
+        self.progress = Progress("running", "", self._started)
+        self.steps: list[StepView] = []
+        """The steps recorded here, for a caller who waits for the task."""
+
+    def before_call(self, call: CallTool) -> bool:
+        service = self._service
+        if self._stop is not None and self._stop.is_set():
+            service.repository.release(self._task_id, service.owner, service._clock())
+            self.status = "pending"
+            return False
+        if self._here and call.delay_seconds:
+            service._sleep(call.delay_seconds)
+        self._started = service._clock()
+        return True
+
+    def record(self, step: Step, decision: Decision) -> bool:
+        service = self._service
+        finished = service._clock()
+        progress = _progress(decision, finished, service.leases.expiry())
+        if isinstance(decision, CallTool) and decision.delay_seconds and not self._here:
+            run_after = finished + timedelta(seconds=decision.delay_seconds)
+            progress = replace(progress, status="pending", run_after=run_after)
+        self.progress = progress
+        self.status = service.repository.record_step(
+            self._task_id, service.owner, RecordedStep(step, self._started, finished), progress
+        )
+        if self._here:  # the caller gets the task back, steps included
+            self.steps.append(step_view(step, self._started, finished))
+        return self.status == "running"
+
+    def settle(self, decision: Finish | Fail) -> None:
+        service = self._service
+        self.progress = _progress(decision, service._clock(), service.leases.expiry())
+        self.status = service.repository.update_task(self._task_id, service.owner, self.progress)
 
 
 def _progress(decision: Decision, now: datetime, lease_expires_at: datetime) -> Progress:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from taskrunner.engine.interpreter import Step, StepError
+from taskrunner.engine.steps import Step, StepError
 
 TaskStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 StepStatus = Literal["succeeded", "failed"]

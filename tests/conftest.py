@@ -26,7 +26,7 @@ from sqlalchemy.exc import OperationalError
 
 from taskrunner.api import create_app
 from taskrunner.catalog import FlowCatalog
-from taskrunner.engine.model import Flow
+from taskrunner.engine.flow import Flow
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.flowfile import check_file
 from taskrunner.service import TaskService

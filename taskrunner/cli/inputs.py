@@ -4,12 +4,13 @@ option per field the flow declares (`--text hello --a 2`), typed as the flow say
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from pydantic import JsonValue
 
-from taskrunner.engine.model import Flow, InputField
+from taskrunner.engine.flow import Flow
+from taskrunner.engine.inputs import INPUT_KINDS, InputTextError
+from taskrunner.engine.model import InputField
 from taskrunner.errors import TaskrunnerError
 from taskrunner.jsontext import JsonTextError, parse_json
 
@@ -88,36 +89,8 @@ def _field_options(flow: Flow, extra: list[str]) -> dict[str, str]:
 
 
 def _convert(name: str, spec: InputField, text: str) -> JsonValue:
+    kind = INPUT_KINDS[spec.type]
     try:
-        if spec.type == "string":
-            return text
-        if spec.type == "integer":
-            return int(text)
-        if spec.type == "number":
-            return _number(text)
-        if spec.type == "boolean":
-            return {"true": True, "false": False}[text.lower()]
-        value: JsonValue = parse_json(text)
-    except (ValueError, KeyError):
-        raise InputOptionError(f"--{name} {text!r}: not {_article(spec.type)}") from None
-    if spec.type == "object" and not isinstance(value, dict):
-        raise InputOptionError(f"--{name}: not a JSON object")
-    if spec.type == "array" and not isinstance(value, list):
-        raise InputOptionError(f"--{name}: not a JSON array")
-    return value
-
-
-def _number(text: str) -> int | float:
-    try:
-        return int(text)
-    except ValueError:
-        number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(text)
-    return number
-
-
-def _article(kind: str) -> str:
-    return {"integer": "an integer", "array": "a JSON array", "object": "a JSON object"}.get(
-        kind, f"a {kind}"
-    )
+        return kind.from_text(text)
+    except InputTextError:
+        raise InputOptionError(f"--{name} {text!r}: not {kind.article}") from None

@@ -1,77 +1,49 @@
 """Pass two: the meaning of a flow document.
 
-Checked here, on the raw document so that it runs even when the shape pass found
-problems: the start state and every transition target exist; every state is reachable; a
-succeed or fail state is reachable from every state; no cycle is made of choice states
-only; every reference parses, resolves to a declared input or to the output of a task
-state that has run on *every* path to the point of use; and types agree, from the flow
-input and the tools' output models to the tools' input models.
+It runs even when the shape pass found problems, so that an unknown tool and a transition
+to a missing state are both reported. Each state is read as its kind's model; a state that
+does not read (its shape is broken) still has its transitions read tolerantly, so that its
+neighbours are checked, and whatever of it does read is checked too.
+
+Checked here: the start state and every transition target exist; every state is
+reachable; a terminal state is reachable from every state; no loop is made only of states
+that move without a step; every reference parses, resolves to a declared input or to the
+output of a state that has produced it on *every* path to the point of use; and types
+agree, from the flow input and the tools' output models to the tools' input models. The
+checks of each state's own content belong to its kind (`State.check`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass, replace
-from functools import cache
-from typing import Final
+from dataclasses import replace
 
-from pydantic import JsonValue, TypeAdapter, ValidationError
+from pydantic import JsonValue, ValidationError
 
 from taskrunner.engine import types
 from taskrunner.engine.diagnostics import Diagnostic, closest, pointer, suggest
-from taskrunner.engine.graph import Graph, read_graph
-from taskrunner.engine.model import (
-    COMBINATORS,
-    COMPARISONS,
-    MAX_STATES,
-    TERMINAL_TYPES,
-    Condition,
-)
+from taskrunner.engine.flow import Language, builtin_language
+from taskrunner.engine.graph import Edge, Graph
+from taskrunner.engine.inputs import INPUT_KINDS
+from taskrunner.engine.model import MAX_STATES
 from taskrunner.engine.refs import Reference, ReferenceSyntaxError, parse_value
-from taskrunner.engine.types import ValueType
-from taskrunner.tools import Tool, ToolRegistry
-
-_INPUT_KINDS: Final = {"string", "integer", "number", "boolean", "object", "array"}
-_ORDERING: Final = ("lt", "le", "gt", "ge")
-
-
-@cache
-def _condition_adapter() -> TypeAdapter[Condition]:
-    return TypeAdapter(Condition)
-
-
-def _members(value: object) -> list[tuple[str, JsonValue]]:
-    return list(value.items()) if isinstance(value, dict) else []
-
-
-@dataclass(frozen=True)
-class ToolTypes:
-    """A tool's argument types and output type, read off its models' JSON Schemas."""
-
-    arguments: dict[str, ValueType]
-    output: ValueType
-
-    @classmethod
-    def of(cls, item: Tool) -> ToolTypes:
-        schema = item.input_model.model_json_schema()
-        defs = schema.get("$defs")
-        properties = schema.get("properties", {})
-        arguments = {name: types.of_schema(prop, defs) for name, prop in properties.items()}
-        output_schema = item.output_model.model_json_schema()
-        return cls(arguments, types.of_schema(output_schema, output_schema.get("$defs")))
+from taskrunner.engine.states.base import State, Transition, read_transitions
+from taskrunner.engine.types import ToolTypes, ValueType
+from taskrunner.tools import ToolRegistry
 
 
 class MeaningChecker:
-    """Checks the meaning of flow documents against one tool registry."""
+    """Checks the meaning of flow documents against one tool registry and one language."""
 
-    def __init__(self, registry: ToolRegistry) -> None:
+    def __init__(self, registry: ToolRegistry, language: Language | None = None) -> None:
         self._tools = {item.name: ToolTypes.of(item) for item in registry}
+        self._language = language or builtin_language()
 
     def check(self, document: Mapping[str, object]) -> list[Diagnostic]:
         states = document.get("states")
         if not isinstance(states, Mapping) or not states or len(states) > MAX_STATES:
             return []  # the shape pass reports it; there is no chart to reason about
-        return list(_Analysis(document, states, self._tools).run())
+        return list(_Analysis(document, states, self._tools, self._language).run())
 
 
 class _Analysis:
@@ -80,14 +52,32 @@ class _Analysis:
         document: Mapping[str, object],
         states: Mapping[str, object],
         tools: Mapping[str, ToolTypes],
+        language: Language,
     ) -> None:
+        self.document = document
         self.states = states
         self.tools = tools
-        self.graph: Graph = read_graph(states)
+        self.language = language
+        self.kinds: dict[str, type[State] | None] = {}
+        self.whole: dict[str, State] = {}
+        """The states that read as their kind's model."""
+        self.readable: dict[str, State] = {}
+        """Those, and the broken states whose well-formed part reads (`State.salvage`)."""
+        for name, raw in states.items():
+            kind = language.kind(raw.get("type")) if isinstance(raw, Mapping) else None
+            self.kinds[name] = kind
+            if kind is None or not isinstance(raw, Mapping):
+                continue
+            try:
+                self.whole[name] = self.readable[name] = kind.model_validate(raw)
+            except ValidationError:
+                salvaged = kind.salvage(raw)
+                if salvaged is not None:
+                    self.readable[name] = salvaged
+        self.graph = self._graph()
         start = document.get("start")
         self.start = start if isinstance(start, str) and start in states else None
         self.start_text = start
-        self.document = document
         self.input_names, self.input_type = _input_type(document.get("input"))
         self.reachable: set[str] = set()
         self.outputs: dict[str, frozenset[str]] = {}
@@ -96,10 +86,35 @@ class _Analysis:
         yield from self._chart()
         yield from self._input_defaults()
         for name, raw in self.states.items():
-            if isinstance(raw, Mapping):
-                yield from self._state(name, raw)
+            scope = _StateScope(self, name)
+            kind = self.kinds[name]
+            if name in self.whole:
+                yield from self.whole[name].check(scope)
+            elif kind is not None and isinstance(raw, Mapping):
+                yield from kind.check_broken(raw, scope)
 
     # -- the chart ------------------------------------------------------------------------
+
+    def _graph(self) -> Graph:
+        graph = Graph({name: kind.kind if kind else None for name, kind in self.kinds.items()})
+        every = tuple(dict.fromkeys(key for kind in self.language for key in kind.TRANSITIONS))
+        for name, raw in self.states.items():
+            kind = self.kinds[name]
+            transitions: list[Transition] = []
+            complete = False
+            if name in self.whole:
+                transitions, complete = list(self.whole[name].transitions()), True
+            elif kind is not None and isinstance(raw, Mapping):
+                transitions, complete = kind.read_transitions(raw)
+            elif isinstance(raw, Mapping):  # of no known kind: any transition it may have
+                transitions = list(read_transitions(raw, every, None))
+            here = pointer("states", name)
+            for item in transitions:
+                path = here + pointer(*item.path)
+                graph.add(Edge(name, item.target, path, item.with_output))
+            if not complete:
+                graph.incomplete.add(name)
+        return graph
 
     def _chart(self) -> Iterator[Diagnostic]:
         names = self.graph.names
@@ -141,8 +156,8 @@ class _Analysis:
         broken |= self.graph.incomplete
         ends = [
             name
-            for name, kind in self.graph.kinds.items()
-            if kind in TERMINAL_TYPES or name in broken
+            for name, kind in self.kinds.items()
+            if (kind is not None and kind.terminal) or name in broken
         ]
         finishing = self.graph.reaching(ends)
         for name in names:
@@ -154,21 +169,26 @@ class _Analysis:
                     "every path must be able to end: add a transition out of the loop",
                     at_key=True,
                 )
-        choices = {n for n, kind in self.graph.kinds.items() if kind == "choice"}
-        for cycle in self.graph.cycles_among(choices):
-            looping = (
-                f"choice states {', '.join(f'`{n}`' for n in cycle)} form a loop"
-                if len(cycle) > 1
-                else f"choice state `{cycle[0]}` loops to itself"
-            )
-            yield Diagnostic(
-                "flow.choice-cycle",
-                f"{looping} with no task in it",
-                pointer("states", cycle[0]),
-                "data cannot change without a task, so the loop would never end",
-                at_key=True,
-            )
+        transient = {n for n, kind in self.kinds.items() if kind is not None and kind.transient}
+        for cycle in self.graph.cycles_among(transient):
+            yield self._endless(cycle)
         self.outputs = self.graph.guaranteed_outputs(self.start, self.reachable)
+
+    def _endless(self, cycle: list[str]) -> Diagnostic:
+        named = {kind.kind for name in cycle if (kind := self.kinds[name]) is not None}
+        noun = f"{named.pop()} state" if len(named) == 1 else "state"
+        looping = (
+            f"{noun}s {', '.join(f'`{n}`' for n in cycle)} form a loop"
+            if len(cycle) > 1
+            else f"{noun} `{cycle[0]}` loops to itself"
+        )
+        return Diagnostic(
+            "flow.choice-cycle",
+            f"{looping} with no task in it",
+            pointer("states", cycle[0]),
+            "data cannot change without a task, so the loop would never end",
+            at_key=True,
+        )
 
     # -- input declarations ---------------------------------------------------------------
 
@@ -189,103 +209,18 @@ class _Analysis:
                     pointer("input", name, "default"),
                 )
 
-    # -- one state ------------------------------------------------------------------------
+    # -- values and references ------------------------------------------------------------
 
-    def _state(self, name: str, raw: Mapping[str, object]) -> Iterator[Diagnostic]:
-        # Read from the raw mapping, so that a state with a shape problem elsewhere (an
-        # unknown key, say) still has its data checked.
-        here = pointer("states", name)
-        kind = raw.get("type")
-        if kind == "task":
-            tool_name = raw.get("tool")
-            tool = self.tools.get(tool_name) if isinstance(tool_name, str) else None
-            for argument, value in _members(raw.get("args")):
-                target = tool.arguments.get(argument) if tool else None
-                where = f"`{tool_name}.{argument}`"
-                path = here + pointer("args", argument)
-                # A literal argument is checked against the tool's field by the schema.
-                yield from self._value(name, value, path, target, where, literal_checked=True)
-        elif kind == "succeed":
-            for field, value in _members(raw.get("output")):
-                yield from self._value(name, value, here + pointer("output", field))
-        elif kind == "choice":
-            rules = raw.get("rules")
-            for position, rule in enumerate(rules if isinstance(rules, list) else []):
-                when = rule.get("when") if isinstance(rule, Mapping) else None
-                try:
-                    condition = _condition_adapter().validate_python(when)
-                except ValidationError:
-                    continue  # the shape pass reports it
-                path = here + pointer("rules", position, "when")
-                yield from self._condition(name, condition, path)
-
-    def _condition(self, name: str, condition: Condition, path: str) -> Iterator[Diagnostic]:
-        given = condition.model_fields_set
-        operators = [op for op in (*COMPARISONS, *COMBINATORS) if _field(op) in given]
-        if len(operators) != 1:
-            listing = ", ".join(f"`{op}`" for op in (*COMPARISONS, *COMBINATORS))
-            found = ", ".join(f"`{op}`" for op in operators) or "none"
-            yield Diagnostic(
-                "choice.condition",
-                f"a condition needs exactly one operator; found {found}",
-                path,
-                f"operators: {listing}",
-            )
-            return
-        [operator] = operators
-        if operator in COMBINATORS:
-            if "value" in given:
-                yield Diagnostic(
-                    "choice.condition",
-                    f"`value` has no meaning beside `{operator}`",
-                    path + "/value",
-                    f"put `value` in the conditions under `{operator}`",
-                )
-            inner = condition.not_ if operator == "not" else getattr(condition, operator)
-            if isinstance(inner, Condition):
-                yield from self._condition(name, inner, path + "/not")
-            elif isinstance(inner, list):
-                for position, item in enumerate(inner):
-                    yield from self._condition(name, item, path + pointer(operator, position))
-            return
-        if "value" not in given:
-            yield Diagnostic(
-                "choice.condition",
-                f"`{operator}` compares `value` with something, but `value` is missing",
-                path,
-                "add `value: $input.NAME` or another reference",
-            )
-            return
-        numeric = ValueType(frozenset({"number"})) if operator in _ORDERING else None
-        left = yield from self._value(name, condition.value, path + "/value", numeric, "`value`")
-        operand = getattr(condition, operator)
-        where = f"`{operator}`"
-        right = yield from self._value(name, operand, path + pointer(operator), numeric, where)
-        if (
-            operator in ("eq", "ne")
-            and left is not None
-            and right is not None
-            and not types.overlaps(left, right)
-        ):
-            yield Diagnostic(
-                "type.mismatch",
-                f"`{operator}` compares {left.describe()} with {right.describe()}: never equal",
-                path + pointer(operator),
-            )
-
-    # -- one value ------------------------------------------------------------------------
-
-    def _value(
+    def value(
         self,
         state: str,
         value: JsonValue,
         path: str,
-        target: ValueType | None = None,
-        where: str = "",
+        target: ValueType | None,
+        where: str,
         *,
-        literal_checked: bool = False,
+        literal_checked: bool,
     ) -> Generator[Diagnostic, None, ValueType | None]:
-        """Check a literal or a reference; return its type (None if it is in error)."""
         try:
             expression = parse_value(value)
         except ReferenceSyntaxError as exc:
@@ -328,10 +263,8 @@ class _Analysis:
             problem = self._producer_problem(state, ref, path)
             if problem is not None:
                 return problem
-            raw = self.states[ref.state]
-            tool_name = raw.get("tool") if isinstance(raw, Mapping) else None
-            tool = self.tools.get(tool_name) if isinstance(tool_name, str) else None
-            current = tool.output if tool else types.ANY
+            producer = self.readable.get(ref.state)
+            current = producer.output_type(_StateScope(self, ref.state)) if producer else types.ANY
         walked: list[str] = []
         for segment in ref.path:
             try:
@@ -350,21 +283,22 @@ class _Analysis:
 
     def _producer_problem(self, state: str, ref: Reference, path: str) -> Diagnostic | None:
         producer = ref.state or ""
+        producing = " or ".join(kind.kind for kind in self.language if kind.has_output)
         if producer not in self.states:
-            names = [n for n, kind in self.graph.kinds.items() if kind == "task"]
+            names = [n for n, kind in self.kinds.items() if kind is not None and kind.has_output]
             return Diagnostic(
                 "ref.unknown-state",
                 f"`{ref.text}`: there is no state `{producer}`",
                 path,
-                suggest(producer, names) or f"task states: {', '.join(names) or 'none'}",
+                suggest(producer, names) or f"{producing} states: {', '.join(names) or 'none'}",
             )
-        kind = self.graph.kinds.get(producer)
-        if _known(kind) and kind != "task":
+        kind = self.kinds.get(producer)
+        if kind is not None and not kind.has_output:
             return Diagnostic(
                 "ref.no-output",
-                f"`{ref.text}`: `{producer}` is a {kind} state, which has no output",
+                f"`{ref.text}`: `{producer}` is a {kind.kind} state, which has no output",
                 path,
-                "only task states have outputs",
+                f"only {producing} states have outputs",
             )
         if self.start is None or state not in self.reachable:
             return None
@@ -387,12 +321,29 @@ class _Analysis:
         )
 
 
-def _known(kind: str | None) -> bool:
-    return kind in ("task", "choice", *TERMINAL_TYPES)
+class _StateScope:
+    """What one state's checks see of the analysis (`states.base.Scope`)."""
 
+    def __init__(self, analysis: _Analysis, name: str) -> None:
+        self._analysis = analysis
+        self._name = name
+        self.here = pointer("states", name)
 
-def _field(operator: str) -> str:
-    return "not_" if operator == "not" else operator
+    def tool(self, name: str) -> ToolTypes | None:
+        return self._analysis.tools.get(name)
+
+    def value(
+        self,
+        value: JsonValue,
+        path: str,
+        target: ValueType | None = None,
+        where: str = "",
+        *,
+        literal_checked: bool = False,
+    ) -> Generator[Diagnostic, None, ValueType | None]:
+        return self._analysis.value(
+            self._name, value, path, target, where, literal_checked=literal_checked
+        )
 
 
 def _input_type(declared: object) -> tuple[list[str], ValueType]:
@@ -401,6 +352,7 @@ def _input_type(declared: object) -> tuple[list[str], ValueType]:
     if isinstance(declared, Mapping):
         for name, spec in declared.items():
             kind = spec.get("type") if isinstance(spec, Mapping) else None
-            properties[name] = {"type": kind} if kind in _INPUT_KINDS else {}
+            known = INPUT_KINDS.get(kind) if isinstance(kind, str) else None
+            properties[name] = known.schema if known else {}
     schema = {"type": "object", "properties": properties, "additionalProperties": False}
     return list(properties), types.of_schema(schema)

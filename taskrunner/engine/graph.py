@@ -1,18 +1,15 @@
-"""The state graph of a flow document, read tolerantly from the raw document.
+"""The state graph of a flow document, and what can be proved on it: reachability,
+termination, cycles, and which outputs exist on every path to a state.
 
-The meaning pass runs even when the shape pass found problems (so that an unknown tool and
-a transition to a missing state are both reported), so the graph is read from plain data:
-whatever is a string where a transition is expected counts as an edge.
+The meaning pass builds it from each state's transitions (read tolerantly for a state
+whose shape is broken, so that its neighbours are still checked).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
-
-from taskrunner.engine.diagnostics import pointer
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +26,7 @@ class Edge:
 @dataclass
 class Graph:
     kinds: dict[str, str | None]
+    """Each state's kind (its `type`), when the document names a known one."""
     edges: list[Edge] = field(default_factory=list)
 
     @property
@@ -162,53 +160,3 @@ class Graph:
                     parent = work[-1][0]
                     low[parent] = min(low[parent], low[node])
         return found
-
-
-def read_graph(states: Mapping[str, object]) -> Graph:
-    """The states (with their kind when it is known) and every transition written down."""
-    kinds: dict[str, str | None] = {}
-    for name, raw in states.items():
-        kind = raw.get("type") if isinstance(raw, Mapping) else None
-        kinds[name] = kind if isinstance(kind, str) else None
-    graph = Graph(kinds)
-    for name, raw in states.items():
-        if not isinstance(raw, Mapping):
-            graph.incomplete.add(name)
-            continue
-        for edge in _edges(name, raw):
-            graph.add(edge)
-        required = _REQUIRED.get(kinds[name] or "", "")
-        if kinds[name] not in _TRANSITIONS or (required and not isinstance(raw.get(required), str)):
-            graph.incomplete.add(name)
-    return graph
-
-
-# The keys that hold transitions, by state type; a state of unknown type may hold any.
-_TRANSITIONS: Final = {
-    "task": ("next", "catch"),
-    "choice": ("rules", "default"),
-    "succeed": (),
-    "fail": (),
-}
-_REQUIRED: Final = {"task": "next", "choice": "default"}
-
-
-def _edges(name: str, raw: Mapping[str, object]) -> Iterable[Edge]:
-    here = pointer("states", name)
-    kind = raw.get("type")
-    every = ("next", "catch", "rules", "default")
-    keys = _TRANSITIONS.get(kind, every) if isinstance(kind, str) else every
-    target = raw.get("next")
-    if "next" in keys and isinstance(target, str):
-        yield Edge(name, target, here + pointer("next"), with_output=kind == "task")
-    target = raw.get("default")
-    if "default" in keys and isinstance(target, str):
-        yield Edge(name, target, here + pointer("default"), with_output=False)
-    for key in ("rules", "catch"):
-        items = raw.get(key) if key in keys else None
-        if not isinstance(items, list):
-            continue
-        for position, item in enumerate(items):
-            target = item.get("next") if isinstance(item, Mapping) else None
-            if isinstance(target, str):
-                yield Edge(name, target, here + pointer(key, position, "next"), False)

@@ -6,20 +6,22 @@ the result of that call and moves on. The same steps recorded give the same deci
 which is what makes a task resumable from its history: `replay()` feeds recorded steps
 back in and raises `UnexpectedStepError` when one is not what the flow expects there.
 
-Nothing here reads a clock, draws a random number or does I/O.
+What each state does is its kind's (`StatePlan.enter`, `StatePlan.on_step`); the
+execution only follows. Nothing here reads a clock, draws a random number or does I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Final, Literal, TypeGuard
+from typing import Final
 
 from pydantic import JsonValue
 
-from taskrunner.engine.model import FailState
-from taskrunner.engine.plan import Combination, FlowPlan, Test
-from taskrunner.engine.refs import UnresolvedReferenceError
+from taskrunner.engine.plan import FlowPlan
+from taskrunner.engine.refs import Expression, UnresolvedReferenceError
+from taskrunner.engine.states.base import Again, Goto
+from taskrunner.engine.states.choice import same
+from taskrunner.engine.steps import CallTool, Decision, Fail, Finish, Step, StepError
 from taskrunner.errors import UnexpectedStepError
 from taskrunner.tools import JsonObject
 
@@ -28,73 +30,6 @@ MAX_STEPS: Final = 10_000
 
 UNRESOLVED_REFERENCE: Final = "UnresolvedReference"
 STEP_LIMIT_EXCEEDED: Final = "StepLimitExceeded"
-
-StepStatus = Literal["succeeded", "failed"]
-
-
-@dataclass(frozen=True, slots=True)
-class StepError:
-    """Why a step or a task failed: a kind that `catch` and `retry` match, and a message."""
-
-    kind: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One tool call and its result, as recorded in a task's history."""
-
-    seq: int
-    state: str
-    tool: str
-    attempt: int
-    input: JsonObject
-    status: StepStatus
-    output: JsonObject | None = None
-    error: StepError | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CallTool:
-    """Call `tool` with `arguments` as step `seq`, after waiting `delay_seconds`."""
-
-    seq: int
-    state: str
-    tool: str
-    attempt: int
-    arguments: JsonObject
-    delay_seconds: float = 0.0
-    timeout_seconds: float | None = None
-
-    def succeeded(self, output: JsonObject) -> Step:
-        return Step(
-            self.seq, self.state, self.tool, self.attempt, self.arguments, "succeeded", output
-        )
-
-    def failed(self, kind: str, message: str) -> Step:
-        error = StepError(kind, message)
-        return Step(
-            self.seq, self.state, self.tool, self.attempt, self.arguments, "failed", None, error
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """The task succeeded in `state` with `output`."""
-
-    state: str
-    output: JsonObject
-
-
-@dataclass(frozen=True, slots=True)
-class Fail:
-    """The task failed in `state` with `error`."""
-
-    state: str
-    error: StepError
-
-
-Decision = CallTool | Finish | Fail
 
 
 class Execution:
@@ -110,6 +45,25 @@ class Execution:
         self._delay = 0.0
         self._decision: Decision | None = None
 
+    # -- what a state's plan sees (`states.base.Run`) -------------------------------------
+
+    @property
+    def attempt(self) -> int:
+        return self._attempt
+
+    @property
+    def delay(self) -> float:
+        return self._delay
+
+    @property
+    def next_seq(self) -> int:
+        return len(self.steps) + 1
+
+    def resolve(self, expression: Expression) -> JsonValue:
+        return expression.resolve(self.data, self.outputs)
+
+    # -- driving --------------------------------------------------------------------------
+
     def decide(self) -> Decision:
         """What happens next. Calling it again without `record()` gives the same answer."""
         if self._decision is None:
@@ -123,22 +77,15 @@ class Execution:
             raise UnexpectedStepError(_mismatch(expected, step))
         self.steps.append(step)
         self._decision = None
-        task = self.plan.tasks[step.state].state
         if step.status == "succeeded":
             self.outputs[step.state] = step.output
-            self._move(task.next)
-            return
-        error = step.error or StepError("Unknown", "the step failed without an error")
-        retry = task.retry
-        if retry and step.attempt < retry.max_attempts and _caught(retry.errors, error.kind):
-            self._attempt = step.attempt + 1
-            self._delay = retry.delay_before(self._attempt)
-            return
-        for handler in task.catch:
-            if _caught(handler.errors, error.kind):
-                self._move(handler.next)
-                return
-        self._decision = Fail(step.state, error)
+        outcome = self.plan.states[step.state].on_step(self, step)
+        if isinstance(outcome, Goto):
+            self._move(outcome.target)
+        elif isinstance(outcome, Again):
+            self._attempt, self._delay = outcome.attempt, outcome.delay_seconds
+        else:
+            self._decision = outcome
 
     @property
     def finished(self) -> bool:
@@ -156,58 +103,18 @@ class Execution:
             if len(self.steps) >= MAX_STEPS:
                 return Fail(name, StepError(STEP_LIMIT_EXCEEDED, f"{MAX_STEPS} steps recorded"))
             try:
-                if name in self.plan.tasks:
-                    return self._call(name)
-                if name in self.plan.outputs:
-                    output = {
-                        key: value.resolve(self.data, self.outputs)
-                        for key, value in self.plan.outputs[name]
-                    }
-                    return Finish(name, output)
-                if name in self.plan.choices:
-                    self.state = self._choose(name)
+                arrival = self.plan.states[name].enter(self)
+                if isinstance(arrival, Goto):
+                    if arrival.output is not None:
+                        self.outputs[name] = arrival.output
                     hops += 1
-                    if hops > len(self.plan.flow.states):
+                    if hops > len(self.plan.states):
                         raise UnresolvedReferenceError("choice states loop without a task")
+                    self._move(arrival.target)
                     continue
             except UnresolvedReferenceError as exc:
                 return Fail(name, StepError(UNRESOLVED_REFERENCE, str(exc)))
-            failure = self.plan.flow.states[name]
-            if isinstance(failure, FailState):
-                return Fail(name, StepError(failure.error, failure.message))
-            raise ValueError(f"state {name!r} has no plan")
-
-    def _call(self, name: str) -> CallTool:
-        task = self.plan.tasks[name]
-        arguments = {key: value.resolve(self.data, self.outputs) for key, value in task.arguments}
-        return CallTool(
-            len(self.steps) + 1,
-            name,
-            task.tool.name,
-            self._attempt,
-            arguments,
-            self._delay,
-            task.state.timeout_seconds,
-        )
-
-    def _choose(self, name: str) -> str:
-        choice = self.plan.choices[name]
-        for test, target in choice.rules:
-            if self._holds(test):
-                return target
-        return choice.state.default
-
-    def _holds(self, test: Test) -> bool:
-        if isinstance(test, Combination):
-            results = (self._holds(term) for term in test.terms)
-            if test.operator == "all":
-                return all(results)
-            if test.operator == "any":
-                return any(results)
-            return not next(results)
-        left = test.left.resolve(self.data, self.outputs)
-        right = test.right.resolve(self.data, self.outputs)
-        return _compare(test.operator, left, right)
+            return arrival
 
 
 def replay(plan: FlowPlan, data: JsonObject, steps: Iterable[Step]) -> Execution:
@@ -218,50 +125,13 @@ def replay(plan: FlowPlan, data: JsonObject, steps: Iterable[Step]) -> Execution
     return execution
 
 
-def _compare(operator: str, left: JsonValue, right: JsonValue) -> bool:
-    if operator == "eq":
-        return _same(left, right)
-    if operator == "ne":
-        return not _same(left, right)
-    if not _is_number(left) or not _is_number(right):
-        return False  # ordering is defined on numbers only
-    if operator == "lt":
-        return left < right
-    if operator == "le":
-        return left <= right
-    if operator == "gt":
-        return left > right
-    return left >= right
-
-
-def _is_number(value: JsonValue) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _same(left: JsonValue, right: JsonValue) -> bool:
-    """JSON equality: `1 == 1.0`, but `true` is not `1`."""
-    if isinstance(left, bool) or isinstance(right, bool):
-        return isinstance(left, bool) and isinstance(right, bool) and left is right
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(map(_same, left, right))
-    if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(_same(left[k], right[k]) for k in left)
-    if _is_number(left) and _is_number(right):
-        return left == right
-    return type(left) is type(right) and bool(left == right)
-
-
-def _caught(kinds: list[str], kind: str) -> bool:
-    return "*" in kinds or kind in kinds
-
-
 def _matches(expected: CallTool, step: Step) -> bool:
     return (
         step.seq == expected.seq
         and step.state == expected.state
         and step.tool == expected.tool
         and step.attempt == expected.attempt
-        and (step.input is expected.arguments or _same(step.input, expected.arguments))
+        and (step.input is expected.arguments or same(step.input, expected.arguments))
     )
 
 

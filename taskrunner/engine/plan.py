@@ -1,57 +1,21 @@
-"""A flow compiled for running: references parsed once, tools looked up once, and the
-Pydantic model of the flow's input built from its declaration."""
+"""A flow compiled for running: each state compiled once by its kind (references parsed,
+tools looked up), and the Pydantic model of the flow's input built from its declaration."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic_core import ErrorDetails
 
-from taskrunner.engine.model import ChoiceState, Condition, Flow, InputField, TaskState
-from taskrunner.engine.refs import Expression, parse_value
+from taskrunner.engine.flow import Flow
+from taskrunner.engine.inputs import INPUT_KINDS
+from taskrunner.engine.model import InputField
+from taskrunner.engine.states.base import StatePlan
 from taskrunner.errors import FlowInputError
-from taskrunner.tools import JsonObject, Number, Tool, ToolRegistry
-
-_PYTHON_TYPES: Final[dict[str, Any]] = {
-    "string": str,
-    "integer": int,
-    "number": Number,
-    "boolean": bool,
-    "object": dict[str, JsonValue],
-    "array": list[JsonValue],
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Comparison:
-    operator: str
-    left: Expression
-    right: Expression
-
-
-@dataclass(frozen=True, slots=True)
-class Combination:
-    operator: str  # "all", "any" or "not"
-    terms: tuple[Test, ...]
-
-
-Test = Comparison | Combination
-
-
-@dataclass(frozen=True, slots=True)
-class TaskPlan:
-    state: TaskState
-    tool: Tool
-    arguments: tuple[tuple[str, Expression], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ChoicePlan:
-    state: ChoiceState
-    rules: tuple[tuple[Test, str], ...]
+from taskrunner.tools import JsonObject, ToolRegistry
 
 
 class FlowPlan:
@@ -59,20 +23,10 @@ class FlowPlan:
 
     def __init__(self, flow: Flow, registry: ToolRegistry) -> None:
         self.flow = flow
-        self.tasks: dict[str, TaskPlan] = {}
-        self.choices: dict[str, ChoicePlan] = {}
-        self.outputs: dict[str, tuple[tuple[str, Expression], ...]] = {}
-        for name, state in flow.states.items():
-            if isinstance(state, TaskState):
-                arguments = tuple((key, parse_value(value)) for key, value in state.args.items())
-                self.tasks[name] = TaskPlan(state, registry.get(state.tool), arguments)
-            elif isinstance(state, ChoiceState):
-                rules = tuple((_test(rule.when), rule.next) for rule in state.rules)
-                self.choices[name] = ChoicePlan(state, rules)
-            elif state.type == "succeed":
-                self.outputs[name] = tuple(
-                    (key, parse_value(value)) for key, value in state.output.items()
-                )
+        self.registry = registry
+        self.states: dict[str, StatePlan] = {
+            name: state.compile(name, registry) for name, state in flow.states.items()
+        }
         self.input_model = _input_model(flow.name, flow.input)
 
     def validate_input(self, data: Mapping[str, object]) -> JsonObject:
@@ -88,21 +42,6 @@ class FlowPlan:
         return dumped
 
 
-def _test(condition: Condition) -> Test:
-    given = condition.model_fields_set
-    if "all" in given or "any" in given:
-        operator = "all" if "all" in given else "any"
-        terms = getattr(condition, operator) or []
-        return Combination(operator, tuple(_test(term) for term in terms))
-    if "not_" in given and condition.not_ is not None:
-        return Combination("not", (_test(condition.not_),))
-    for operator in ("eq", "ne", "lt", "le", "gt", "ge"):
-        if operator in given:
-            right = parse_value(getattr(condition, operator))
-            return Comparison(operator, parse_value(condition.value), right)
-    raise ValueError("a condition without an operator passed validation")
-
-
 def _input_model(flow_name: str, declared: Mapping[str, InputField]) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for name, spec in declared.items():
@@ -114,12 +53,12 @@ def _input_model(flow_name: str, declared: Mapping[str, InputField]) -> type[Bas
                 default_factory=lambda value=default: copy.deepcopy(value),
                 description=spec.description,
             )
-        fields[name] = (_PYTHON_TYPES[spec.type], info)
+        fields[name] = (INPUT_KINDS[spec.type].annotation, info)
     config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
     return create_model(f"{flow_name}_input", __config__=config, **fields)
 
 
-def _input_problem(error: Any) -> str:
+def _input_problem(error: ErrorDetails) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(input)"
     if error["type"] == "extra_forbidden":
         return f"{where}: not an input of this flow"

@@ -20,6 +20,8 @@ from typing import Final
 from pydantic import JsonValue
 
 ROOTS: Final = ("input", "states")
+REFERENCE_PATTERN: Final = r"^\$(input|states)(\.[A-Za-z0-9_-]+)*$"
+"""What the published schema accepts as a reference (the meaning pass checks the rest)."""
 _SEGMENT: Final = re.compile(r"^[A-Za-z0-9_-]+$")
 
 

@@ -1,7 +1,8 @@
-"""The in-memory runner: drives the interpreter and the tools end to end, without a database.
+"""The in-memory runner: runs flows to their end in this process, with no database.
 
-For tests, for the documentation's examples, and as the model that the durable service
-follows: decide, call the tool, record the step, until the task finishes.
+For tests, for the documentation's examples, and as the model of the durable service:
+both advance runs through the same driver (`engine.driver.drive`), so the golden traces
+taken here are what the service records.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from taskrunner.engine.interpreter import CallTool, Execution, Fail, Step, StepError
-from taskrunner.engine.model import Flow
+from taskrunner.engine.driver import drive
+from taskrunner.engine.flow import Flow
+from taskrunner.engine.interpreter import Execution
 from taskrunner.engine.plan import FlowPlan
-from taskrunner.tools import JsonObject, ToolCallError, ToolRegistry
+from taskrunner.engine.steps import CallTool, Decision, Fail, Finish, Step, StepError
+from taskrunner.tools import JsonObject, ToolRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +30,22 @@ class RunResult:
     steps: tuple[Step, ...]
 
 
-def call(plan: FlowPlan, decision: CallTool) -> Step:
-    """Run the tool of a `CallTool` decision; its result, success or failure, as a step."""
-    try:
-        output = plan.tasks[decision.state].tool.invoke(decision.arguments)
-    except ToolCallError as exc:
-        return decision.failed(exc.kind, exc.message)
-    return decision.succeeded(output)
+@dataclass(frozen=True, slots=True)
+class _Memory:
+    """A journal that keeps nothing but what the execution already holds."""
+
+    sleep: Callable[[float], None] | None
+
+    def before_call(self, call: CallTool) -> bool:
+        if call.delay_seconds and self.sleep is not None:
+            self.sleep(call.delay_seconds)
+        return True
+
+    def record(self, step: Step, decision: Decision) -> bool:
+        return True
+
+    def settle(self, decision: Finish | Fail) -> None:
+        pass
 
 
 class InMemoryRunner:
@@ -60,11 +72,10 @@ class InMemoryRunner:
         """Validate the input (raising `FlowInputError`), then run the task to its end."""
         plan = self.plan(flow)
         execution = Execution(plan, plan.validate_input(data))
-        while isinstance(decision := execution.decide(), CallTool):
-            if decision.delay_seconds and self._sleep is not None:
-                self._sleep(decision.delay_seconds)
-            execution.record(call(plan, decision))
+        decision = drive(execution, _Memory(self._sleep))
         steps = tuple(execution.steps)
         if isinstance(decision, Fail):
             return RunResult("failed", decision.state, None, decision.error, steps)
-        return RunResult("succeeded", decision.state, decision.output, None, steps)
+        if isinstance(decision, Finish):
+            return RunResult("succeeded", decision.state, decision.output, None, steps)
+        raise AssertionError("an in-memory run stops only at its end")

@@ -1,9 +1,9 @@
 """The published JSON Schema of flow documents, generated from the Pydantic models.
 
-The generic `Flow` model accepts any tool name and any arguments. For the schema, each
-registered tool gets its own task-state model whose `args` are the tool's `Input` fields,
-each of which also accepts a reference. The union of task states is discriminated on
-`tool`, and the union of states on `type`. Discriminated unions are rendered as `if`/`then`
+Each state kind says what it is in the schema (`State.schema_variant`): the task state
+becomes one model per registered tool, whose `args` are the tool's `Input` fields, each of
+which also accepts a reference, discriminated on `tool`. The union of kinds is
+discriminated on `type`. Discriminated unions are rendered as `if`/`then`
 branches rather than `oneOf`, so that any JSON Schema validator (ours, an editor's) reports
 the real culprit, say `args.a: expected number`, instead of "not valid under any of the
 given schemas".
@@ -12,34 +12,15 @@ given schemas".
 from __future__ import annotations
 
 import json
-import re
-from typing import Annotated, Any, Final, Literal, Union
+from typing import Any, Final
 
-from pydantic import BaseModel, Field, RootModel, create_model
-from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import PydanticUndefined, core_schema
+from pydantic_core import core_schema
 
-from taskrunner.engine.model import (
-    MAX_STATES,
-    ChoiceState,
-    FailState,
-    Flow,
-    StateName,
-    SucceedState,
-    TaskState,
-)
-from taskrunner.tools import Tool, ToolRegistry
+from taskrunner.engine.flow import Flow, Language, builtin_language, flow_model
+from taskrunner.tools import ToolRegistry
 
 DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
-REFERENCE_PATTERN: Final = r"^\$(input|states)(\.[A-Za-z0-9_-]+)*$"
-
-
-class Reference(RootModel[str]):
-    """A reference to the flow input (`$input.NAME`) or to a state's output
-    (`$states.STATE.FIELD`)."""
-
-    root: Annotated[str, Field(pattern=REFERENCE_PATTERN)]
 
 
 class _FlowSchemaGenerator(GenerateJsonSchema):
@@ -76,76 +57,15 @@ class _FlowSchemaGenerator(GenerateJsonSchema):
         return generated
 
 
-def flow_json_schema(registry: ToolRegistry) -> dict[str, Any]:
-    """The JSON Schema (Draft 2020-12) of flow documents that use the tools of `registry`."""
-    document = _document_model(registry)
+def flow_json_schema(registry: ToolRegistry, language: Language | None = None) -> dict[str, Any]:
+    """The JSON Schema (Draft 2020-12) of flow documents that use the tools of `registry`
+    and the state kinds of `language` (the built-in ones by default)."""
+    kinds = language or builtin_language()
+    document = flow_model([kind.schema_variant(registry) for kind in kinds], Flow)
     generated = document.model_json_schema(schema_generator=_FlowSchemaGenerator)
     return {"$schema": DIALECT, **generated, "title": "taskrunner flow"}
 
 
-def _document_model(registry: ToolRegistry) -> type[BaseModel]:
-    tasks = [_task_model(item) for item in registry]
-    if not tasks:
-        task_union: Any = TaskState
-    elif len(tasks) == 1:
-        task_union = tasks[0]
-    else:
-        task_union = Annotated[Union[tuple(tasks)], Field(discriminator="tool")]  # noqa: UP007
-    state = Annotated[
-        Union[task_union, ChoiceState, SucceedState, FailState],  # noqa: UP007
-        Field(discriminator="type"),
-    ]
-    states_field = Flow.model_fields["states"]
-    return create_model(
-        "Flow",
-        __base__=Flow,
-        __doc__=Flow.__doc__,
-        states=(
-            dict[StateName, state],
-            Field(min_length=1, max_length=MAX_STATES, description=states_field.description),
-        ),
-    )
-
-
-def _task_model(item: Tool) -> type[BaseModel]:
-    stem = _camel(item.name)
-    arguments: dict[str, Any] = {}
-    for name, info in item.input_model.model_fields.items():
-        annotation: Any = info.annotation
-        if info.metadata:
-            annotation = Annotated[(annotation, *info.metadata)]
-        arguments[name] = (
-            Union[annotation, Reference],  # noqa: UP007
-            FieldInfo(
-                default=PydanticUndefined if info.is_required() else info.get_default(),
-                alias=info.alias,
-                description=info.description,
-            ),
-        )
-    args_model = create_model(
-        f"{stem}Args",
-        __config__=TaskState.model_config,
-        __doc__=f"The input of the tool `{item.name}`.",
-        **arguments,
-    )
-    required = any(info.is_required() for info in item.input_model.model_fields.values())
-    return create_model(
-        f"{stem}Task",
-        __base__=TaskState,
-        __doc__=f"Call the tool `{item.name}`: {item.description}",
-        tool=(_literal(item.name), Field(description=item.description)),
-        args=(args_model, Field(...) if required else Field(default_factory=args_model)),
-    )
-
-
-def _literal(value: str) -> Any:
-    return Literal[value]
-
-
-def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in re.split(r"[._]", name))
-
-
-def flow_schema_text(registry: ToolRegistry) -> str:
+def flow_schema_text(registry: ToolRegistry, language: Language | None = None) -> str:
     """The schema as committed in `schema/flow.schema.json` and printed by `taskrunner schema`."""
-    return json.dumps(flow_json_schema(registry), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(flow_json_schema(registry, language), indent=2, ensure_ascii=False) + "\n"

@@ -27,7 +27,7 @@ from taskrunner.engine.model import (
     FLOW_NAME_PATTERN,
     STATE_NAME_PATTERN,
 )
-from taskrunner.engine.schema import REFERENCE_PATTERN
+from taskrunner.engine.refs import REFERENCE_PATTERN
 
 _PATTERN_MEANING: Final = {
     STATE_NAME_PATTERN: "a state name: a letter or `_`, then letters, digits, `_` or `-`, "

@@ -14,6 +14,8 @@ from typing import Final
 
 from pydantic import JsonValue
 
+from taskrunner.tools import Tool
+
 Schema = Mapping[str, JsonValue]
 KINDS: Final = ("string", "integer", "number", "boolean", "object", "array", "null")
 
@@ -192,3 +194,20 @@ def _resolve(schema: Schema, defs: Schema | None) -> Schema:
             return schema
         schema = found
     return schema
+
+
+@dataclass(frozen=True)
+class ToolTypes:
+    """A tool's argument types and output type, read off its models' JSON Schemas."""
+
+    arguments: dict[str, ValueType]
+    output: ValueType
+
+    @classmethod
+    def of(cls, item: Tool) -> ToolTypes:
+        schema = item.input_model.model_json_schema()
+        defs = schema.get("$defs")
+        properties = schema.get("properties", {})
+        arguments = {name: of_schema(prop, defs) for name, prop in properties.items()}
+        output_schema = item.output_model.model_json_schema()
+        return cls(arguments, of_schema(output_schema, output_schema.get("$defs")))

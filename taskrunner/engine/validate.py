@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from taskrunner.engine.checks import MeaningChecker
 from taskrunner.engine.diagnostics import Diagnostic, pointer
-from taskrunner.engine.model import Flow
+from taskrunner.engine.flow import Flow, Language, builtin_language
 from taskrunner.engine.schema import flow_json_schema
 from taskrunner.engine.shape import check_shape, make_validator
 from taskrunner.tools import ToolRegistry
@@ -28,13 +29,15 @@ class FlowCheck:
 
 
 class FlowChecker:
-    """Checks flow documents against the tools of one registry."""
+    """Checks flow documents against the tools of one registry and the state kinds of one
+    language (the built-in kinds unless told otherwise)."""
 
-    def __init__(self, registry: ToolRegistry) -> None:
+    def __init__(self, registry: ToolRegistry, language: Language | None = None) -> None:
         self.registry = registry
-        self.schema: dict[str, Any] = flow_json_schema(registry)
+        self.language = language or builtin_language()
+        self.schema: dict[str, Any] = flow_json_schema(registry, self.language)
         self._validator = make_validator(self.schema)
-        self._meaning = MeaningChecker(registry)
+        self._meaning = MeaningChecker(registry, self.language)
 
     def check(self, document: object) -> FlowCheck:
         if not isinstance(document, dict):
@@ -45,11 +48,11 @@ class FlowChecker:
         if diagnostics:
             return FlowCheck(None, diagnostics)
         try:
-            flow = Flow.model_validate(document)
+            flow = self.language.parse(document)
         except ValidationError as exc:  # the schema should have caught it; never lose it
             return FlowCheck(None, [_from_pydantic(item) for item in exc.errors()])
         return FlowCheck(flow, [])
 
 
-def _from_pydantic(error: Any) -> Diagnostic:
+def _from_pydantic(error: ErrorDetails) -> Diagnostic:
     return Diagnostic("schema.invalid", str(error["msg"]), pointer(*error["loc"]))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import JsonValue
 
-from taskrunner.engine.model import Flow
+from taskrunner.engine.flow import Flow
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import TaskrunnerError
 from taskrunner.flowfile.reader import MAX_BYTES, ReadError, read_document

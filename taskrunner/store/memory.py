@@ -11,7 +11,7 @@ from datetime import datetime
 
 from pydantic import JsonValue
 
-from taskrunner.engine.interpreter import Step
+from taskrunner.engine.steps import Step
 from taskrunner.store.repository import (
     CANCELLED,
     CancelOutcome,

@@ -17,8 +17,8 @@ from typing import Literal, Protocol
 
 from pydantic import JsonValue
 
-from taskrunner.engine.interpreter import Step, StepError
-from taskrunner.engine.model import Flow
+from taskrunner.engine.flow import Flow
+from taskrunner.engine.steps import Step, StepError
 from taskrunner.errors import TaskrunnerError
 from taskrunner.tools import JsonObject
 from taskrunner.views import TaskStatus, TaskSummary, TaskView
@@ -92,38 +92,6 @@ class ClaimedTask:
 class TaskFilter:
     status: TaskStatus | None = None
     flow: str | None = None
-
-
-def unstorable_text(value: object, path: str = "") -> str | None:
-    """The JSON pointer of the first string (or key) that a database cannot store, if any:
-    PostgreSQL refuses the NUL character in text and JSONB, and no database stores lone
-    UTF-16 surrogates (which JSON's `\\ud800` escapes can produce)."""
-    if isinstance(value, str):
-        return None if _storable(value) else path or "/"
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}/{key}"
-            if not _storable(key):
-                return where
-            found = unstorable_text(item, where)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = unstorable_text(item, f"{path}/{index}")
-            if found is not None:
-                return found
-    return None
-
-
-def _storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class TaskRepository(Protocol):

@@ -17,7 +17,7 @@ from sqlalchemy import Select, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from taskrunner.engine.interpreter import Step, StepError
+from taskrunner.engine.steps import Step, StepError
 from taskrunner.store import rows
 from taskrunner.store import statements as stmt
 from taskrunner.store.database import Database

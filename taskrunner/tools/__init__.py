@@ -3,6 +3,7 @@
 from taskrunner.tools.base import (
     INVALID_INPUT,
     INVALID_OUTPUT,
+    TIMEOUT,
     JsonObject,
     Number,
     Tool,
@@ -16,6 +17,7 @@ from taskrunner.tools.registry import ToolRegistry, builtin_registry, load_regis
 __all__ = [
     "INVALID_INPUT",
     "INVALID_OUTPUT",
+    "TIMEOUT",
     "JsonObject",
     "Number",
     "Tool",

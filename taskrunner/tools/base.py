@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
+import threading
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ TOOL_NAME_PATTERN: Final = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
 
 INVALID_INPUT: Final = "InvalidToolInput"
 INVALID_OUTPUT: Final = "InvalidToolOutput"
+TIMEOUT: Final = "Timeout"
 
 
 def _number(value: object) -> int | float:
@@ -92,11 +94,36 @@ class Tool:
     def __post_init__(self) -> None:
         _check_name(self.name)
 
-    def invoke(self, arguments: Mapping[str, JsonValue]) -> JsonObject:
+    def invoke(
+        self, arguments: Mapping[str, JsonValue], *, timeout: float | None = None
+    ) -> JsonObject:
         """Validate the arguments, call the function, validate and return its output as JSON.
 
-        Raises `ToolCallError` for invalid input or output and for any exception of the tool.
+        Raises `ToolCallError` for invalid input or output, for any exception of the tool,
+        and (kind `Timeout`) when the call takes longer than `timeout` seconds: the
+        function's thread is then left to finish on its own, and its result is dropped.
         """
+        if timeout is None:
+            return self._invoke(arguments)
+        outcome: list[JsonObject | ToolCallError] = []
+
+        def run() -> None:
+            try:
+                outcome.append(self._invoke(arguments))
+            except ToolCallError as exc:
+                outcome.append(exc)
+
+        runner = threading.Thread(target=run, name=f"taskrunner-tool-{self.name}", daemon=True)
+        runner.start()
+        runner.join(timeout)
+        if not outcome:
+            raise ToolCallError(TIMEOUT, f"the tool took longer than {timeout} s")
+        [result] = outcome
+        if isinstance(result, ToolCallError):
+            raise result
+        return result
+
+    def _invoke(self, arguments: Mapping[str, JsonValue]) -> JsonObject:
         try:
             parsed = self.input_model.model_validate(arguments, strict=True)
         except ValidationError as exc:

@@ -35,7 +35,7 @@ from sqlalchemy import insert, select, update
 from taskrunner.api import create_app
 from taskrunner.catalog import FlowCatalog
 from taskrunner.cli import main
-from taskrunner.engine.interpreter import Step
+from taskrunner.engine.steps import Step
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import InvalidRequestError, TaskNotFoundError
 from taskrunner.service import (

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from taskrunner.catalog import FlowCatalog, UnknownFlowError
-from taskrunner.engine.model import Flow
+from taskrunner.engine.flow import Flow
 from taskrunner.engine.runner import InMemoryRunner
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import (

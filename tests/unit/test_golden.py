@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from taskrunner.engine.interpreter import Fail, Finish, Step, StepError, replay
-from taskrunner.engine.model import Flow
+from taskrunner.engine.flow import Flow
+from taskrunner.engine.interpreter import replay
 from taskrunner.engine.runner import InMemoryRunner, RunResult
+from taskrunner.engine.steps import Fail, Finish, Step, StepError
 from taskrunner.tools import ToolRegistry
 
 ROOT = Path(__file__).resolve().parents[2]

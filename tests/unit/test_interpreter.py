@@ -9,18 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
-from taskrunner.engine.interpreter import (
-    MAX_STEPS,
-    CallTool,
-    Execution,
-    Finish,
-    Step,
-    StepError,
-    replay,
-)
-from taskrunner.engine.model import Flow, Retry
+from taskrunner.engine.flow import Flow
+from taskrunner.engine.interpreter import MAX_STEPS, Execution, replay
 from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.runner import InMemoryRunner
+from taskrunner.engine.states.task import Retry
+from taskrunner.engine.steps import CallTool, Finish, Step, StepError
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import FlowInputError, UnexpectedStepError
 from taskrunner.tools import ToolRegistry

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from taskrunner.engine.diagnostics import CODES
-from taskrunner.engine.model import ChoiceState, SucceedState
+from taskrunner.engine.states import ChoiceState, SucceedState
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.flowfile import FlowReport, check_source
 from taskrunner.flowfile.reader import MAX_BYTES, MAX_DEPTH

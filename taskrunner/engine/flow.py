@@ -1,0 +1,107 @@
+"""The flow: a state chart, and the language of state kinds it is written in.
+
+`Flow` is what the interpreter reads: frozen, with its canonical form and digest. Which
+kinds of state a flow may hold is a `Language`: the built-in kinds, or those and more (a
+package's, a test's). Each language has its own model of flow documents, whose `states`
+are the union of its kinds, discriminated on `type`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cache, cached_property
+from typing import Annotated, Union
+
+from pydantic import Field, create_model
+
+from taskrunner.engine.model import (
+    MAX_STATES,
+    FieldName,
+    FlowName,
+    InputField,
+    Node,
+    StateName,
+)
+from taskrunner.engine.states import BUILTIN_KINDS, State
+
+
+class Flow(Node):
+    """A flow: a state chart that starts at `start` and ends in a succeed or fail state."""
+
+    name: FlowName = Field(description="The flow's name, used to start tasks.")
+    description: str | None = None
+    input: dict[FieldName, InputField] = Field(
+        default_factory=dict, description="The fields a task's input must have."
+    )
+    start: StateName = Field(description="The first state.")
+    states: dict[StateName, State] = Field(
+        min_length=1, max_length=MAX_STATES, description="The states, by name."
+    )
+    """In `Flow` itself, the base of every kind; a `Language`'s model narrows it to the
+    union of its kinds, so flows are read through a language (`Language.parse`)."""
+
+    @cached_property
+    def canonical(self) -> str:
+        """The definition as canonical JSON: sorted keys, no insignificant whitespace."""
+        document = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    @cached_property
+    def digest(self) -> str:
+        """The flow version: SHA-256 of the canonical definition."""
+        return "sha256:" + hashlib.sha256(self.canonical.encode()).hexdigest()
+
+
+class LanguageError(ValueError):
+    """The state kinds do not make a language: a kind without a `type`, or two alike."""
+
+
+class Language:
+    """The state kinds that flows may use, and the model of flow documents made of them."""
+
+    def __init__(self, kinds: Iterable[type[State]] = BUILTIN_KINDS) -> None:
+        self._kinds: dict[str, type[State]] = {}
+        for kind in kinds:
+            if not kind.kind:
+                raise LanguageError(f"{kind.__name__} declares no `type: Literal[...]`")
+            if kind.kind in self._kinds:
+                raise LanguageError(f"two state kinds have the type {kind.kind!r}")
+            self._kinds[kind.kind] = kind
+        self.flow_model = flow_model(self._kinds.values(), Flow)
+
+    def parse(self, document: Mapping[str, object]) -> Flow:
+        """The flow of a document (raises Pydantic's `ValidationError`)."""
+        return self.flow_model.model_validate(document)
+
+    def kind(self, name: object) -> type[State] | None:
+        """The kind whose `type` is `name`, if any."""
+        return self._kinds.get(name) if isinstance(name, str) else None
+
+    def __iter__(self) -> Iterator[type[State]]:
+        return iter(self._kinds.values())
+
+
+def flow_model(variants: Iterable[object], base: type[Flow]) -> type[Flow]:
+    """A subclass of `base` whose states are one of `variants`, chosen by `type`."""
+    choices = tuple(variants)
+    state: object = choices[0]
+    if len(choices) > 1:
+        state = Annotated[Union[choices], Field(discriminator="type")]  # noqa: UP007
+    described = Flow.model_fields["states"].description
+    return create_model(
+        "Flow",
+        __base__=base,
+        __doc__=Flow.__doc__,
+        states=(
+            dict[StateName, state],  # type: ignore[valid-type]
+            Field(min_length=1, max_length=MAX_STATES, description=described),
+        ),
+    )
+
+
+@cache
+def builtin_language() -> Language:
+    """The language of the built-in state kinds."""
+    return Language()

@@ -1,0 +1,16 @@
+"""The state kinds: each module is one kind, owning its model, transitions, checks and
+meaning (see `base`). `BUILTIN_KINDS` are those every flow may use."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from taskrunner.engine.states.base import State
+from taskrunner.engine.states.choice import ChoiceState
+from taskrunner.engine.states.fail import FailState
+from taskrunner.engine.states.succeed import SucceedState
+from taskrunner.engine.states.task import TaskState
+
+BUILTIN_KINDS: Final[tuple[type[State], ...]] = (TaskState, ChoiceState, SucceedState, FailState)
+
+__all__ = ["BUILTIN_KINDS", "ChoiceState", "FailState", "State", "SucceedState", "TaskState"]

@@ -1,0 +1,254 @@
+"""What a state kind is, and what it may ask of the validator and the interpreter.
+
+A state kind is one subclass of `State`. Being a frozen Pydantic model, it is its own
+model, and so its own part of the published schema. Besides, it says:
+
+- where it can go: `TRANSITIONS` names the keys that hold a state's name (or a list of
+  items, each with a `next`), which gives `transitions()` on the typed model and, for a
+  state whose shape is broken, `read_transitions()` on the raw data, so that its
+  neighbours are still checked;
+- what it means: `check(scope)`, on the typed model, reports its references and types;
+- what it does: `compile(name, tools)` gives a `StatePlan`, whose `enter(run)` says what
+  happens when the execution arrives, and whose `on_step(run, step)` takes the result of
+  the call it asked for.
+
+The validator and the interpreter dispatch over these and know no kind by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Protocol, Self, get_args
+
+from pydantic import JsonValue, ValidationError
+from pydantic.fields import FieldInfo
+
+from taskrunner.engine.diagnostics import Diagnostic
+from taskrunner.engine.model import Node
+from taskrunner.engine.refs import Expression
+from taskrunner.engine.steps import CallTool, Fail, Finish, Step
+from taskrunner.engine.types import ANY, ToolTypes, ValueType
+from taskrunner.tools import JsonObject, ToolRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """An edge of the chart: where it goes, where it is written (relative to the state),
+    and whether the state's output exists when it is taken."""
+
+    target: str
+    path: tuple[str | int, ...]
+    with_output: bool = False
+
+
+class Scope(Protocol):
+    """What a state's checks may ask of the flow around it."""
+
+    @property
+    def here(self) -> str:
+        """The JSON pointer of the state being checked."""
+
+    def tool(self, name: str) -> ToolTypes | None:
+        """The types of a registered tool, or None."""
+
+    def value(
+        self,
+        value: JsonValue,
+        path: str,
+        target: ValueType | None = None,
+        where: str = "",
+        *,
+        literal_checked: bool = False,
+    ) -> Generator[Diagnostic, None, ValueType | None]:
+        """Check a literal or a reference at `path`, against `target` if given (described
+        as `where` in messages); return its type, or None when it is in error."""
+
+
+class Run(Protocol):
+    """What a state's plan sees of the execution it is part of."""
+
+    @property
+    def attempt(self) -> int:
+        """The attempt the state is at: 1, then 2 after a first retry…"""
+
+    @property
+    def delay(self) -> float:
+        """Seconds to wait before the attempt (a retry's backoff)."""
+
+    @property
+    def next_seq(self) -> int:
+        """The number the next recorded step will have."""
+
+    def resolve(self, expression: Expression) -> JsonValue:
+        """The value of a literal or reference now; `UnresolvedReferenceError` if absent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Goto:
+    """Move on to `target` without a step; `output`, if given, is what the state produced
+    (what `$states.NAME` refers to from then on)."""
+
+    target: str
+    output: JsonObject | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Again:
+    """Stay in the state and make attempt `attempt`, after `delay_seconds`."""
+
+    attempt: int
+    delay_seconds: float
+
+
+Arrival = CallTool | Finish | Fail | Goto
+"""What a state does when the execution arrives in it."""
+Outcome = Arrival | Again
+"""Where the result of a call leads."""
+
+
+class StatePlan(Protocol):
+    """A state compiled for running."""
+
+    def enter(self, run: Run) -> Arrival:
+        """What happens when the execution is in this state (again, after a retry)."""
+
+    def on_step(self, run: Run, step: Step) -> Outcome:
+        """Where the result of the `CallTool` that `enter` asked for leads."""
+
+
+class CallsNothing:
+    """For plans of kinds that never ask for a call, and so are never told of a step."""
+
+    def on_step(self, run: Run, step: Step) -> Outcome:
+        raise TypeError(f"state {step.state!r} calls no tool, yet a step was recorded for it")
+
+
+class State(Node):
+    """The base of every state kind. Subclasses declare `type` as a one-value `Literal`."""
+
+    type: str
+    description: str | None = None
+
+    kind: ClassVar[str] = ""
+    """The value of `type` that selects this kind (read off the annotation)."""
+    TRANSITIONS: ClassVar[tuple[str, ...]] = ()
+    """The keys that hold a state's name, or a list of items each with a `next`."""
+    OUTPUT_TRANSITION: ClassVar[str | None] = None
+    """The key whose transition is taken once the state has produced its output."""
+    terminal: ClassVar[bool] = False
+    """The task ends in this state."""
+    transient: ClassVar[bool] = False
+    """The state moves on without a step, so a loop of such states would never end."""
+    has_output: ClassVar[bool] = False
+    """`$states.NAME` refers to what this state produced."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: object) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        field = cls.model_fields.get("type")
+        values = get_args(field.annotation) if field is not None else ()
+        annotation = field.annotation if field is not None else None
+        if getattr(annotation, "__origin__", None) is Literal and len(values) == 1:
+            cls.kind = str(values[0])
+
+    # -- the chart ------------------------------------------------------------------------
+
+    def transitions(self) -> Iterator[Transition]:
+        for key in self.TRANSITIONS:
+            value = getattr(self, key)
+            if isinstance(value, str):
+                yield Transition(value, (key,), with_output=key == self.OUTPUT_TRANSITION)
+            elif isinstance(value, list):
+                for position, item in enumerate(value):
+                    yield Transition(item.next, (key, position, "next"))
+
+    @classmethod
+    def read_transitions(cls, raw: Mapping[str, object]) -> tuple[list[Transition], bool]:
+        """The transitions that can be read off a state that failed the shape check, and
+        whether they are all there (every required single transition is a string)."""
+        found = list(read_transitions(raw, cls.TRANSITIONS, cls.OUTPUT_TRANSITION))
+        required = [
+            key
+            for key in cls.TRANSITIONS
+            if (field := cls.model_fields.get(key)) is not None
+            and field.is_required()
+            and field.annotation is str
+        ]
+        return found, all(isinstance(raw.get(key), str) for key in required)
+
+    # -- meaning --------------------------------------------------------------------------
+
+    def check(self, scope: Scope) -> Iterator[Diagnostic]:
+        """Every problem of this state's references and types."""
+        return iter(())
+
+    def output_type(self, scope: Scope) -> ValueType:
+        """The type of what `$states.NAME` refers to (for kinds that have an output)."""
+        return ANY
+
+    @classmethod
+    def check_broken(cls, raw: Mapping[str, object], scope: Scope) -> Iterator[Diagnostic]:
+        """Check what can be read of a state that failed the shape check: by default, the
+        state as `salvage` reads it."""
+        state = cls.salvage(raw)
+        return state.check(scope) if state is not None else iter(())
+
+    @classmethod
+    def salvage(cls, raw: Mapping[str, object]) -> Self | None:
+        """The state read despite its shape problems (which the shape pass reports), so
+        that its well-formed parts are still checked: unknown keys, and optional keys that
+        do not validate, are left out. None when a required key cannot be read."""
+        data = {key: value for key, value in raw.items() if key in _keys(cls)}
+        for _ in range(len(data) + 1):
+            try:
+                return cls.model_validate(data)
+            except ValidationError as exc:
+                broken = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+                dropped = {
+                    key for key in broken if key in data and not _field_of(cls, key).is_required()
+                }
+                if not dropped:
+                    return None
+                for key in dropped:
+                    del data[key]
+        return None
+
+    @classmethod
+    def schema_variant(cls, tools: ToolRegistry) -> object:
+        """What this kind is in the published schema, given the registered tools: the
+        model itself, unless the kind specialises it (the task state does, per tool)."""
+        return cls
+
+    # -- running --------------------------------------------------------------------------
+
+    def compile(self, name: str, tools: ToolRegistry) -> StatePlan:
+        raise NotImplementedError(f"the {self.kind} state kind does not say how it runs")
+
+
+def read_transitions(
+    raw: Mapping[str, object], keys: tuple[str, ...], output_key: str | None
+) -> Iterator[Transition]:
+    """Whatever is a string where one of `keys` expects a state's name."""
+    for key in keys:
+        value = raw.get(key)
+        if isinstance(value, str):
+            yield Transition(value, (key,), with_output=key == output_key)
+        elif isinstance(value, list):
+            for position, item in enumerate(value):
+                target = item.get("next") if isinstance(item, Mapping) else None
+                if isinstance(target, str):
+                    yield Transition(target, (key, position, "next"))
+
+
+def _keys(kind: type[State]) -> set[str]:
+    return {field.alias or name for name, field in kind.model_fields.items()} | set(
+        kind.model_fields
+    )
+
+
+def _field_of(kind: type[State], key: str) -> FieldInfo:
+    for name, field in kind.model_fields.items():
+        if key in (name, field.alias):
+            return field
+    raise KeyError(key)

@@ -1,0 +1,237 @@
+"""The `choice` state: ordered rules over data, then a default."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal, TypeGuard
+
+from pydantic import Field, JsonValue, ValidationError
+
+from taskrunner.engine import types
+from taskrunner.engine.diagnostics import Diagnostic, pointer
+from taskrunner.engine.model import Node, StateName, Value
+from taskrunner.engine.refs import Expression, parse_value
+from taskrunner.engine.states.base import Arrival, CallsNothing, Goto, Run, Scope, State
+from taskrunner.engine.types import ValueType
+from taskrunner.tools import ToolRegistry
+
+
+class Condition(Node):
+    """A test over data: one comparison of `value`, or `all`, `any` or `not` of conditions."""
+
+    value: Value = Field(default=None, description="The left-hand side of a comparison.")
+    eq: Value = Field(default=None, description="`value` equals this.")
+    ne: Value = Field(default=None, description="`value` does not equal this.")
+    lt: Value = Field(default=None, description="`value` is a number less than this.")
+    le: Value = Field(default=None, description="`value` is a number at most this.")
+    gt: Value = Field(default=None, description="`value` is a number greater than this.")
+    ge: Value = Field(default=None, description="`value` is a number at least this.")
+    all: list[Condition] | None = Field(
+        default=None, min_length=1, description="Every condition holds."
+    )
+    any: list[Condition] | None = Field(
+        default=None, min_length=1, description="At least one condition holds."
+    )
+    not_: Condition | None = Field(default=None, alias="not", description="The condition fails.")
+
+
+COMPARISONS: Final = ("eq", "ne", "lt", "le", "gt", "ge")
+COMBINATORS: Final = ("all", "any", "not")
+_ORDERING: Final = ("lt", "le", "gt", "ge")
+
+
+class Rule(Node):
+    """If `when` holds, go to `next`."""
+
+    when: Condition
+    next: StateName
+
+
+class ChoiceState(State):
+    """Go to the `next` of the first rule that holds, else to `default`."""
+
+    type: Literal["choice"]
+    rules: list[Rule] = Field(min_length=1, description="Tried in order.")
+    default: StateName = Field(description="The state to go to when no rule holds.")
+
+    TRANSITIONS = ("rules", "default")
+    transient = True
+
+    def check(self, scope: Scope) -> Iterator[Diagnostic]:
+        for position, rule in enumerate(self.rules):
+            path = scope.here + pointer("rules", position, "when")
+            yield from _check_condition(scope, rule.when, path)
+
+    @classmethod
+    def salvage(cls, raw: Mapping[str, object]) -> ChoiceState | None:
+        return None  # a choice without one of its rules would mean something else
+
+    @classmethod
+    def check_broken(cls, raw: Mapping[str, object], scope: Scope) -> Iterator[Diagnostic]:
+        """Each rule's condition that reads is checked, where it is."""
+        rules = raw.get("rules")
+        for position, rule in enumerate(rules if isinstance(rules, list) else []):
+            when = rule.get("when") if isinstance(rule, Mapping) else None
+            try:
+                condition = Condition.model_validate(when)
+            except ValidationError:
+                continue  # the shape pass reports it
+            yield from _check_condition(
+                scope, condition, scope.here + pointer("rules", position, "when")
+            )
+
+    def compile(self, name: str, tools: ToolRegistry) -> ChoicePlan:
+        rules = tuple((_test(rule.when), rule.next) for rule in self.rules)
+        return ChoicePlan(rules, self.default)
+
+
+def _check_condition(
+    scope: Scope, condition: Condition, path: str
+) -> Generator[Diagnostic, None, None]:
+    given = condition.model_fields_set
+    operators = [op for op in (*COMPARISONS, *COMBINATORS) if _field(op) in given]
+    if len(operators) != 1:
+        listing = ", ".join(f"`{op}`" for op in (*COMPARISONS, *COMBINATORS))
+        found = ", ".join(f"`{op}`" for op in operators) or "none"
+        yield Diagnostic(
+            "choice.condition",
+            f"a condition needs exactly one operator; found {found}",
+            path,
+            f"operators: {listing}",
+        )
+        return
+    [operator] = operators
+    if operator in COMBINATORS:
+        if "value" in given:
+            yield Diagnostic(
+                "choice.condition",
+                f"`value` has no meaning beside `{operator}`",
+                path + "/value",
+                f"put `value` in the conditions under `{operator}`",
+            )
+        inner = condition.not_ if operator == "not" else getattr(condition, operator)
+        if isinstance(inner, Condition):
+            yield from _check_condition(scope, inner, path + "/not")
+        elif isinstance(inner, list):
+            for position, item in enumerate(inner):
+                yield from _check_condition(scope, item, path + pointer(operator, position))
+        return
+    if "value" not in given:
+        yield Diagnostic(
+            "choice.condition",
+            f"`{operator}` compares `value` with something, but `value` is missing",
+            path,
+            "add `value: $input.NAME` or another reference",
+        )
+        return
+    numeric = ValueType(frozenset({"number"})) if operator in _ORDERING else None
+    left = yield from scope.value(condition.value, path + "/value", numeric, "`value`")
+    operand = getattr(condition, operator)
+    where = f"`{operator}`"
+    right = yield from scope.value(operand, path + pointer(operator), numeric, where)
+    if (
+        operator in ("eq", "ne")
+        and left is not None
+        and right is not None
+        and not types.overlaps(left, right)
+    ):
+        yield Diagnostic(
+            "type.mismatch",
+            f"`{operator}` compares {left.describe()} with {right.describe()}: never equal",
+            path + pointer(operator),
+        )
+
+
+def _field(operator: str) -> str:
+    return "not_" if operator == "not" else operator
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    operator: str
+    left: Expression
+    right: Expression
+
+
+@dataclass(frozen=True, slots=True)
+class Combination:
+    operator: str  # "all", "any" or "not"
+    terms: tuple[Test, ...]
+
+
+Test = Comparison | Combination
+
+
+@dataclass(frozen=True, slots=True)
+class ChoicePlan(CallsNothing):
+    rules: tuple[tuple[Test, str], ...]
+    default: str
+
+    def enter(self, run: Run) -> Arrival:
+        for test, target in self.rules:
+            if _holds(run, test):
+                return Goto(target)
+        return Goto(self.default)
+
+
+def _test(condition: Condition) -> Test:
+    given = condition.model_fields_set
+    if "all" in given or "any" in given:
+        operator = "all" if "all" in given else "any"
+        terms = getattr(condition, operator) or []
+        return Combination(operator, tuple(_test(term) for term in terms))
+    if "not_" in given and condition.not_ is not None:
+        return Combination("not", (_test(condition.not_),))
+    for operator in COMPARISONS:
+        if operator in given:
+            right = parse_value(getattr(condition, operator))
+            return Comparison(operator, parse_value(condition.value), right)
+    raise ValueError("a condition without an operator passed validation")
+
+
+def _holds(run: Run, test: Test) -> bool:
+    if isinstance(test, Combination):
+        results = (_holds(run, term) for term in test.terms)
+        if test.operator == "all":
+            return all(results)
+        if test.operator == "any":
+            return any(results)
+        return not next(results)
+    return _compare(test.operator, run.resolve(test.left), run.resolve(test.right))
+
+
+def _compare(operator: str, left: JsonValue, right: JsonValue) -> bool:
+    if operator == "eq":
+        return same(left, right)
+    if operator == "ne":
+        return not same(left, right)
+    if not _is_number(left) or not _is_number(right):
+        return False  # ordering is defined on numbers only
+    if operator == "lt":
+        return left < right
+    if operator == "le":
+        return left <= right
+    if operator == "gt":
+        return left > right
+    return left >= right
+
+
+def _is_number(value: JsonValue) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def same(left: JsonValue, right: JsonValue) -> bool:
+    """JSON equality: `1 == 1.0`, but `true` is not `1`."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left is right
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(map(same, left, right))
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(same(left[k], right[k]) for k in left)
+    if _is_number(left) and _is_number(right):
+        return left == right
+    return type(left) is type(right) and bool(left == right)

@@ -1,0 +1,179 @@
+"""The `task` state: call a tool with mapped arguments, retry it, catch its errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, Field, RootModel, create_model
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from taskrunner.engine.diagnostics import Diagnostic, pointer
+from taskrunner.engine.model import ErrorKind, Node, StateName, Value
+from taskrunner.engine.refs import REFERENCE_PATTERN, Expression, parse_value
+from taskrunner.engine.states.base import Again, Arrival, Goto, Outcome, Run, Scope, State
+from taskrunner.engine.steps import CallTool, Fail, Step, StepError
+from taskrunner.engine.types import ANY, ValueType
+from taskrunner.tools import Tool, ToolRegistry
+
+
+class Retry(Node):
+    """Run a failed task state again, after a deterministic, growing delay."""
+
+    max_attempts: int = Field(ge=1, le=100, description="Attempts in all, the first included.")
+    interval_seconds: float = Field(
+        default=1.0, ge=0, le=86_400, description="Delay before the second attempt."
+    )
+    backoff_rate: float = Field(
+        default=2.0, ge=1, le=100, description="Each further delay is the previous one times this."
+    )
+    max_interval_seconds: float = Field(
+        default=3_600.0, ge=0, le=86_400, description="No delay is longer than this."
+    )
+    errors: list[ErrorKind] = Field(
+        default=["*"], min_length=1, description="Error kinds to retry; `*` matches every kind."
+    )
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before attempt number `attempt` (2 or more)."""
+        delay = self.interval_seconds * self.backoff_rate ** (attempt - 2)
+        return min(delay, self.max_interval_seconds)
+
+
+class Catch(Node):
+    """Go to another state when the task state fails with one of these error kinds."""
+
+    errors: list[ErrorKind] = Field(min_length=1, description="`*` matches every kind.")
+    next: StateName = Field(description="The state to go to.")
+
+
+class TaskState(State):
+    """Call a tool with arguments, then go to `next`."""
+
+    type: Literal["task"]
+    tool: str = Field(description="The name of the tool to call.")
+    args: dict[str, Value] = Field(
+        default_factory=dict,
+        description="The tool's input: literal values or references such as `$input.text`.",
+    )
+    next: StateName = Field(description="The state to go to when the tool succeeds.")
+    timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="An attempt that takes longer fails with the error kind `Timeout`.",
+    )
+    retry: Retry | None = None
+    catch: list[Catch] = Field(default_factory=list, description="Checked in order.")
+
+    TRANSITIONS = ("next", "catch")
+    OUTPUT_TRANSITION = "next"
+    has_output = True
+
+    def check(self, scope: Scope) -> Iterator[Diagnostic]:
+        tool = scope.tool(self.tool)
+        for argument, value in self.args.items():
+            target = tool.arguments.get(argument) if tool else None
+            path = scope.here + pointer("args", argument)
+            where = f"`{self.tool}.{argument}`"
+            # A literal argument is checked against the tool's field by the schema.
+            yield from scope.value(value, path, target, where, literal_checked=True)
+
+    def output_type(self, scope: Scope) -> ValueType:
+        tool = scope.tool(self.tool)
+        return tool.output if tool else ANY
+
+    @classmethod
+    def schema_variant(cls, tools: ToolRegistry) -> object:
+        tasks = [_task_model(item) for item in tools]
+        if not tasks:
+            return cls
+        if len(tasks) == 1:
+            return tasks[0]
+        return Annotated[Union[tuple(tasks)], Field(discriminator="tool")]  # noqa: UP007
+
+    def compile(self, name: str, tools: ToolRegistry) -> TaskPlan:
+        arguments = tuple((key, parse_value(value)) for key, value in self.args.items())
+        return TaskPlan(name, self, tools.get(self.tool).name, arguments)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPlan:
+    name: str
+    state: TaskState
+    tool: str
+    arguments: tuple[tuple[str, Expression], ...]
+
+    def enter(self, run: Run) -> Arrival:
+        return CallTool(
+            run.next_seq,
+            self.name,
+            self.tool,
+            run.attempt,
+            {key: run.resolve(value) for key, value in self.arguments},
+            run.delay,
+            self.state.timeout_seconds,
+        )
+
+    def on_step(self, run: Run, step: Step) -> Outcome:
+        if step.status == "succeeded":
+            return Goto(self.state.next)
+        error = step.error or StepError("Unknown", "the step failed without an error")
+        retry = self.state.retry
+        if retry and step.attempt < retry.max_attempts and _caught(retry.errors, error.kind):
+            return Again(step.attempt + 1, retry.delay_before(step.attempt + 1))
+        for handler in self.state.catch:
+            if _caught(handler.errors, error.kind):
+                return Goto(handler.next)
+        return Fail(self.name, error)
+
+
+# -- the published schema: one task-state model per tool -----------------------------------
+
+
+class Reference(RootModel[str]):
+    """A reference to the flow input (`$input.NAME`) or to a state's output
+    (`$states.STATE.FIELD`)."""
+
+    root: Annotated[str, Field(pattern=REFERENCE_PATTERN)]
+
+
+def _task_model(item: Tool) -> type[BaseModel]:
+    """The task state that calls `item`: its `args` are the tool's input fields, each of
+    which also accepts a reference."""
+    stem = "".join(part.capitalize() for part in re.split(r"[._]", item.name))
+    arguments: dict[str, Any] = {}
+    for name, info in item.input_model.model_fields.items():
+        annotation: Any = info.annotation
+        if info.metadata:
+            annotation = Annotated[(annotation, *info.metadata)]
+        arguments[name] = (
+            Union[annotation, Reference],  # noqa: UP007
+            FieldInfo(
+                default=PydanticUndefined if info.is_required() else info.get_default(),
+                alias=info.alias,
+                description=info.description,
+            ),
+        )
+    args_model = create_model(
+        f"{stem}Args",
+        __config__=TaskState.model_config,
+        __doc__=f"The input of the tool `{item.name}`.",
+        **arguments,
+    )
+    required = any(info.is_required() for info in item.input_model.model_fields.values())
+    tool_name: Any = Literal[item.name]
+    return create_model(
+        f"{stem}Task",
+        __base__=TaskState,
+        __doc__=f"Call the tool `{item.name}`: {item.description}",
+        tool=(tool_name, Field(description=item.description)),
+        args=(args_model, Field(...) if required else Field(default_factory=args_model)),
+    )
+
+
+def _caught(kinds: list[str], kind: str) -> bool:
+    return "*" in kinds or kind in kinds

@@ -1,0 +1,76 @@
+"""What an execution decides and what it is told back: calls, their recorded results as
+steps, and the two ways a task ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from taskrunner.tools import JsonObject
+
+StepStatus = Literal["succeeded", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepError:
+    """Why a step or a task failed: a kind that `catch` and `retry` match, and a message."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One tool call and its result, as recorded in a task's history."""
+
+    seq: int
+    state: str
+    tool: str
+    attempt: int
+    input: JsonObject
+    status: StepStatus
+    output: JsonObject | None = None
+    error: StepError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallTool:
+    """Call `tool` with `arguments` as step `seq`, after waiting `delay_seconds`."""
+
+    seq: int
+    state: str
+    tool: str
+    attempt: int
+    arguments: JsonObject
+    delay_seconds: float = 0.0
+    timeout_seconds: float | None = None
+
+    def succeeded(self, output: JsonObject) -> Step:
+        return Step(
+            self.seq, self.state, self.tool, self.attempt, self.arguments, "succeeded", output
+        )
+
+    def failed(self, kind: str, message: str) -> Step:
+        error = StepError(kind, message)
+        return Step(
+            self.seq, self.state, self.tool, self.attempt, self.arguments, "failed", None, error
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The task succeeded in `state` with `output`."""
+
+    state: str
+    output: JsonObject
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """The task failed in `state` with `error`."""
+
+    state: str
+    error: StepError
+
+
+Decision = CallTool | Finish | Fail
