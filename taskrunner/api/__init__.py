@@ -2,13 +2,14 @@
 
 `create_app(settings)` builds the application; the database, the flows, the service and
 the in-process worker (which runs queued tasks unless `worker_concurrency` is 0) are set
-up when it starts (its lifespan), not when it is imported or created.
+up when it starts (its lifespan), not when it is imported or created. Starting it changes
+nothing process-wide: a real server says what to do once it has started (`on_started`).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -16,7 +17,7 @@ from fastapi import FastAPI
 from taskrunner.api import openapi, problems
 from taskrunner.api.limits import BodyLimit
 from taskrunner.api.routes import router
-from taskrunner.runtime import open_runtime, settle_memory
+from taskrunner.runtime import open_runtime
 from taskrunner.settings import MAX_BODY_BYTES, Settings
 from taskrunner.worker import BackgroundWorker
 
@@ -25,15 +26,23 @@ def _to_stderr(line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The application; it reads `Settings.from_env()` when it starts, unless given some."""
+def create_app(
+    settings: Settings | None = None, *, on_started: Callable[[], None] | None = None
+) -> FastAPI:
+    """The application; it reads `Settings.from_env()` when it starts, unless given some.
+
+    `on_started` runs once the runtime is open, before the first request: the server
+    processes pass `settle_memory` there; an application in a test or embedded in another
+    program leaves the garbage collector as it found it.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         chosen = settings or Settings.from_env()
         runtime = open_runtime(chosen, announce=_to_stderr)
         app.state.runtime = runtime
-        settle_memory()
+        if on_started is not None:
+            on_started()
         worker = None
         if chosen.worker_concurrency:
             worker = BackgroundWorker(runtime.worker(chosen.worker_concurrency))

@@ -17,12 +17,10 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-# Help and errors are plain text: rich is neither wanted nor worth its import time.
-os.environ.setdefault("TYPER_USE_RICH", "0")
-
 import typer
 
 from taskrunner.errors import TaskrunnerError
+from taskrunner.settings import Settings
 
 if TYPE_CHECKING:
     from taskrunner.catalog import FlowCatalog
@@ -32,6 +30,8 @@ EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 
+# Help and errors are plain text: with no markup mode and no pretty exceptions, Typer never
+# imports rich, which is neither wanted nor worth its import time.
 app = typer.Typer(
     name="taskrunner",
     help="A deterministic task runner: YAML state charts calling typed tools.",
@@ -135,16 +135,16 @@ def run_flow(
     from taskrunner.catalog import load_catalog
     from taskrunner.cli.inputs import options_help, read_input
     from taskrunner.cli.render import task_text
-    from taskrunner.settings import Settings
 
-    catalog = load_catalog(Settings.from_env().flows_dir)
+    settings = Settings.from_env()
+    catalog = load_catalog(settings.flows_dir)
     entry = catalog.get(flow)
     if show_help:
         typer.echo(ctx.get_help())
         typer.echo("\n" + options_help(entry.flow))
         raise typer.Exit(EXIT_OK)
     data = read_input(entry.flow, input_json, list(ctx.args))
-    runtime = _open_runtime(catalog)
+    runtime = _open_runtime(settings, catalog)
     try:
         start = runtime.service.enqueue_task if no_wait else runtime.service.run_task
         task = start(flow, data, idempotency_key=idempotency_key).task
@@ -171,7 +171,7 @@ def get_task(
     from taskrunner.cli.render import task_text
 
     parsed = _task_id(task_id)
-    runtime = _open_runtime()
+    runtime = _open_runtime(Settings.from_env())
     try:
         task = runtime.service.get_task(parsed)
     finally:
@@ -205,7 +205,7 @@ def list_tasks(
             f"error: no status {status!r}; use one of {', '.join(get_args(TaskStatus))}", err=True
         )
         raise typer.Exit(EXIT_USAGE)
-    runtime = _open_runtime()
+    runtime = _open_runtime(Settings.from_env())
     try:
         page = runtime.service.list_tasks(
             status=status,  # type: ignore[arg-type]
@@ -230,7 +230,7 @@ def cancel_task(
     from taskrunner.cli.render import task_text
 
     parsed = _task_id(task_id)
-    runtime = _open_runtime()
+    runtime = _open_runtime(Settings.from_env())
     try:
         outcome, task = runtime.service.cancel_task(parsed)
     finally:
@@ -258,12 +258,12 @@ def serve(
     import uvicorn
 
     from taskrunner.api import create_app
-    from taskrunner.settings import Settings
+    from taskrunner.runtime import settle_memory
 
     settings = Settings.from_env()
     if no_worker:
         settings = dataclasses.replace(settings, worker_concurrency=0)
-    uvicorn.run(create_app(settings), host=host, port=port)
+    uvicorn.run(create_app(settings, on_started=settle_memory), host=host, port=port)
 
 
 @app.command("worker")
@@ -277,8 +277,6 @@ def worker(
     current step, goes back to the queue, and the worker exits."""
     import signal
     import threading
-
-    from taskrunner.settings import Settings
 
     settings = Settings.from_env()
     if not settings.is_postgres:
@@ -294,7 +292,7 @@ def worker(
         signal.signal(signum, lambda *_: stop.set())
     from taskrunner.runtime import settle_memory
 
-    runtime = _open_runtime()
+    runtime = _open_runtime(settings)
     settle_memory()
     try:
         typer.echo(f"taskrunner: worker {runtime.service.owner} running", err=True)
@@ -312,13 +310,10 @@ def _task_id(text: str) -> uuid.UUID:
         raise typer.Exit(EXIT_USAGE) from None
 
 
-def _open_runtime(catalog: FlowCatalog | None = None) -> Runtime:
+def _open_runtime(settings: Settings, catalog: FlowCatalog | None = None) -> Runtime:
     from taskrunner.runtime import open_runtime
-    from taskrunner.settings import Settings
 
-    return open_runtime(
-        Settings.from_env(), catalog=catalog, announce=lambda line: typer.echo(line, err=True)
-    )
+    return open_runtime(settings, catalog=catalog, announce=lambda line: typer.echo(line, err=True))
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ exactly."""
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import re
 import uuid
@@ -18,7 +19,9 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from taskrunner.api import create_app
 from taskrunner.cli import app as cli_app
+from taskrunner.settings import Settings
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 FLOWS: Final = ROOT / "taskrunner" / "flows"
@@ -422,6 +425,14 @@ def test_health(client: TestClient) -> None:
     readyz = client.get("/readyz")
     assert readyz.status_code == 200, readyz.text
     assert readyz.json() == {"status": "ready"}
+
+
+def test_an_app_leaves_the_garbage_collector_as_it_found_it(settings: Settings) -> None:
+    """Only the servers tune the collector (`on_started`); an app in a test does not."""
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/tasks", json={"flow": "echo_add", "input": HELLO}).status_code == 201
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
 
 
 # -- the OpenAPI document -----------------------------------------------------------------

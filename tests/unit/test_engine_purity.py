@@ -4,6 +4,7 @@ source (every import statement) and at run time (importing the engine loads none
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,8 +82,9 @@ def test_importing_the_engine_loads_no_io_library() -> None:
         ["validate-flow", "taskrunner/flows/echo_add.yaml"],
         ["schema"],
         ["run-flow", "--help"],
+        ["validate-flow", "--no-such-option"],
     ],
-    ids=["help", "validate-flow", "schema", "run-flow-help"],
+    ids=["help", "validate-flow", "schema", "run-flow-help", "usage-error"],
 )
 def test_the_cli_loads_no_web_or_database_library_it_does_not_need(argv: list[str]) -> None:
     probe = (
@@ -95,6 +97,32 @@ def test_the_cli_loads_no_web_or_database_library_it_does_not_need(argv: list[st
     )
     root = Path(__file__).resolve().parents[2]
     loaded = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=root
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=root,
+        env=_without_typer_settings(),
     )
     assert "HEAVY=\n" in loaded.stderr, loaded.stderr[-2000:]
+
+
+def test_importing_the_cli_changes_no_environment_variable() -> None:
+    probe = (
+        "import os\nbefore = dict(os.environ)\nimport taskrunner.cli\n"
+        "changed = sorted(set(os.environ.items()) ^ set(before.items()))\n"
+        "print('CHANGED=' + repr(changed))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_without_typer_settings(),
+    )
+    assert loaded.stdout.strip() == "CHANGED=[]", loaded.stdout
+
+
+def _without_typer_settings() -> dict[str, str]:
+    """This environment without Typer's own variables, so the CLI shows what it does alone."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("TYPER_")}
