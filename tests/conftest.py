@@ -7,6 +7,7 @@
   template database). PostgreSQL is at `TASKRUNNER_TEST_POSTGRES_URL` (by default the
   local server, `postgresql://postgres@127.0.0.1:5432/postgres`); if it cannot be reached
   the tests fail, they never skip.
+- `empty_database_url`: a brand-new database on each backend, with nothing in it.
 - `service`, `client`: the task service and the HTTP API on that database.
 """
 
@@ -141,9 +142,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
-    template = request.getfixturevalue("postgres_template")
+    yield from _new_postgres(template=request.getfixturevalue("postgres_template"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A brand-new database with nothing in it, on each backend: a SQLite path where no file
+    is yet, or a PostgreSQL database just created."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'brand-new' / 'taskrunner.sqlite3'}"
+        return
+    yield from _new_postgres()
+
+
+def _new_postgres(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (a clone of `template`, if given), dropped afterwards."""
     name = f"taskrunner_test_{uuid.uuid4().hex[:16]}"
-    _postgres_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    clone = f' TEMPLATE "{template}"' if template else ""
+    _postgres_execute(f'CREATE DATABASE "{name}"{clone}')
     try:
         yield _postgres_admin().set(database=name).render_as_string(False)
     finally:

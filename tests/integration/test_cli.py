@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -194,21 +194,6 @@ def migrated(database_url: str) -> bool:
         return is_current(database)
     finally:
         database.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A brand-new database with nothing in it: a SQLite path where no file is yet, or a
-    PostgreSQL database just created."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'brand-new' / 'taskrunner.sqlite3'}"
-        return
-    name = f"taskrunner_test_{uuid.uuid4().hex[:16]}"
-    postgres_execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(False)
-    finally:
-        postgres_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- run-flow -----------------------------------------------------------------------------

@@ -13,7 +13,14 @@ from taskrunner.store.database import Database
 from taskrunner.store.tables import Base
 
 config = context.config
-if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+# Logging is set up from the ini file only if it configures logging: the project's alembic.ini
+# does, a two-line one beside an installed taskrunner need not. When taskrunner migrates on
+# start, the process owns its logging (`configure_logger` is off).
+if (
+    config.config_file_name is not None
+    and config.attributes.get("configure_logger", True)
+    and config.file_config.has_section("loggers")
+):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
