@@ -1,12 +1,17 @@
-"""Golden traces: every shipped flow, `taskrunner/flows/NAME.yaml`, runs on the inputs of
-`tests/golden/NAME.trace.json` and must take exactly the recorded steps, and end exactly as
-recorded. Running twice gives identical traces (determinism), and replaying the recorded
-steps reaches the same end."""
+"""Golden traces: every shipped flow, `taskrunner/flows/NAME.yaml`, and every flow of
+`tests/golden/flows/` runs on the inputs of `tests/golden/NAME.trace.json` and must take
+exactly the recorded steps, and end exactly as recorded. Running twice gives identical
+traces (determinism), and replaying the recorded steps reaches the same end.
+
+The flows of `tests/golden/flows/` call the test tools of `tests/plugins/`: a nap that
+outlasts its state's timeout, and a tool whose output no database can store. They go
+through the same driver as the service, so their traces are what the service records."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,16 +22,43 @@ from taskrunner.engine.flow import Flow
 from taskrunner.engine.interpreter import replay
 from taskrunner.engine.runner import InMemoryRunner, RunResult
 from taskrunner.engine.steps import Fail, Finish, Step, StepError
-from taskrunner.tools import ToolRegistry
+from taskrunner.engine.validate import FlowChecker
+from taskrunner.flowfile import check_file
+from taskrunner.tools import ToolRegistry, load_registry
 
 ROOT = Path(__file__).resolve().parents[2]
-FLOWS = ROOT / "taskrunner" / "flows"
 GOLDEN = ROOT / "tests" / "golden"
+PLUGINS = ROOT / "tests" / "plugins"
+FLOW_FILES = sorted(
+    [*(ROOT / "taskrunner" / "flows").glob("*.yaml"), *(GOLDEN / "flows").glob("*.yaml")]
+)
 CASES = [
-    pytest.param(path.stem, index, case, id=f"{path.stem}-{index}")
-    for path in sorted(FLOWS.glob("*.yaml"))
+    pytest.param(path, index, case, id=f"{path.stem}-{index}")
+    for path in FLOW_FILES
     for index, case in enumerate(json.loads((GOLDEN / f"{path.stem}.trace.json").read_text()))
 ]
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[ToolRegistry]:
+    """The built-in tools and the test tools of `tests/plugins/`."""
+    sys.path.insert(0, str(PLUGINS))
+    try:
+        yield load_registry()
+    finally:
+        sys.path.remove(str(PLUGINS))
+
+
+@pytest.fixture(scope="module")
+def load(registry: ToolRegistry) -> Callable[[Path], Flow]:
+    checker = FlowChecker(registry)
+
+    def load(path: Path) -> Flow:
+        report = check_file(path, checker)
+        assert report.flow is not None, [str(problem) for problem in report.problems]
+        return report.flow
+
+    return load
 
 
 def _trace(result: RunResult, sleeps: list[float]) -> str:
@@ -51,48 +83,58 @@ def _run(registry: ToolRegistry, flow: Flow, data: dict[str, Any]) -> tuple[RunR
 
 
 def test_every_flow_has_a_golden_trace() -> None:
-    flows = sorted(FLOWS.glob("*.yaml"))
-    assert flows
-    missing = [path.name for path in flows if not (GOLDEN / f"{path.stem}.trace.json").exists()]
+    assert FLOW_FILES
+    missing = [p.name for p in FLOW_FILES if not (GOLDEN / f"{p.stem}.trace.json").exists()]
     assert missing == []
 
 
-@pytest.mark.parametrize(("name", "index", "case"), CASES)
+def test_the_golden_traces_cover_timeouts_and_unstorable_outputs() -> None:
+    kinds = {
+        step["error"]["kind"]
+        for path in FLOW_FILES
+        for case in json.loads((GOLDEN / f"{path.stem}.trace.json").read_text())
+        for step in case["steps"]
+        if step["error"]
+    }
+    assert {"Timeout", "InvalidToolOutput"} <= kinds
+
+
+@pytest.mark.parametrize(("path", "index", "case"), CASES)
 def test_the_flow_takes_exactly_the_golden_steps(
     registry: ToolRegistry,
-    load_flow: Callable[[str], Flow],
-    name: str,
+    load: Callable[[Path], Flow],
+    path: Path,
     index: int,
     case: dict[str, Any],
 ) -> None:
     expected = {key: value for key, value in case.items() if key != "input"}
-    _, trace = _run(registry, load_flow(name), case["input"])
+    _, trace = _run(registry, load(path), case["input"])
     assert json.loads(trace) == expected
     assert trace == json.dumps(expected, sort_keys=True)
 
 
-@pytest.mark.parametrize(("name", "index", "case"), CASES)
+@pytest.mark.parametrize(("path", "index", "case"), CASES)
 def test_the_same_input_gives_the_same_trace(
     registry: ToolRegistry,
-    load_flow: Callable[[str], Flow],
-    name: str,
+    load: Callable[[Path], Flow],
+    path: Path,
     index: int,
     case: dict[str, Any],
 ) -> None:
-    flow = load_flow(name)
+    flow = load(path)
     assert _run(registry, flow, case["input"])[1] == _run(registry, flow, case["input"])[1]
 
 
-@pytest.mark.parametrize(("name", "index", "case"), CASES)
+@pytest.mark.parametrize(("path", "index", "case"), CASES)
 def test_replaying_the_recorded_steps_reaches_the_same_end(
     registry: ToolRegistry,
-    load_flow: Callable[[str], Flow],
-    name: str,
+    load: Callable[[Path], Flow],
+    path: Path,
     index: int,
     case: dict[str, Any],
 ) -> None:
     runner = InMemoryRunner(registry)
-    plan = runner.plan(load_flow(name))
+    plan = runner.plan(load(path))
     steps = [
         Step(**{**step, "error": StepError(**step["error"]) if step["error"] else None})
         for step in case["steps"]

@@ -51,3 +51,18 @@ def nap(args: NapInput) -> NapOutput:
         with open(log, "a") as handle:
             handle.write(f"end {args.token} {os.getpid()} {started:.6f} {time.time():.6f}\n")
     return NapOutput(token=args.token)
+
+
+class CStringInput(ToolModel):
+    text: str
+
+
+class CStringOutput(ToolModel):
+    text: str
+
+
+@tool("test.cstring")
+def cstring(args: CStringInput) -> CStringOutput:
+    """End the text with a NUL character, as C strings end: an output that no database
+    can store, so that tests can see what becomes of one."""
+    return CStringOutput(text=args.text + "\x00")
