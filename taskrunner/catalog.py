@@ -11,28 +11,9 @@ from pathlib import Path
 from taskrunner.engine.flow import Flow
 from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.validate import FlowChecker
-from taskrunner.errors import TaskrunnerError
+from taskrunner.errors import FlowCatalogError, UnknownFlowError
 from taskrunner.flowfile import Problem, check_file
 from taskrunner.tools import load_registry
-
-
-class FlowCatalogError(TaskrunnerError):
-    """The flows directory cannot be loaded."""
-
-    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
-        self.problems = problems or []
-        lines = [message, *(str(problem) for problem in self.problems)]
-        super().__init__("\n".join(lines))
-
-
-class UnknownFlowError(TaskrunnerError):
-    """No flow has this name."""
-
-    def __init__(self, name: str, known: list[str]) -> None:
-        self.name = name
-        self.known = known
-        shown = name if len(name) <= 80 else name[:77] + "..."
-        super().__init__(f"no flow named {shown!r}; flows: {', '.join(known) or 'none'}")
 
 
 @dataclass(frozen=True)
@@ -70,7 +51,9 @@ class FlowCatalog:
                 )
             entries[name] = CatalogEntry(report.flow, FlowPlan(report.flow, checker.registry), path)
         if problems:
-            raise FlowCatalogError(f"invalid flows in {directory}:", problems)
+            raise FlowCatalogError(
+                f"invalid flows in {directory}:", [str(problem) for problem in problems]
+            )
         return cls(entries, checker)
 
     @classmethod

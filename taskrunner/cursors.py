@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime
 
 from taskrunner.errors import InvalidRequestError
-from taskrunner.store.repository import Position
+from taskrunner.store.records import Position
 
 
 def encode_cursor(position: Position) -> str:

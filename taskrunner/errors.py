@@ -1,26 +1,215 @@
-"""The one exception root of taskrunner.
+"""The one exception root of taskrunner, and every error it raises on purpose.
 
-Every error that taskrunner raises on purpose derives from `TaskrunnerError`. The class
-docstring is the default message; subclasses add structured fields rather than formatting
-them into strings, so that the CLI and the API can render them as they see fit.
+Each class says once what it means to the outside: `problem`, the last part of its
+`urn:taskrunner:problem:` type in the API; `http_status`; `exit_status` for the command
+line. The API (`api/problems.py`) and the CLI (`cli/__init__.py`) read these and keep no
+table of their own. The class docstring is the default message; subclasses add structured
+fields rather than formatting them into strings only.
+
+A fault on taskrunner's side (a 5xx) is never blamed on the client: its details are
+logged, and the client is told only what it can act on.
 """
 
 from __future__ import annotations
+
+import inspect
+from typing import ClassVar, Final
+
+EXIT_FAILED: Final = 1
+"""A failed task, an invalid flow, an unknown task, a database that cannot be reached."""
+EXIT_USAGE: Final = 2
+"""A usage error: bad options, a refused input, a path that cannot be read."""
+EXIT_INTERNAL: Final = 70
+"""A fault of taskrunner's (EX_SOFTWARE)."""
 
 
 class TaskrunnerError(Exception):
     """Taskrunner failed."""
 
+    problem: ClassVar[str] = "internal"
+    http_status: ClassVar[int] = 500
+    exit_status: ClassVar[int] = EXIT_INTERNAL
+    retry_after: ClassVar[int | None] = None
+    """Seconds after which a client may try again (with a 503)."""
+
     def __init__(self, message: str | None = None) -> None:
-        self.message = message or (type(self).__doc__ or "").strip()
+        self.message = message or self.default_message()
         super().__init__(self.message)
+
+    @classmethod
+    def default_message(cls) -> str:
+        """What the class says it means: the first paragraph of its docstring."""
+        return _first_paragraph(cls.__doc__)
+
+    @property
+    def details(self) -> list[str] | None:
+        """Each problem, when there are several (the API's `errors`)."""
+        return None
+
+
+def _first_paragraph(doc: str | None) -> str:
+    """The first paragraph of a docstring, as one clean sentence."""
+    cleaned = inspect.cleandoc(doc or "")
+    return " ".join(cleaned.split("\n\n", 1)[0].split())
+
+
+# -- the client's request -------------------------------------------------------------------
+
+
+class ClientError(TaskrunnerError):
+    """The request cannot be served as asked."""
+
+    problem = "invalid-request"
+    http_status = 422
+    exit_status = EXIT_USAGE
+
+
+class InvalidRequestError(ClientError):
+    """The request cannot be served as asked."""
+
+
+class MalformedBodyError(ClientError):
+    """The request body is not well-formed JSON."""
+
+    problem = "malformed-body"
+    http_status = 400
+
+
+class BodyTooLargeError(ClientError):
+    """The request body is larger than the limit."""
+
+    problem = "too-large"
+    http_status = 413
+
+
+class JsonTextError(ClientError):
+    """The text is not JSON that taskrunner accepts."""
+
+    problem = "malformed-body"
+    http_status = 400
+
+
+class FlowInputError(ClientError):
+    """The input does not match what the flow declares."""
+
+    problem = "invalid-input"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+    @property
+    def details(self) -> list[str]:
+        return self.problems
+
+
+class UnstorableDataError(ClientError):
+    """The data holds text that the database cannot store."""
+
+    problem = "unstorable-text"
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(
+            f"the input at {where} holds text the database cannot store "
+            "(the NUL character, or an unpaired UTF-16 surrogate)"
+        )
+
+
+class UnknownFlowError(ClientError):
+    """No flow has this name."""
+
+    problem = "unknown-flow"
+    http_status = 404
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        super().__init__(f"no flow named {shown!r}; flows: {', '.join(known) or 'none'}")
+
+
+class TaskNotFoundError(ClientError):
+    """No task has this id."""
+
+    problem = "unknown-task"
+    http_status = 404
+    exit_status = EXIT_FAILED
+
+    def __init__(self, task_id: object) -> None:
+        self.task_id = task_id
+        super().__init__(f"no task with id {task_id}")
+
+
+class IdempotencyConflictError(ClientError):
+    """This idempotency key already started a task with a different flow or input."""
+
+    problem = "idempotency-conflict"
+    http_status = 409
+    exit_status = EXIT_FAILED
+
+
+class TaskFinishedError(ClientError):
+    """The task has already finished."""
+
+    problem = "task-finished"
+    http_status = 409
+    exit_status = EXIT_FAILED
+
+
+class InputOptionError(ClientError):
+    """The command line does not give a usable input."""
+
+
+class UnreadableFlowFileError(ClientError):
+    """The path is not a readable regular file."""
+
+    problem = "unreadable-file"
+
+
+# -- configuration and start-up ------------------------------------------------------------
+
+
+class SettingsError(TaskrunnerError):
+    """The configuration is not valid."""
+
+    problem = "invalid-settings"
+    exit_status = EXIT_USAGE
+
+
+class MigrationError(TaskrunnerError):
+    """The database could not be migrated."""
+
+    problem = "migration-failed"
+    exit_status = EXIT_FAILED
+
+
+# -- flows and tools ------------------------------------------------------------------------
+
+
+class FlowCatalogError(TaskrunnerError):
+    """The flows directory cannot be loaded."""
+
+    problem = "invalid-flows"
+    exit_status = EXIT_FAILED
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = problems or []
+        super().__init__("\n".join([message, *self.problems]))
+
+    @property
+    def details(self) -> list[str]:
+        return self.problems
 
 
 class ToolRegistryError(TaskrunnerError):
     """A tool could not be registered."""
 
+    problem = "tool-registry"
+    exit_status = EXIT_FAILED
 
-class UnknownToolError(TaskrunnerError):
+
+class UnknownToolError(ToolRegistryError):
     """No tool is registered under this name."""
 
     def __init__(self, name: str, known: list[str]) -> None:
@@ -29,36 +218,34 @@ class UnknownToolError(TaskrunnerError):
         super().__init__(f"no tool named {name!r}; known tools: {', '.join(known) or 'none'}")
 
 
-class FlowInputError(TaskrunnerError):
-    """The input does not match what the flow declares."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
-
-
 class UnexpectedStepError(TaskrunnerError):
     """A recorded step is not the step the interpreter expects at this point of the flow."""
 
-
-class TaskNotFoundError(TaskrunnerError):
-    """No task has this id."""
-
-    def __init__(self, task_id: object) -> None:
-        self.task_id = task_id
-        super().__init__(f"no task with id {task_id}")
+    problem = "unexpected-step"
 
 
-class InvalidRequestError(TaskrunnerError):
-    """The request cannot be served as asked."""
+# -- the store ------------------------------------------------------------------------------
 
 
-class UnstorableDataError(TaskrunnerError):
-    """The data holds text that the database cannot store."""
+class StoreError(TaskrunnerError):
+    """The database failed."""
 
-    def __init__(self, where: str) -> None:
-        self.where = where
-        super().__init__(
-            f"the input at {where} holds text the database cannot store "
-            "(the NUL character, or an unpaired UTF-16 surrogate)"
-        )
+    problem = "store-failed"
+    exit_status = EXIT_FAILED
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached; try again shortly."""
+
+    problem = "store-unavailable"
+    http_status = 503
+    retry_after = 1
+
+
+class LeaseLostError(StoreError):
+    """This runner no longer holds the task: its lease ran out and another took it, or it
+    was cancelled. Nothing was written."""
+
+    problem = "lease-lost"
+    http_status = 503
+    retry_after = 1

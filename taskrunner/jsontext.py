@@ -15,13 +15,9 @@ from typing import Final
 
 from pydantic import JsonValue
 
-from taskrunner.errors import TaskrunnerError
+from taskrunner.errors import JsonTextError
 
 MAX_DIGITS: Final = sys.get_int_max_str_digits() or 4300
-
-
-class JsonTextError(TaskrunnerError):
-    """The text is not JSON that taskrunner accepts."""
 
 
 def parse_json(text: str | bytes) -> JsonValue:

@@ -1,10 +1,9 @@
 """Keeping leases alive while tools run.
 
-A runner's lease on a task is renewed with every step it records; a tool that runs longer
-than a lease would let the lease run out and another worker take the task while this one
-still works on it. The keeper renews, every third of a lease, the leases of all the tasks
-this process holds, so a lease runs out only when its process has stopped (or cannot
-reach the database).
+A runner holds a task by its lease; a tool that runs longer than a lease would let the
+lease run out and another worker take the task while this one still works on it. The
+keeper renews, every third of a lease, the leases of all the tasks this process holds, so
+a lease runs out only when its process has stopped (or cannot reach the database).
 """
 
 from __future__ import annotations
@@ -16,8 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import SQLAlchemyError
-
+from taskrunner.errors import StoreError
 from taskrunner.store.repository import TaskRepository
 
 log = logging.getLogger("taskrunner.leases")
@@ -82,5 +80,5 @@ class LeaseKeeper:
                 continue
             try:
                 self._repository.renew(self.owner, held, self.expiry())
-            except SQLAlchemyError:  # the next step's commit will find out if it is lost
+            except StoreError:  # the next step's write will find out if it is lost
                 log.warning("could not renew the leases of %d task(s)", len(held), exc_info=True)

@@ -29,7 +29,6 @@ class Runtime:
     def worker(self, concurrency: int) -> Worker:
         return Worker(
             self.service,
-            self.database,
             concurrency=concurrency,
             poll_seconds=self.settings.poll_seconds,
         )

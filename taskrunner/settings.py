@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from taskrunner.errors import TaskrunnerError
+from taskrunner.errors import SettingsError
 
 DEFAULT_SQLITE_PATH: Final = Path("var") / "taskrunner.sqlite3"
 DEFAULT_FLOWS_DIR: Final = Path(__file__).resolve().with_name("flows")
@@ -32,10 +32,6 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 
 _TRUE: Final = {"1", "true", "yes", "on"}
 _FALSE: Final = {"0", "false", "no", "off"}
-
-
-class SettingsError(TaskrunnerError):
-    """The configuration is not valid."""
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,14 @@ the CLI prints with `--json`. One set of models serves both, so they cannot diff
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from taskrunner.engine.steps import Step, StepError
-
-TaskStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
-StepStatus = Literal["succeeded", "failed"]
+from taskrunner.engine.steps import StepError, StepStatus
+from taskrunner.store.records import Page, StepRecord, TaskHead, TaskRecord, TaskStatus
 
 _EXAMPLE_TIME = "2026-01-02T03:04:05.678901Z"
 
@@ -84,11 +83,30 @@ class TaskPage(View):
     )
 
 
-# Views of steps in hand: their data is already validated (the task's input, the tools'
-# checked outputs), so they are constructed without validating it a second time.
+# The one place where views are built: from the store's records, whose data is already
+# validated (the task's input, the tools' checked outputs), so without validating it again.
 
 
-def step_view(step: Step, started: datetime, finished: datetime) -> StepView:
+def task_view(task: TaskRecord, steps: Iterable[StepRecord]) -> TaskView:
+    return TaskView.model_construct(
+        **_head_fields(task),
+        input=task.input,
+        output=task.output,
+        steps=[step_view(step) for step in steps],
+    )
+
+
+def summary_view(task: TaskHead) -> TaskSummary:
+    return TaskSummary.model_construct(**_head_fields(task))
+
+
+def page_view(page: Page, next_cursor: str | None) -> TaskPage:
+    return TaskPage.model_construct(
+        items=[summary_view(item) for item in page.items], next_cursor=next_cursor
+    )
+
+
+def step_view(step: StepRecord) -> StepView:
     return StepView.model_construct(
         seq=step.seq,
         state=step.state,
@@ -97,13 +115,29 @@ def step_view(step: Step, started: datetime, finished: datetime) -> StepView:
         status=step.status,
         input=step.input,
         output=step.output,
-        error=error_view(step.error),
-        started_at=started,
-        finished_at=finished,
+        error=_error_view(step.error),
+        started_at=step.started_at,
+        finished_at=step.finished_at,
     )
 
 
-def error_view(error: StepError | None) -> ErrorView | None:
+def _head_fields(task: TaskHead) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "flow": task.flow_name,
+        "flow_version": task.flow_digest,
+        "status": task.status,
+        "current_state": task.current_state,
+        "error": _error_view(task.error),
+        "cancel_requested": task.cancel_requested,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+    }
+
+
+def _error_view(error: StepError | None) -> ErrorView | None:
     if error is None:
         return None
     return ErrorView.model_construct(kind=error.kind, message=error.message)

@@ -6,9 +6,10 @@ wait on each other or take the same task) into a small backlog of its own, which
 `concurrency` runner threads work through; it claims again when the backlog runs low, so
 a claim costs one transaction per batch rather than per task. It holds a lease on every
 task it has claimed (kept alive by the service's lease keeper), and records each step
-through the same service as the API. PostgreSQL `LISTEN`/`NOTIFY` wakes idle workers as
-soon as a task is queued; polling every `poll_seconds` is the fallback, finds retries
-whose delay is over, and takes over the tasks of workers that died (their lease ran out).
+through the same service as the API. The store wakes idle workers as soon as a task is
+queued (PostgreSQL `LISTEN`/`NOTIFY`; within the process on SQLite); polling every
+`poll_seconds` is the fallback, finds retries whose delay is over, and takes over the
+tasks of workers that died (their lease ran out).
 
 Stopping (SIGTERM, or the API shutting down) drains: no new claims, each task in hand
 finishes the step it is running, records it, and goes back to the queue, and so do the
@@ -24,13 +25,9 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-import psycopg
-from sqlalchemy.exc import SQLAlchemyError
-
+from taskrunner.errors import StoreError
 from taskrunner.service import TaskService
-from taskrunner.store.database import Database
-from taskrunner.store.repository import ClaimedTask
-from taskrunner.store.statements import NOTIFY_CHANNEL
+from taskrunner.store.records import TaskRecord
 
 log = logging.getLogger("taskrunner.worker")
 DEFAULT_CONCURRENCY: Final = 4
@@ -43,7 +40,6 @@ class Worker:
     def __init__(
         self,
         service: TaskService,
-        database: Database,
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         poll_seconds: float = 1.0,
@@ -53,9 +49,8 @@ class Worker:
         self.service = service
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
-        self._database = database
         self._wake = threading.Event()
-        self._backlog: queue.Queue[ClaimedTask] = queue.Queue()
+        self._backlog: queue.Queue[TaskRecord] = queue.Queue()
         self._running = 0
         self._lock = threading.Lock()
 
@@ -65,10 +60,9 @@ class Worker:
             threading.Thread(target=self._run_tasks, args=(stop,), name=f"taskrunner-run-{n}")
             for n in range(self.concurrency)
         ]
-        if self._database.is_postgres:
-            threads.append(
-                threading.Thread(target=self._listen, args=(stop,), name="taskrunner-listen")
-            )
+        threads.append(
+            threading.Thread(target=self._listen, args=(stop,), name="taskrunner-listen")
+        )
         for thread in threads:
             thread.start()
         recovered_at = 0.0
@@ -109,19 +103,19 @@ class Worker:
                 if self._backlog.qsize() < self.concurrency:
                     self._wake.set()
 
-    def _claim(self, claim: Callable[[int], list[ClaimedTask]], wanted: int) -> list[ClaimedTask]:
+    def _claim(self, claim: Callable[[int], list[TaskRecord]], wanted: int) -> list[TaskRecord]:
         if wanted <= 0:
             return []
         try:
             return claim(wanted)
-        except SQLAlchemyError:
+        except StoreError:
             log.warning("could not claim tasks; trying again", exc_info=True)
             return []
 
-    def _release(self, task: ClaimedTask) -> None:
+    def _release(self, task: TaskRecord) -> None:
         try:
             self.service.release(task)
-        except SQLAlchemyError:  # its lease runs out, and another worker takes it
+        except StoreError:  # its lease runs out, and another worker takes it
             log.warning("could not release task %s", task.id, exc_info=True)
 
     def _busy(self) -> int:
@@ -129,17 +123,13 @@ class Worker:
             return self._running
 
     def _listen(self, stop: threading.Event) -> None:
-        url = self._database.engine.url.set(drivername="postgresql")
-        conninfo = url.render_as_string(hide_password=False)
+        """Wake the claiming loop as soon as the store says a task may be due."""
         while not stop.is_set():
             try:
-                with psycopg.connect(conninfo, autocommit=True) as connection:
-                    connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    while not stop.is_set():
-                        for _ in connection.notifies(timeout=self.poll_seconds):
-                            self._wake.set()
-            except psycopg.Error:
-                log.warning("LISTEN failed; polling until it works again", exc_info=True)
+                if self.service.wait_for_work(self.poll_seconds):
+                    self._wake.set()
+            except StoreError:
+                log.warning("waiting for work failed; polling until it works again", exc_info=True)
                 stop.wait(self.poll_seconds)
 
 

@@ -17,6 +17,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -134,15 +135,34 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def clean_database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[[str], AbstractContextManager[str]]:
+    """`clean_database(BACKEND)`: the URL of a clean, migrated database of its own on
+    `sqlite` or `postgresql`, for as long as the block runs."""
+
+    @contextmanager
+    def clean(backend: str) -> Iterator[str]:
+        if backend == "sqlite":
+            path = tmp_path / f"taskrunner-{uuid.uuid4().hex[:8]}.sqlite3"
+            shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+            yield f"sqlite:///{path}"
+            return
+        with _new_postgres(template=request.getfixturevalue("postgres_template")) as url:
+            yield url
+
+    return clean
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest,
+    clean_database: Callable[[str], AbstractContextManager[str]],
+) -> Iterator[str]:
     """A clean, migrated database of its own for each test, on each backend."""
-    if request.param == "sqlite":
-        path = tmp_path / "taskrunner.sqlite3"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
-        return
-    yield from _new_postgres(template=request.getfixturevalue("postgres_template"))
+    with clean_database(request.param) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -152,9 +172,11 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'brand-new' / 'taskrunner.sqlite3'}"
         return
-    yield from _new_postgres()
+    with _new_postgres() as url:
+        yield url
 
 
+@contextmanager
 def _new_postgres(template: str | None = None) -> Iterator[str]:
     """A new PostgreSQL database (a clone of `template`, if given), dropped afterwards."""
     name = f"taskrunner_test_{uuid.uuid4().hex[:16]}"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskrunner.api.problems import BadRequestError, problem
+from taskrunner.api.problems import error_problem
+from taskrunner.errors import BodyTooLargeError
 
 
-def _too_large(limit: int) -> BadRequestError:
-    return BadRequestError(
-        f"the request body is larger than {limit:,} bytes", status=413, code="too-large"
-    )
+def _too_large(limit: int) -> BodyTooLargeError:
+    return BodyTooLargeError(f"the request body is larger than {limit:,} bytes")
 
 
 class BodyLimit:
@@ -27,8 +26,7 @@ class BodyLimit:
             return
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
-                error = _too_large(self.limit)
-                await problem(error.status, error.code, error.message)(scope, receive, send)
+                await error_problem(_too_large(self.limit))(scope, receive, send)
                 return
         received = 0
 

@@ -1,6 +1,8 @@
-"""Errors as `application/problem+json` (RFC 9457): one place maps taskrunner's exceptions,
-FastAPI's validation errors and HTTP errors to a status and a message a person can act on.
-Bad input is a 4xx; a 500 means a bug, and says nothing of its internals."""
+"""Errors as `application/problem+json` (RFC 9457). Each of taskrunner's errors says its own
+status and problem type (`errors.py`); FastAPI's validation errors and HTTP errors are
+mapped here. Bad input is a 4xx; a database that cannot be reached is a 503 with
+`Retry-After`; a 500 means a bug, is logged with its traceback, and says nothing of its
+internals."""
 
 from __future__ import annotations
 
@@ -12,29 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskrunner.catalog import UnknownFlowError
-from taskrunner.errors import (
-    FlowInputError,
-    InvalidRequestError,
-    TaskNotFoundError,
-    TaskrunnerError,
-    UnstorableDataError,
-)
-from taskrunner.service import IdempotencyConflictError, TaskFinishedError
+from taskrunner.errors import TaskrunnerError
 
 MEDIA_TYPE: Final = "application/problem+json"
+INTERNAL_DETAIL: Final = "an internal error occurred; it has been logged"
 log = logging.getLogger("taskrunner.api")
-
-_STATUS: Final[dict[type[TaskrunnerError], tuple[int, str]]] = {
-    UnknownFlowError: (404, "unknown-flow"),
-    TaskNotFoundError: (404, "unknown-task"),
-    FlowInputError: (422, "invalid-input"),
-    UnstorableDataError: (422, "unstorable-text"),
-    InvalidRequestError: (422, "invalid-request"),
-    IdempotencyConflictError: (409, "idempotency-conflict"),
-    TaskFinishedError: (409, "task-finished"),
-}
 
 
 class Problem(BaseModel):
@@ -49,16 +35,14 @@ class Problem(BaseModel):
     )
 
 
-class BadRequestError(TaskrunnerError):
-    """The request body is not what this endpoint reads."""
-
-    def __init__(self, message: str, *, status: int = 400, code: str = "malformed-body") -> None:
-        self.status = status
-        self.code = code
-        super().__init__(message)
-
-
-def problem(status: int, code: str, detail: str, errors: list[str] | None = None) -> JSONResponse:
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    errors: list[str] | None = None,
+    *,
+    retry_after: int | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"urn:taskrunner:problem:{code}",
         "title": _TITLES.get(status, "Error"),
@@ -67,7 +51,18 @@ def problem(status: int, code: str, detail: str, errors: list[str] | None = None
     }
     if errors:
         body["errors"] = [_printable(error) for error in errors]
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def error_problem(error: TaskrunnerError) -> JSONResponse:
+    """The problem that `error` says it is. A fault on our side (5xx) tells the client
+    only what its class means, never its internals (they are logged)."""
+    status = error.http_status
+    if status < 500:
+        return problem(status, error.problem, error.message, error.details)
+    detail = INTERNAL_DETAIL if status == 500 else error.default_message()
+    return problem(status, error.problem, detail, retry_after=error.retry_after)
 
 
 def install(app: FastAPI) -> None:
@@ -75,14 +70,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(TaskrunnerError)
     async def taskrunner_error(request: Request, exc: TaskrunnerError) -> JSONResponse:
-        if isinstance(exc, BadRequestError):
-            return problem(exc.status, exc.code, exc.message)
-        status, code = next(
-            (found for kind, found in _STATUS.items() if isinstance(exc, kind)),
-            (400, "bad-request"),
-        )
-        errors = exc.problems if isinstance(exc, FlowInputError) else None
-        return problem(status, code, exc.message, errors)
+        if exc.http_status == 500:
+            log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        elif exc.http_status > 500:
+            log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+        return error_problem(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -96,10 +88,34 @@ def install(app: FastAPI) -> None:
         response.headers.update(exc.headers or {})
         return response
 
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error serving %s %s", request.method, request.url.path)
-        return problem(500, "internal", "an internal error occurred; it has been logged")
+    app.add_middleware(InternalErrors)
+
+
+class InternalErrors:
+    """Anything unexpected: logged once, with its traceback, and answered `500` with a
+    generic problem. (An exception handler for `Exception` would leave Starlette to raise
+    it again after answering, and the server to log it a second time.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
+            if not started:
+                await problem(500, "internal", INTERNAL_DETAIL)(scope, receive, send)
 
 
 def _printable(text: str) -> str:

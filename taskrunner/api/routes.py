@@ -8,14 +8,22 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, JsonValue
 
-from taskrunner.api.problems import BadRequestError, problem
+from taskrunner.api.problems import error_problem
+from taskrunner.errors import (
+    InvalidRequestError,
+    JsonTextError,
+    MalformedBodyError,
+    StoreUnavailableError,
+)
 from taskrunner.flowfile import check_source
-from taskrunner.jsontext import JsonTextError, parse_json
+from taskrunner.jsontext import parse_json
 from taskrunner.runtime import Runtime
 from taskrunner.service import DEFAULT_PAGE, MAX_PAGE
-from taskrunner.views import TaskPage, TaskStatus, TaskView
+from taskrunner.store.records import TaskStatus
+from taskrunner.views import TaskPage, TaskView
 
 DEFAULT_FLOW: Final = "echo_add"
 router = APIRouter()
@@ -31,7 +39,7 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
             409: "The idempotency key started another task, or the task has finished.",
             413: "The body is larger than 1 MiB.",
             422: "The request is well-formed but cannot be served as it is.",
-            503: "The database cannot be reached.",
+            503: "The database cannot be reached; try again after `Retry-After` seconds.",
         }.items()
         if status in statuses
     }
@@ -95,9 +103,10 @@ _START_TASK_BODY: Final = {
         200: {"description": "The task this idempotency key already started."},
         202: {
             "description": "Queued (`Prefer: respond-async`): the task, pending, for a "
-            "worker to run; follow `Location`."
+            "worker to run; or a task that this server lost on the way to another runner, "
+            "still running there. Follow `Location`."
         },
-        **_problems(400, 404, 409, 413, 422),
+        **_problems(400, 404, 409, 413, 422, 503),
     },
 )
 async def start_task(
@@ -128,7 +137,10 @@ async def start_task(
     headers = {"Location": f"/tasks/{task.id}"}
     if queued:
         headers["Preference-Applied"] = "respond-async"
-    status = 202 if queued else 201 if started.created else 200
+    # A task that this process lost on the way (another runner took it over) is answered
+    # as it stands: it may still be running there (202, follow `Location`).
+    running = task.status in ("pending", "running")
+    status = 202 if queued or (started.created and running) else 201 if started.created else 200
     return _json(task, status, headers)
 
 
@@ -139,7 +151,7 @@ async def start_task(
     summary="Cancel a task",
     responses={
         202: {"description": "The task is running: it stops before its next step."},
-        **_problems(404, 409, 422),
+        **_problems(404, 409, 422, 503),
     },
 )
 def cancel_task(request: Request, task_id: uuid.UUID) -> Response:
@@ -155,7 +167,7 @@ def cancel_task(request: Request, task_id: uuid.UUID) -> Response:
     response_model=TaskPage,
     tags=["tasks"],
     summary="List tasks, newest first",
-    responses=_problems(422),
+    responses=_problems(422, 503),
 )
 def list_tasks(
     request: Request,
@@ -182,7 +194,7 @@ def list_tasks(
     response_model=TaskView,
     tags=["tasks"],
     summary="A task with its step history",
-    responses=_problems(404, 422),
+    responses=_problems(404, 422, 503),
 )
 def get_task(request: Request, task_id: uuid.UUID) -> Response:
     return _json(_runtime(request).service.get_task(task_id))
@@ -246,7 +258,7 @@ def get_flow(request: Request, name: str) -> FlowDetail:
         }
     },
 )
-def flow_schema(request: Request) -> dict[str, Any]:
+def flow_schema(request: Request) -> dict[str, JsonValue]:
     return _runtime(request).catalog.checker.schema
 
 
@@ -321,10 +333,10 @@ def healthz() -> dict[str, str]:
         **_problems(503),
     },
 )
-def readyz(request: Request) -> Any:
-    if _runtime(request).database.ping():
-        return {"status": "ready"}
-    return problem(503, "database-unreachable", "the database cannot be reached")
+def readyz(request: Request) -> Response:
+    if _runtime(request).service.ready():
+        return JSONResponse({"status": "ready"})
+    return error_problem(StoreUnavailableError())
 
 
 def _json(view: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -347,25 +359,19 @@ def _json_body(raw: bytes) -> object:
     try:
         return parse_json(raw)
     except JsonTextError as exc:
-        raise BadRequestError(f"the body: {exc.message}") from None
+        raise MalformedBodyError(f"the body: {exc.message}") from None
 
 
 def _task_request(body: object) -> tuple[str, dict[str, object]]:
     if not isinstance(body, dict):
-        raise BadRequestError(
-            'the body must be a JSON object: {"flow": NAME, "input": {...}}',
-            status=422,
-            code="invalid-request",
-        )
+        raise InvalidRequestError('the body must be a JSON object: {"flow": NAME, "input": {...}}')
     if "flow" not in body and "input" not in body:
         return DEFAULT_FLOW, body
     flow, data = body.get("flow"), body.get("input")
     extra = sorted(set(body) - {"flow", "input"})
     if not isinstance(flow, str) or not isinstance(data, dict) or extra:
-        raise BadRequestError(
+        raise InvalidRequestError(
             'the body must be {"flow": NAME, "input": {...}} with nothing else'
-            + (f"; unexpected: {', '.join(extra)}" if extra else ""),
-            status=422,
-            code="invalid-request",
+            + (f"; unexpected: {', '.join(extra)}" if extra else "")
         )
     return flow, data

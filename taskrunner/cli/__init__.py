@@ -5,7 +5,8 @@ import what they need when they run, so that `taskrunner --help` and `validate-f
 fast without loading the database or web layers.
 
 Exit status: 0 success; 1 an invalid flow, a failed task, an unknown task, an unreachable
-database; 2 a usage error (bad options, a refused input, a path that cannot be read).
+database; 2 a usage error (bad options, a refused input, a path that cannot be read); 70
+a fault of taskrunner's. Each error's class says which (`errors.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from taskrunner.errors import TaskrunnerError
+from taskrunner.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_USAGE, TaskrunnerError
 from taskrunner.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
     from taskrunner.runtime import Runtime
 
 EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_USAGE = 2
 
 # Help and errors are plain text: with no markup mode and no pretty exceptions, Typer never
 # imports rich, which is neither wanted nor worth its import time.
@@ -55,7 +54,8 @@ def validate_flow(
     a readable file.
     """
     from taskrunner.engine.validate import FlowChecker
-    from taskrunner.flowfile import UnreadableFlowFileError, check_file
+    from taskrunner.errors import UnreadableFlowFileError
+    from taskrunner.flowfile import check_file
     from taskrunner.tools import load_registry
 
     checker = FlowChecker(load_registry())
@@ -72,7 +72,7 @@ def validate_flow(
             continue
         problems.extend(report.problems)
         if report.problems and status == EXIT_OK:
-            status = EXIT_INVALID
+            status = EXIT_FAILED
     if as_json:
         typer.echo(json.dumps([item.as_json() for item in problems], indent=2))
     else:
@@ -157,7 +157,7 @@ def run_flow(
     else:
         typer.echo(task_text(task))
     succeeded = task.status == "succeeded" or (no_wait and task.status != "failed")
-    raise typer.Exit(EXIT_OK if succeeded else EXIT_INVALID)
+    raise typer.Exit(EXIT_OK if succeeded else EXIT_FAILED)
 
 
 @app.command("get-task")
@@ -198,7 +198,7 @@ def list_tasks(
     from typing import get_args
 
     from taskrunner.cli.render import page_text
-    from taskrunner.views import TaskStatus
+    from taskrunner.store.records import TaskStatus
 
     if status is not None and status not in get_args(TaskStatus):
         typer.echo(
@@ -317,35 +317,16 @@ def _open_runtime(settings: Settings, catalog: FlowCatalog | None = None) -> Run
 
 
 def main() -> None:
-    """Entry point: taskrunner's own errors become a message on stderr, never a traceback."""
+    """Entry point: taskrunner's own errors become a message on stderr and the exit status
+    their class says, never a traceback."""
     try:
         app(standalone_mode=True)
     except TaskrunnerError as exc:
         typer.echo(f"error: {exc.message}", err=True)
-        sys.exit(_exit_status(exc))
+        sys.exit(exc.exit_status)
     except Exception as exc:  # the last line of defence: never a traceback
-        if _is_database_error(exc):
-            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
-            typer.echo(f"error: the database failed: {reason}", err=True)
-            sys.exit(EXIT_INVALID)
         if os.environ.get("TASKRUNNER_DEBUG"):
             raise
         typer.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
         typer.echo("set TASKRUNNER_DEBUG=1 to see the traceback", err=True)
-        sys.exit(70)
-
-
-def _is_database_error(error: Exception) -> bool:
-    # SQLAlchemy is imported only by the commands that use the database; a command
-    # that did not load it cannot have raised its errors.
-    errors = sys.modules.get("sqlalchemy.exc")
-    return errors is not None and isinstance(error, errors.SQLAlchemyError)
-
-
-def _exit_status(error: TaskrunnerError) -> int:
-    from taskrunner.catalog import FlowCatalogError
-    from taskrunner.errors import TaskNotFoundError
-    from taskrunner.service import IdempotencyConflictError, TaskFinishedError
-
-    failures = TaskNotFoundError | FlowCatalogError | TaskFinishedError | IdempotencyConflictError
-    return EXIT_INVALID if isinstance(error, failures) else EXIT_USAGE
+        sys.exit(EXIT_INTERNAL)

@@ -11,14 +11,10 @@ from pydantic import JsonValue
 from taskrunner.engine.flow import Flow
 from taskrunner.engine.inputs import INPUT_KINDS, InputTextError
 from taskrunner.engine.model import InputField
-from taskrunner.errors import TaskrunnerError
-from taskrunner.jsontext import JsonTextError, parse_json
+from taskrunner.errors import InputOptionError, JsonTextError
+from taskrunner.jsontext import parse_json
 
 MAX_INPUT_BYTES = 1024 * 1024
-
-
-class InputOptionError(TaskrunnerError):
-    """The command line does not give a usable input."""
 
 
 def read_input(flow: Flow, given: str | None, extra: list[str]) -> dict[str, JsonValue]:

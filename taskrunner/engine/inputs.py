@@ -11,7 +11,8 @@ from typing import Final, Literal, get_args
 
 from pydantic import JsonValue
 
-from taskrunner.jsontext import JsonTextError, parse_json
+from taskrunner.errors import JsonTextError
+from taskrunner.jsontext import parse_json
 from taskrunner.tools import Number
 
 InputType = Literal["string", "integer", "number", "boolean", "object", "array"]

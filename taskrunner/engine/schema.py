@@ -12,8 +12,9 @@ given schemas".
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Final
 
+from pydantic import JsonValue
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
@@ -57,7 +58,9 @@ class _FlowSchemaGenerator(GenerateJsonSchema):
         return generated
 
 
-def flow_json_schema(registry: ToolRegistry, language: Language | None = None) -> dict[str, Any]:
+def flow_json_schema(
+    registry: ToolRegistry, language: Language | None = None
+) -> dict[str, JsonValue]:
     """The JSON Schema (Draft 2020-12) of flow documents that use the tools of `registry`
     and the state kinds of `language` (the built-in ones by default)."""
     kinds = language or builtin_language()

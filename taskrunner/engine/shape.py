@@ -91,7 +91,7 @@ _StrictValidator: Final = validators.extend(  # type: ignore[no-untyped-call]
 )
 
 
-def make_validator(schema: Mapping[str, Any]) -> Validator:
+def make_validator(schema: Mapping[str, JsonValue]) -> Validator:
     """A validator for the schema, with taskrunner's strict reading of `integer`."""
     validator: Validator = _StrictValidator(schema)
     return validator

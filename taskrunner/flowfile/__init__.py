@@ -11,7 +11,7 @@ from pydantic import JsonValue
 
 from taskrunner.engine.flow import Flow
 from taskrunner.engine.validate import FlowChecker
-from taskrunner.errors import TaskrunnerError
+from taskrunner.errors import UnreadableFlowFileError
 from taskrunner.flowfile.reader import MAX_BYTES, ReadError, read_document
 
 
@@ -40,10 +40,6 @@ class FlowReport:
     file: str
     flow: Flow | None
     problems: list[Problem]
-
-
-class UnreadableFlowFileError(TaskrunnerError):
-    """The path is not a readable regular file."""
 
 
 def check_source(raw: bytes, file: str, checker: FlowChecker) -> FlowReport:

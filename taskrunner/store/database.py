@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from taskrunner.errors import StoreError, StoreUnavailableError
 from taskrunner.store.jsoncodec import dumps
+
+_UNREACHABLE: Final = (OperationalError, InterfaceError, PoolTimeoutError, psycopg.OperationalError)
+"""The database cannot be reached, or went away mid-call."""
 
 
 class Database:
@@ -22,7 +30,7 @@ class Database:
         if self.dialect == "sqlite":
             database = parsed.database
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                _make_directory_of(Path(database))
             options["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             # No pre-ping: it costs a round trip per transaction. A connection that broke
@@ -47,6 +55,40 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def translated[**P, R](method: Callable[P, R]) -> Callable[P, R]:
+    """The store's errors instead of the driver's: `StoreUnavailableError` when the
+    database cannot be reached (or is gone mid-call), `StoreError` for anything else."""
+
+    @functools.wraps(method)
+    def translating(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except _UNREACHABLE as exc:
+            raise StoreUnavailableError(_reason(exc)) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StoreUnavailableError(_reason(exc)) from exc
+            raise StoreError(_reason(exc)) from exc
+        except (SQLAlchemyError, psycopg.Error) as exc:
+            raise StoreError(_reason(exc)) from exc
+
+    return translating
+
+
+def _reason(error: Exception) -> str:
+    cause = getattr(error, "orig", None) or error
+    return "the database failed: " + " ".join(str(cause).split())[:300]
+
+
+def _make_directory_of(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreUnavailableError(
+            f"the SQLite database {path} cannot be made: {exc.strerror or exc}"
+        ) from None
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -17,18 +17,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from taskrunner.errors import TaskrunnerError
-from taskrunner.store.database import Database
+from taskrunner.errors import MigrationError
+from taskrunner.store.database import Database, translated
 
 # The migrations ship inside the package, so an installed taskrunner finds them wherever it
 # runs. Found here, beside this module, rather than through Alembic's `package:dir` form,
 # which registers an atexit hook each time it is resolved.
 MIGRATIONS: Final = Path(__file__).resolve().with_name("migrations")
 ADVISORY_LOCK: Final = 0x7461736B72756E  # "taskrun"
-
-
-class MigrationError(TaskrunnerError):
-    """The database could not be migrated."""
 
 
 def alembic_config() -> Config:
@@ -38,6 +34,7 @@ def alembic_config() -> Config:
     return config
 
 
+@translated
 def migrate(database: Database) -> None:
     """Bring the database to the newest revision (a no-op when it is there already)."""
     config = alembic_config()
@@ -68,6 +65,7 @@ def require_current(database: Database) -> None:
         )
 
 
+@translated
 def is_current(database: Database) -> bool:
     """Whether the database is at the newest revision."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()

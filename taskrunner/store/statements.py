@@ -1,118 +1,259 @@
-"""The statements of the task repository's hot path, built once.
+"""Every statement of the task repository, each defined once, in SQLAlchemy Core.
 
-Building a SQLAlchemy statement (and its cache key) on each call costs more than running
-it, so these are built at import with bind parameters. On PostgreSQL, the writes are
-single statements run in autocommit mode: a statement is atomic, so one round trip does
-what BEGIN, UPDATE, INSERT, COMMIT did in four. A step's data-modifying CTEs update the
-task (checking the lease) and append the step together; when the lease check fails, the
-step's INSERT selects no row.
+The writes of the hot path are compiled, once per database, by `Prepared`: on PostgreSQL
+they run as that SQL text, straight on the driver, which skips SQLAlchemy's per-call work
+(it costs more than the statement), and each is a single statement in autocommit mode: a
+statement is atomic, so one round trip does what BEGIN, UPDATE, INSERT, COMMIT did in
+four. A step's write is two of the definitions below made one by data-modifying CTEs: the
+task's update (which checks the lease) and the step's insert, which selects no row when
+the lease check failed. SQLite has no such CTEs: there the same two run in a transaction.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Any, Final
 
-from sqlalchemy import bindparam, case, insert, select, update
+from sqlalchemy import (
+    Boolean,
+    ClauseElement,
+    Dialect,
+    Executable,
+    FromClause,
+    Insert,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    null,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.compiler import SQLCompiler
 
-from taskrunner.store.tables import Base, TaskRow, TaskStepRow
+from taskrunner.store.records import CANCELLED, StepRecord, TaskHead, field_names
+from taskrunner.store.tables import Base
 
 NOTIFY_CHANNEL: Final = "taskrunner_tasks"
+TASKS: Final = Base.metadata.tables["tasks"]
+STEPS: Final = Base.metadata.tables["task_steps"]
+FLOW_VERSIONS: Final = Base.metadata.tables["flow_versions"]
 
-SUMMARY_COLUMNS = (
-    TaskRow.id,
-    TaskRow.flow_name,
-    TaskRow.flow_digest,
-    TaskRow.status,
-    TaskRow.current_state,
-    TaskRow.error_kind,
-    TaskRow.error_message,
-    TaskRow.cancel_requested,
-    TaskRow.created_at,
-    TaskRow.updated_at,
-    TaskRow.started_at,
-    TaskRow.finished_at,
+HEAD_COLUMNS: Final = tuple(TASKS.c[name] for name in field_names(TaskHead))
+"""The columns of a `TaskHead`; a `TaskRecord` is the whole row."""
+
+# -- creating a task --------------------------------------------------------------------------
+# PostgreSQL's INSERT construct, for its ON CONFLICT clause, which SQLite compiles alike.
+
+INSERT_TASK: Final = postgresql.insert(TASKS)
+"""A task, every column given by the `TaskRecord`'s fields."""
+INSERT_TASK_ONCE: Final = INSERT_TASK.on_conflict_do_nothing(
+    index_elements=["idempotency_key"]
+).returning(TASKS.c.id)
+"""A task with an idempotency key, unless the key is taken (then no row)."""
+QUEUE_TASK: Final = select(func.pg_notify(NOTIFY_CHANNEL, "")).select_from(
+    INSERT_TASK.returning(TASKS.c.id).cte("created")
 )
-TASKS = Base.metadata.tables["tasks"]
-STEPS = Base.metadata.tables["task_steps"]
-INSERT_TASK = insert(TASKS)
-INSERT_STEP = insert(STEPS)
-PROGRESS = (
+"""PostgreSQL: a pending task inserted, and the workers woken, in one statement."""
+SAVE_FLOW_VERSION: Final = postgresql.insert(FLOW_VERSIONS).on_conflict_do_nothing(
+    index_elements=["digest"]
+)
+"""A flow version, every column given by the `FlowVersion`'s fields, unless it is known."""
+
+# -- a held task moves on -----------------------------------------------------------------
+
+_HELD: Final = and_(
+    TASKS.c.id == bindparam("p_id", type_=TASKS.c.id.type),
+    TASKS.c.lease_owner == bindparam("p_owner", type_=TASKS.c.lease_owner.type),
+    TASKS.c.status == "running",
+)
+_CANCEL_NOW: Final = and_(TASKS.c.cancel_requested, bindparam("p_active", type_=Boolean))
+"""A cancel was asked while the task ran, and it has not finished: it is cancelled now."""
+_LET_GO: Final = _CANCEL_NOW | ~bindparam("p_running", type_=Boolean)
+
+
+def _unless_cancelled(value: ClauseElement, cancelled: object) -> Any:
+    return case((_CANCEL_NOW, cancelled), else_=value)
+
+
+def _param(column: str) -> Any:
+    """The new value of a column of `tasks`, bound as `p_COLUMN`, of the column's type."""
+    return bindparam(f"p_{column}", type_=TASKS.c[column].type)
+
+
+PROGRESS: Final = (
     update(TASKS)
-    .where(
-        TASKS.c.id == bindparam("p_id"),
-        TASKS.c.lease_owner == bindparam("p_owner"),
-        TASKS.c.status == "running",
-    )
+    .where(_HELD)
     .values(
-        status=bindparam("p_status"),
-        current_state=bindparam("p_state"),
-        updated_at=bindparam("p_updated_at"),
-        output=bindparam("p_output"),
-        error_kind=bindparam("p_error_kind"),
-        error_message=bindparam("p_error_message"),
-        finished_at=bindparam("p_finished_at"),
-        lease_owner=bindparam("p_lease_owner"),
+        status=_unless_cancelled(_param("status"), "cancelled"),
+        current_state=_param("current_state"),
+        updated_at=_param("updated_at"),
+        output=_param("output"),
+        error_kind=_unless_cancelled(_param("error_kind"), CANCELLED.kind),
+        error_message=_unless_cancelled(_param("error_message"), CANCELLED.message),
+        finished_at=_unless_cancelled(_param("finished_at"), _param("updated_at")),
         # A runner's lease is renewed by its keeper, not by each step: a step that leaves
         # the indexed columns alone lets PostgreSQL update the row in place (HOT).
-        lease_expires_at=case(
-            (bindparam("p_status") == "running", TASKS.c.lease_expires_at), else_=None
-        ),
-        run_after=bindparam("p_run_after"),
+        lease_owner=case((_LET_GO, null()), else_=TASKS.c.lease_owner),
+        lease_expires_at=case((_LET_GO, null()), else_=TASKS.c.lease_expires_at),
+        run_after=_unless_cancelled(_param("run_after"), null()),
     )
-    .returning(TASKS.c.cancel_requested)
+    .returning(TASKS.c.status)
 )
-PROGRESS_WITH_STEP = PROGRESS.values(step_count=bindparam("p_step_count"))
-CLAIMED_COLUMNS = (
-    TaskRow.id,
-    TaskRow.flow_digest,
-    TaskRow.input,
-    TaskRow.current_state,
-    TaskRow.step_count,
-    TaskRow.cancel_requested,
+"""A held task's new state (`Progress`); returns the status it now has, or no row when the
+runner does not hold it."""
+PROGRESS_WITH_STEP: Final = PROGRESS.values(step_count=_param("step_count"))
+
+
+def append_step(source: FromClause | None = None) -> Insert:
+    """The step of a `StepRecord`, each field bound as `s_NAME`; on PostgreSQL selected
+    from `source`, so that no row is inserted when the task's update found none."""
+    columns = [STEPS.c[name] for name in field_names(StepRecord)]
+    values: Select[Any] = select(
+        *(bindparam(f"s_{column.name}", type_=column.type) for column in columns)
+    )
+    if source is not None:
+        values = values.select_from(source)
+    return insert(STEPS).from_select(columns, values)
+
+
+APPEND_STEP: Final = append_step()
+_PROGRESSED: Final = PROGRESS_WITH_STEP.cte("progressed")
+RECORD_STEP: Final = select(_PROGRESSED.c.status).add_cte(append_step(_PROGRESSED).cte("recorded"))
+"""PostgreSQL: the step and its task's new state, in one statement."""
+
+# -- claiming, renewing, releasing, cancelling --------------------------------------------
+
+_NOW: Final = bindparam("now", type_=TASKS.c.updated_at.type)
+
+
+def _take(candidates: Select[Any]) -> Update:
+    """Hold up to `limit` of the candidates, skipping those another claim is taking."""
+    chosen = candidates.limit(bindparam("limit")).with_for_update(skip_locked=True)
+    return (
+        update(TASKS)
+        .where(TASKS.c.id.in_(chosen.scalar_subquery()))
+        .values(
+            status="running",
+            lease_owner=bindparam("owner"),
+            lease_expires_at=bindparam("expires"),
+            run_after=None,
+            started_at=func.coalesce(TASKS.c.started_at, _NOW),
+            updated_at=_NOW,
+        )
+        .returning(*TASKS.c)
+    )
+
+
+CLAIM: Final = _take(
+    select(TASKS.c.id)
+    .where(TASKS.c.status == "pending", TASKS.c.run_after <= _NOW)
+    .order_by(TASKS.c.run_after)
+)
+"""Due pending tasks, the longest due first."""
+CLAIM_ABANDONED: Final = _take(
+    select(TASKS.c.id).where(TASKS.c.status == "running", TASKS.c.lease_expires_at < _NOW)
+)
+"""Running tasks whose lease ran out: their runner died."""
+_OWNED: Final = and_(TASKS.c.lease_owner == bindparam("owner"), TASKS.c.status == "running")
+RENEW: Final = (
+    update(TASKS)
+    .where(TASKS.c.id.in_(bindparam("ids", expanding=True)), _OWNED)
+    .values(lease_expires_at=bindparam("expires"))
+)
+RELEASE: Final = (
+    update(TASKS)
+    .where(TASKS.c.id == bindparam("task_id"), _OWNED)
+    .values(
+        status="pending", lease_owner=None, lease_expires_at=None, run_after=_NOW, updated_at=_NOW
+    )
+    .returning(TASKS.c.id)
+)
+CANCEL_PENDING: Final = (
+    update(TASKS)
+    .where(TASKS.c.id == bindparam("task_id"), TASKS.c.status == "pending")
+    .values(
+        status="cancelled",
+        error_kind=CANCELLED.kind,
+        error_message=CANCELLED.message,
+        lease_owner=None,
+        lease_expires_at=None,
+        run_after=None,
+        finished_at=_NOW,
+        updated_at=_NOW,
+    )
+    .returning(TASKS.c.id)
+)
+"""A pending task cancelled now (`records.cancelled`)."""
+ASK_TO_CANCEL: Final = (
+    update(TASKS)
+    .where(TASKS.c.id == bindparam("task_id"), TASKS.c.status == "running")
+    .values(cancel_requested=True, updated_at=_NOW)
+    .returning(TASKS.c.id)
+)
+"""A running task asked to stop before its next step."""
+WAKE_WORKERS: Final = select(func.pg_notify(NOTIFY_CHANNEL, ""))
+
+# -- reading ------------------------------------------------------------------------------
+
+SELECT_TASK: Final = select(TASKS).where(TASKS.c.id == bindparam("task_id"))
+SELECT_TASK_BY_KEY: Final = select(TASKS).where(TASKS.c.idempotency_key == bindparam("key"))
+SELECT_STEPS: Final = (
+    select(STEPS).where(STEPS.c.task_id == bindparam("task_id")).order_by(STEPS.c.seq)
+)
+SELECT_FLOW_DEFINITION: Final = select(FLOW_VERSIONS.c.definition).where(
+    FLOW_VERSIONS.c.digest == bindparam("digest")
 )
 
 
-SELECT_TASK = select(*SUMMARY_COLUMNS, TaskRow.input, TaskRow.output).where(
-    TaskRow.id == bindparam("p_id")
-)
-SELECT_STEPS = (
-    select(TaskStepRow).where(TaskStepRow.task_id == bindparam("p_id")).order_by(TaskStepRow.seq)
-)
+@cache
+def select_heads(status: bool, flow: bool, after: bool) -> Executable:
+    """A page of tasks, newest first, filtered on `status` and `flow` if asked, strictly
+    after the position (`after_created_at`, `after_id`) if asked."""
+    query = select(*HEAD_COLUMNS)
+    if status:
+        query = query.where(TASKS.c.status == bindparam("status"))
+    if flow:
+        query = query.where(TASKS.c.flow_name == bindparam("flow"))
+    if after:
+        position = tuple_(
+            bindparam("after_created_at", type_=TASKS.c.created_at.type),
+            bindparam("after_id", type_=TASKS.c.id.type),
+        )
+        query = query.where(tuple_(TASKS.c.created_at, TASKS.c.id) < position)
+    return query.order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc()).limit(bindparam("limit"))
 
 
-PG_PROGRESS_SET = """
-        status = %(status)s::varchar, current_state = %(state)s, updated_at = %(updated_at)s,
-        output = %(output)s::jsonb, error_kind = %(error_kind)s,
-        error_message = %(error_message)s, finished_at = %(finished_at)s,
-        lease_owner = CASE WHEN %(status)s::varchar = 'running' THEN lease_owner END,
-        lease_expires_at = CASE WHEN %(status)s::varchar = 'running' THEN lease_expires_at END,
-        run_after = %(run_after)s"""
-PG_PROGRESS_WHERE = "WHERE id = %(id)s AND lease_owner = %(owner)s AND status = 'running'"
-PG_RECORD_STEP = f"""
-WITH progressed AS (
-    UPDATE tasks SET {PG_PROGRESS_SET}, step_count = %(seq)s
-    {PG_PROGRESS_WHERE}
-    RETURNING cancel_requested
-), recorded AS (
-    INSERT INTO task_steps (task_id, seq, state, tool, attempt, status, input, output,
-                            error_kind, error_message, started_at, finished_at)
-    SELECT %(id)s, %(seq)s, %(step_state)s, %(tool)s, %(attempt)s, %(step_status)s,
-           %(step_input)s::jsonb, %(step_output)s::jsonb, %(step_error_kind)s,
-           %(step_error_message)s, %(started_at)s, %(step_finished_at)s
-    FROM progressed
-)
-SELECT cancel_requested FROM progressed"""  # noqa: S608 - made of the constants above
-PG_PROGRESS = f"""
-UPDATE tasks SET {PG_PROGRESS_SET}
-{PG_PROGRESS_WHERE}
-RETURNING cancel_requested"""  # noqa: S608 - made of the constants above
-PG_CREATE_TASK = """
-INSERT INTO tasks (id, flow_name, flow_digest, status, input, current_state, created_at,
-                   updated_at, started_at, idempotency_key, run_after, lease_owner,
-                   lease_expires_at, cancel_requested, step_count)
-VALUES (%(id)s, %(flow_name)s, %(flow_digest)s, %(status)s, %(input)s::jsonb,
-        %(current_state)s, %(created_at)s, %(created_at)s, %(started_at)s, NULL,
-        %(run_after)s, %(lease_owner)s, %(lease_expires_at)s, false, 0)"""
-PG_QUEUE_TASK = f"""
-WITH created AS ({PG_CREATE_TASK} RETURNING id)
-SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM created"""  # noqa: S608 - constants
+class Prepared:
+    """A statement compiled once for one database, run on its driver directly, with its
+    parameters converted as SQLAlchemy would convert them."""
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        if not isinstance(compiled, SQLCompiler):
+            raise TypeError(f"{type(statement).__name__} does not compile to SQL")
+        self.sql = compiled.string
+        self._constants = {
+            name: value
+            for name, value in compiled.construct_params(_check=False).items()
+            if value is not None
+        }
+        self._converters: dict[str, Callable[[Any], Any]] = {}
+        for name, bind in compiled.binds.items():
+            converter = dialect.type_descriptor(bind.type).bind_processor(dialect)
+            if converter is not None:
+                self._converters[name] = converter
+
+    def parameters(self, given: Mapping[str, object]) -> dict[str, object]:
+        converted = dict(self._constants)
+        converters = self._converters
+        for name, value in given.items():
+            converter = converters.get(name)
+            converted[name] = converter(value) if converter and value is not None else value
+        return converted

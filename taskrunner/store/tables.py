@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
@@ -26,8 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-TASK_STATUSES: Final = ("pending", "running", "succeeded", "failed", "cancelled")
-STEP_STATUSES: Final = ("succeeded", "failed")
+from taskrunner.store.records import STEP_STATUSES, TASK_STATUSES
+from taskrunner.tools import JsonObject
 
 JsonDocument = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 """JSONB on PostgreSQL, JSON text elsewhere; Python `None` is SQL NULL."""
@@ -66,7 +65,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads it from the class
         datetime: UTCDateTime(),
         uuid.UUID: Uuid(),
-        dict[str, Any]: JsonDocument,
+        JsonObject: JsonDocument,
     }
 
 
@@ -77,7 +76,7 @@ class FlowVersionRow(Base):
 
     digest: Mapped[str] = mapped_column(String(80), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), index=True)
-    definition: Mapped[dict[str, Any]]
+    definition: Mapped[JsonObject]
     created_at: Mapped[datetime]
 
 
@@ -90,8 +89,8 @@ class TaskRow(Base):
     flow_name: Mapped[str] = mapped_column(String(64))
     flow_digest: Mapped[str] = mapped_column(ForeignKey("flow_versions.digest"))
     status: Mapped[str] = mapped_column(String(16))
-    input: Mapped[dict[str, Any]]
-    output: Mapped[dict[str, Any] | None]
+    input: Mapped[JsonObject]
+    output: Mapped[JsonObject | None]
     error_kind: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
     current_state: Mapped[str | None] = mapped_column(String(64))
@@ -147,8 +146,8 @@ class TaskStepRow(Base):
     tool: Mapped[str] = mapped_column(String(128))
     attempt: Mapped[int]
     status: Mapped[str] = mapped_column(String(16))
-    input: Mapped[dict[str, Any]]
-    output: Mapped[dict[str, Any] | None]
+    input: Mapped[JsonObject]
+    output: Mapped[JsonObject | None]
     error_kind: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime]

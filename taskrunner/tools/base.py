@@ -89,7 +89,7 @@ class Tool:
     description: str
     input_model: type[BaseModel]
     output_model: type[BaseModel]
-    function: Callable[[Any], BaseModel] = field(repr=False)
+    function: Callable[..., BaseModel] = field(repr=False)
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -158,12 +158,14 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def tool(name: str, *, description: str | None = None) -> Callable[[Callable[[Any], Any]], Tool]:
+def tool(
+    name: str, *, description: str | None = None
+) -> Callable[[Callable[..., BaseModel]], Tool]:
     """Make a `Tool` of a function annotated `(args: InputModel) -> OutputModel`."""
 
     _check_name(name)
 
-    def build(function: Callable[[Any], Any]) -> Tool:
+    def build(function: Callable[..., BaseModel]) -> Tool:
         input_model, output_model = _models_of(name, function)
         text = description or inspect.getdoc(function) or ""
         return Tool(

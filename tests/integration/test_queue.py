@@ -46,7 +46,7 @@ from taskrunner.service import (
 )
 from taskrunner.settings import Settings
 from taskrunner.store.database import Database
-from taskrunner.store.repository import Progress, RecordedStep
+from taskrunner.store.records import Progress, StepRecord
 from taskrunner.store.sql import SqlTaskRepository
 from taskrunner.store.tables import TaskRow, TaskStepRow
 from taskrunner.tools import ToolRegistry, builtin_registry, load_registry
@@ -118,12 +118,10 @@ def make_client(database_url: str, tools: ToolRegistry) -> Iterator[Callable[...
 
 
 @contextmanager
-def running_worker(
-    service: TaskService, database: Database, *, concurrency: int = 2
-) -> Iterator[None]:
+def running_worker(service: TaskService, *, concurrency: int = 2) -> Iterator[None]:
     """A worker in a thread of this process while the block runs; drained on the way out."""
     stop = threading.Event()
-    worker = Worker(service, database, concurrency=concurrency, poll_seconds=POLL)
+    worker = Worker(service, concurrency=concurrency, poll_seconds=POLL)
     thread = threading.Thread(target=worker.run, args=(stop,), name="test-worker", daemon=True)
     thread.start()
     try:
@@ -379,7 +377,7 @@ def test_a_cancelled_pending_task_never_runs(
 
     # A worker that starts afterwards runs the next task, and never the cancelled one.
     other = client.post("/tasks", json=HELLO, headers=ASYNC).json()
-    with running_worker(queue_service, database):
+    with running_worker(queue_service):
         assert finished_task(queue_service, uuid.UUID(other["id"])).status == "succeeded"
         time.sleep(4 * POLL)
     after = client.get(f"/tasks/{queued['id']}").json()
@@ -496,7 +494,7 @@ def test_a_retry_waits_in_the_queue_not_in_the_worker(
     bystander: uuid.UUID | None = None
     # One slot: if the worker slept through the retry's delay holding the task, nothing
     # else could run meanwhile.
-    with running_worker(queue_service, database, concurrency=1):
+    with running_worker(queue_service, concurrency=1):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             row = row_of(database, divide.id)
@@ -548,7 +546,7 @@ def test_a_task_cancelled_while_it_waits_for_a_retry_is_not_retried(
     queue_service: TaskService, database: Database
 ) -> None:
     task = queue_service.enqueue_task("safe_divide", {"dividend": 1, "divisor": 0}).task
-    with running_worker(queue_service, database):
+    with running_worker(queue_service):
 
         def waiting() -> bool:
             row = row_of(database, task.id)
@@ -607,7 +605,7 @@ def test_a_tool_past_its_timeout_fails_on_a_worker(
 ) -> None:
     slow = queue_service.enqueue_task("nap_timeout", {"text": "slow", "ms": 1000}).task
     fast = queue_service.enqueue_task("nap_timeout", {"text": "fast", "ms": 10}).task
-    with running_worker(queue_service, database):
+    with running_worker(queue_service):
         _assert_timed_out(finished_task(queue_service, slow.id))
         _assert_in_time(finished_task(queue_service, fast.id), "fast")
 
@@ -647,7 +645,7 @@ def test_a_task_stopped_after_a_step_is_resumed_by_another_worker(
     assert (row.status, row.step_count, row.lease_owner) == ("pending", 1, None)
     assert [step.state for step in queue_service.get_task(task.id).steps] == ["nap"]
 
-    with running_worker(queue_service, database):
+    with running_worker(queue_service):
         done = finished_task(queue_service, task.id)
     _assert_ran_once_each(done, "resumed")
     assert nap_calls(nap_log, "resumed") == 1
@@ -663,7 +661,7 @@ def test_a_step_longer_than_a_lease_keeps_its_task(
     ]
     try:
         task = services[0].enqueue_task("slow_echo_add", slow_input("long", 1000)).task
-        with running_worker(services[0], database), running_worker(services[1], database):
+        with running_worker(services[0]), running_worker(services[1]):
             done = finished_task(services[0], task.id)
     finally:
         for service in services:
@@ -684,16 +682,15 @@ def test_a_dead_runners_task_is_taken_over_when_its_lease_runs_out(
         arguments = {"ms": 10, "token": "taken-over"}
         nap = Step(1, "nap", "test.nap", 1, arguments, "succeeded", {"token": "taken-over"})
         status = dead.repository.record_step(
-            task.id,
             "dead-runner",
-            RecordedStep(nap, now - timedelta(seconds=2), now - timedelta(seconds=1)),
-            Progress("running", "echo", now, lease_expires_at=now + timedelta(minutes=5)),
+            StepRecord.of(task.id, nap, now - timedelta(seconds=2), now - timedelta(seconds=1)),
+            Progress("running", "echo", now),
         )
         assert status == "running"
         row = row_of(database, task.id)
         assert (row.status, row.lease_owner, row.step_count) == ("running", "dead-runner", 1)
 
-        with running_worker(queue_service, database):
+        with running_worker(queue_service):
             time.sleep(6 * POLL)  # its lease holds: nobody else takes it
             held = row_of(database, task.id)
             assert (held.status, held.lease_owner) == ("running", "dead-runner")
@@ -760,7 +757,7 @@ def test_a_dead_runners_task_that_was_asked_to_stop_is_cancelled_on_takeover(
             .where(TaskRow.id == task.id)
             .values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
-    with running_worker(queue_service, database):
+    with running_worker(queue_service):
         done = finished_task(queue_service, task.id)
     assert done.status == "cancelled", done
     assert done.error is not None
@@ -798,7 +795,7 @@ def test_a_recorded_step_that_the_flow_does_not_expect_fails_the_task(
         )
         connection.execute(update(TaskRow).where(TaskRow.id == task.id).values(step_count=1))
 
-    with running_worker(queue_service, database):
+    with running_worker(queue_service):
         done = finished_task(queue_service, task.id)
     assert done.status == "failed", done
     assert done.error is not None
@@ -837,7 +834,7 @@ def test_a_queued_task_runs_the_flow_version_it_started_on(
         new = after.enqueue_task("echo_add", HELLO).task
         assert new.flow_version == catalog.get("echo_add").flow.digest
         assert new.flow_version != old.flow_version
-        with running_worker(after, database):
+        with running_worker(after):
             old_done = finished_task(after, old.id)
             new_done = finished_task(after, new.id)
     finally:
@@ -856,7 +853,7 @@ def test_a_worker_without_the_flows_tools_fails_the_task_by_name(
     builtin_only = FlowCatalog.load(FLOWS, FlowChecker(builtin_registry()))
     elsewhere = TaskService(SqlTaskRepository(database), builtin_only)
     try:
-        with running_worker(elsewhere, database):
+        with running_worker(elsewhere):
             done = finished_task(elsewhere, task.id)
     finally:
         elsewhere.close()

@@ -78,3 +78,22 @@ def test_the_readme_shows_the_guides_diagnostics() -> None:
     shown = [line for line in readme.splitlines() if line.startswith("broken.yaml:")]
     assert len(shown) == 2
     assert all(line in GUIDE for line in shown)
+
+
+def test_the_module_map_names_every_module_and_only_those() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`(taskrunner/[\w/.]+)`", text))
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert missing == []
+    package = ROOT / "taskrunner"
+    unmapped = sorted(
+        str(path.relative_to(ROOT))
+        for path in package.rglob("*.py")
+        if path.name != "__init__.py" or path.stat().st_size > 400
+        if not any(
+            str(path.relative_to(ROOT)) == entry
+            or (entry.endswith("/") and str(path.relative_to(ROOT)).startswith(entry))
+            for entry in named
+        )
+    )
+    assert unmapped == []

@@ -4,6 +4,8 @@ folded into the last step's."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -16,6 +18,7 @@ from taskrunner.service import TaskService
 from taskrunner.store.memory import InMemoryTaskRepository
 from taskrunner.tools import ToolModel, ToolRegistry, tool
 from taskrunner.tools.builtin import BUILTIN_TOOLS
+from taskrunner.worker import Worker
 
 NO_STEPS = b"""
 name: no_steps
@@ -129,3 +132,46 @@ def test_a_tool_output_that_cannot_be_stored_fails_the_step(
     assert step.error.kind == "InvalidToolOutput"
     assert "/text holds text the database cannot store" in step.error.message
     assert (task.status, task.current_state) == ("failed", "refused")
+
+
+def test_a_worker_runs_queued_tasks_on_the_twin(catalog: FlowCatalog) -> None:
+    """The worker goes through the service and the port alone, so it can be driven against
+    the twin, and runs each task once."""
+    repository = InMemoryTaskRepository()
+    service = TaskService(repository, catalog, sleep=lambda _: None)
+    stop = threading.Event()
+    worker = Worker(service, concurrency=2, poll_seconds=0.2)
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        started = [
+            service.enqueue_task("echo_add", {"text": f"t{n}", "a": n, "b": 1}).task.id
+            for n in range(6)
+        ]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            tasks = [service.get_task(task_id) for task_id in started]
+            if all(task.status == "succeeded" for task in tasks):
+                break
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join(10)
+        service.close()
+    assert not thread.is_alive()
+    assert [task.output for task in tasks] == [{"text": f"t{n}", "sum": n + 1} for n in range(6)]
+    assert all(len(task.steps) == 2 for task in tasks)
+    assert {task.steps[0].seq for task in tasks} == {1}
+
+
+def test_a_drained_worker_hands_its_claimed_tasks_back(catalog: FlowCatalog) -> None:
+    repository = InMemoryTaskRepository()
+    service = TaskService(repository, catalog, sleep=lambda _: None)
+    task_id = service.enqueue_task("echo_add", {"text": "x", "a": 1, "b": 1}).task.id
+    [claimed] = service.claim(5)
+    assert service.get_task(task_id).status == "running"
+    service.release(claimed)
+    again = service.get_task(task_id)
+    assert (again.status, again.steps) == ("pending", [])
+    assert [task.id for task in service.claim(5)] == [task_id]
+    service.close()

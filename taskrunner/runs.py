@@ -1,0 +1,111 @@
+"""A task run through the engine's driver, with its progress committed to the store.
+
+`StoredRun` is the service's `Journal`: each step is committed together with the task's
+new state (`Progress`), so a crash loses at most the step in progress, and the task's end
+is folded into its last step's commit. It keeps the task's record in hand, moved on as
+the store moves it (`records.progressed`), so that a caller who waits for the task gets it
+back without reading it again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from taskrunner.engine.steps import CallTool, Decision, Fail, Finish, Step, StepError
+from taskrunner.store.records import (
+    Progress,
+    StepRecord,
+    TaskRecord,
+    TaskStatus,
+    cancelled,
+    progressed,
+)
+from taskrunner.store.repository import TaskRepository
+
+
+class StoredRun:
+    """The journal of one task, run by the holder of its lease.
+
+    `here`: the caller waits for the result, so a retry's delay is slept through here; a
+    worker instead hands the task back to the queue until the delay is over. `stop`, once
+    set, hands the task back to the queue before its next step.
+    """
+
+    def __init__(
+        self,
+        repository: TaskRepository,
+        task: TaskRecord,
+        owner: str,
+        *,
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], None],
+        here: bool,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.task = task
+        """The task as the store now has it."""
+        self.steps: list[StepRecord] = []
+        """The steps recorded in this run."""
+        self._repository = repository
+        self._owner = owner
+        self._clock = clock
+        self._sleep = sleep
+        self._here = here
+        self._stop = stop
+        self._started = clock()
+
+    @property
+    def status(self) -> TaskStatus:
+        return self.task.status
+
+    def before_call(self, call: CallTool) -> bool:
+        if self._stop is not None and self._stop.is_set():
+            self._repository.release(self.task.id, self._owner, self._clock())
+            self.task = replace(self.task, status="pending", lease_owner=None)
+            return False
+        if self._here and call.delay_seconds:
+            self._sleep(call.delay_seconds)
+        self._started = self._clock()
+        return True
+
+    def record(self, step: Step, decision: Decision) -> bool:
+        finished = self._clock()
+        progress = _progress(decision, finished)
+        if isinstance(decision, CallTool) and decision.delay_seconds and not self._here:
+            run_after = finished + timedelta(seconds=decision.delay_seconds)
+            progress = replace(progress, status="pending", run_after=run_after)
+        record = StepRecord.of(self.task.id, step, self._started, finished)
+        status = self._repository.record_step(self._owner, record, progress)
+        self.steps.append(record)
+        self._moved(progress, step.seq, status)
+        return status == "running"
+
+    def settle(self, decision: Finish | Fail) -> None:
+        self.end(_progress(decision, self._clock()))
+
+    def end(self, progress: Progress) -> None:
+        """Write how the task stands now, without a step."""
+        status = self._repository.update_task(self.task.id, self._owner, progress)
+        self._moved(progress, None, status)
+
+    def _moved(self, progress: Progress, step_count: int | None, status: TaskStatus) -> None:
+        task = progressed(self.task, progress, step_count)
+        if status == "cancelled" and task.status != "cancelled":  # asked meanwhile
+            task = cancelled(replace(task, cancel_requested=True, output=None), task.updated_at)
+        self.task = task
+
+
+def ended(status: TaskStatus, state: str, now: datetime, error: StepError) -> Progress:
+    """The task ends now, in `state`, with `error`: failed, or cancelled."""
+    return Progress(status, state, now, error=error, finished_at=now)
+
+
+def _progress(decision: Decision, now: datetime) -> Progress:
+    if isinstance(decision, Finish):
+        return Progress("succeeded", decision.state, now, output=decision.output, finished_at=now)
+    if isinstance(decision, Fail):
+        return ended("failed", decision.state, now, decision.error)
+    return Progress("running", decision.state, now)

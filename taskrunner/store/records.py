@@ -1,0 +1,220 @@
+"""What crosses the store's port: plain, frozen records of tasks, their steps and the flow
+versions they run, and the writes that change a task as it runs.
+
+A record's fields are its table's columns, by name, so that a row becomes a record (and a
+record a row) without a list of columns anywhere else: adding a column means adding it to
+the table, the migration, the record, and to the one statement that writes it, if any.
+
+`progressed` says, in Python, what a `Progress` write does to a task; the SQL adapter does
+the same in one statement, and the contract tests hold the two to each other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from typing import Final, Literal, get_args
+
+from taskrunner.engine.steps import Step, StepError, StepStatus
+from taskrunner.tools import JsonObject
+
+TaskStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+TASK_STATUSES: Final = get_args(TaskStatus)
+STEP_STATUSES: Final = get_args(StepStatus)
+ACTIVE: Final = ("pending", "running")
+"""The statuses of a task that has not finished."""
+
+CancelOutcome = Literal["cancelled", "requested", "finished", "missing"]
+CANCELLED: Final = StepError("Cancelled", "the task was cancelled")
+
+Position = tuple[datetime, uuid.UUID]
+"""Where a page of tasks ends: the (created_at, id) of its last task."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskHead:
+    """A task without its data: what a list of tasks shows."""
+
+    id: uuid.UUID
+    flow_name: str
+    flow_digest: str
+    status: TaskStatus
+    current_state: str | None
+    error_kind: str | None
+    error_message: str | None
+    cancel_requested: bool
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def error(self) -> StepError | None:
+        if self.error_kind is None:
+            return None
+        return StepError(self.error_kind, self.error_message or "")
+
+    @property
+    def finished(self) -> bool:
+        return self.status not in ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord(TaskHead):
+    """A task, whole: its data, and where it stands in the queue."""
+
+    input: JsonObject
+    output: JsonObject | None
+    idempotency_key: str | None
+    run_after: datetime | None
+    """A pending task may be claimed from then on."""
+    lease_owner: str | None
+    """The runner that holds a running task…"""
+    lease_expires_at: datetime | None
+    """…until then, unless it renews its lease; after that, another may take it over."""
+    step_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One recorded step of a task: appended once, never rewritten."""
+
+    task_id: uuid.UUID
+    seq: int
+    state: str
+    tool: str
+    attempt: int
+    status: StepStatus
+    input: JsonObject
+    output: JsonObject | None
+    error_kind: str | None
+    error_message: str | None
+    started_at: datetime
+    finished_at: datetime
+
+    @classmethod
+    def of(
+        cls, task_id: uuid.UUID, step: Step, started_at: datetime, finished_at: datetime
+    ) -> StepRecord:
+        error = step.error
+        return cls(
+            task_id,
+            step.seq,
+            step.state,
+            step.tool,
+            step.attempt,
+            step.status,
+            step.input,
+            step.output,
+            error.kind if error else None,
+            error.message if error else None,
+            started_at,
+            finished_at,
+        )
+
+    @property
+    def error(self) -> StepError | None:
+        if self.error_kind is None:
+            return None
+        return StepError(self.error_kind, self.error_message or "")
+
+    def step(self) -> Step:
+        """The step as the interpreter saw it."""
+        return Step(
+            self.seq,
+            self.state,
+            self.tool,
+            self.attempt,
+            self.input,
+            self.status,
+            self.output,
+            self.error,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FlowVersion:
+    """One exact version of a flow definition, named by the digest of its canonical form."""
+
+    digest: str
+    name: str
+    definition: JsonObject
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How a held task stands after a step (written with it) or without one.
+
+    `running` keeps the lease (the keeper renews it); `pending` hands the task back to the
+    queue, claimable from `run_after` on (a retry's backoff); a finished status lets go.
+    If a cancel was asked meanwhile, an active task is cancelled instead.
+    """
+
+    status: TaskStatus
+    current_state: str
+    updated_at: datetime
+    output: JsonObject | None = None
+    error: StepError | None = None
+    finished_at: datetime | None = None
+    run_after: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    status: TaskStatus | None = None
+    flow: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of tasks, newest first, and where the next one starts (None: no more)."""
+
+    items: tuple[TaskHead, ...]
+    after: Position | None
+
+
+def field_names(record: type[TaskHead] | type[StepRecord] | type[FlowVersion]) -> tuple[str, ...]:
+    """The columns a record holds."""
+    return tuple(item.name for item in fields(record))
+
+
+def progressed(task: TaskRecord, progress: Progress, step_count: int | None) -> TaskRecord:
+    """The task after `progress`, written by the runner that holds it."""
+    moved = replace(
+        task,
+        current_state=progress.current_state,
+        updated_at=progress.updated_at,
+        output=progress.output,
+        step_count=task.step_count if step_count is None else step_count,
+    )
+    if task.cancel_requested and progress.status in ACTIVE:
+        return cancelled(moved, progress.updated_at)
+    error = progress.error
+    running = progress.status == "running"
+    return replace(
+        moved,
+        status=progress.status,
+        error_kind=error.kind if error else None,
+        error_message=error.message if error else None,
+        finished_at=progress.finished_at,
+        lease_owner=task.lease_owner if running else None,
+        lease_expires_at=task.lease_expires_at if running else None,
+        run_after=None if running else progress.run_after,
+    )
+
+
+def cancelled(task: TaskRecord, now: datetime) -> TaskRecord:
+    """The task cancelled now: finished, with the error `Cancelled`, and nobody's."""
+    return replace(
+        task,
+        status="cancelled",
+        updated_at=now,
+        error_kind=CANCELLED.kind,
+        error_message=CANCELLED.message,
+        lease_owner=None,
+        lease_expires_at=None,
+        run_after=None,
+        finished_at=now,
+    )
