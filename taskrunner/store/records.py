@@ -182,26 +182,24 @@ def field_names(record: type[TaskHead] | type[StepRecord] | type[FlowVersion]) -
 
 def progressed(task: TaskRecord, progress: Progress, step_count: int | None) -> TaskRecord:
     """The task after `progress`, written by the runner that holds it."""
-    moved = replace(
-        task,
-        current_state=progress.current_state,
-        updated_at=progress.updated_at,
-        output=progress.output,
-        step_count=task.step_count if step_count is None else step_count,
-    )
-    if task.cancel_requested and progress.status in ACTIVE:
-        return cancelled(moved, progress.updated_at)
-    error = progress.error
-    running = progress.status == "running"
+    now = progress.updated_at
+    error = CANCELLED if task.cancel_requested and progress.status in ACTIVE else None
+    status: TaskStatus = "cancelled" if error else progress.status
+    error = error or progress.error
+    held = status == "running"
     return replace(
-        moved,
-        status=progress.status,
+        task,
+        status=status,
+        current_state=progress.current_state,
+        updated_at=now,
+        output=progress.output,
         error_kind=error.kind if error else None,
         error_message=error.message if error else None,
-        finished_at=progress.finished_at,
-        lease_owner=task.lease_owner if running else None,
-        lease_expires_at=task.lease_expires_at if running else None,
-        run_after=None if running else progress.run_after,
+        finished_at=now if status == "cancelled" else progress.finished_at,
+        lease_owner=task.lease_owner if held else None,
+        lease_expires_at=task.lease_expires_at if held else None,
+        run_after=progress.run_after if status == "pending" else None,
+        step_count=task.step_count if step_count is None else step_count,
     )
 
 

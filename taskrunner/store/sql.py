@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Final
 
 import psycopg
@@ -21,6 +22,7 @@ from sqlalchemy import Connection, Executable, Row
 from taskrunner.errors import LeaseLostError
 from taskrunner.store import statements as stmt
 from taskrunner.store.database import Database, translated
+from taskrunner.store.jsoncodec import dumps
 from taskrunner.store.records import (
     CancelOutcome,
     FlowVersion,
@@ -39,6 +41,8 @@ from taskrunner.tools import JsonObject
 _TASK_FIELDS: Final = field_names(TaskRecord)
 _STEP_FIELDS: Final = field_names(StepRecord)
 _VERSION_FIELDS: Final = field_names(FlowVersion)
+_STEP_PARAMETERS: Final = tuple(f"s_{name}" for name in _STEP_FIELDS)
+_step_values: Final = attrgetter(*_STEP_FIELDS)
 
 
 class SqlTaskRepository:
@@ -49,10 +53,10 @@ class SqlTaskRepository:
         self._postgres = database.is_postgres
         self._known_versions: set[str] = set()
         dialect = self._engine.dialect
-        self._queue_task = stmt.Prepared(stmt.QUEUE_TASK, dialect)
-        self._insert_task = stmt.Prepared(stmt.INSERT_TASK, dialect)
-        self._record_step = stmt.Prepared(stmt.RECORD_STEP, dialect)
-        self._progress = stmt.Prepared(stmt.PROGRESS, dialect)
+        self._queue_task = stmt.Prepared(stmt.QUEUE_TASK, dialect, dumps)
+        self._insert_task = stmt.Prepared(stmt.INSERT_TASK, dialect, dumps)
+        self._record_step = stmt.Prepared(stmt.RECORD_STEP, dialect, dumps)
+        self._progress = stmt.Prepared(stmt.PROGRESS, dialect, dumps)
         self._woken = threading.Event()
         """SQLite: set when this process queues a task or hands one back."""
         self._listener: psycopg.Connection[Any] | None = None
@@ -91,7 +95,7 @@ class SqlTaskRepository:
     @translated
     def record_step(self, owner: str, step: StepRecord, progress: Progress) -> TaskStatus:
         parameters = _progress(step.task_id, owner, progress, step.seq)
-        parameters.update((f"s_{name}", getattr(step, name)) for name in _STEP_FIELDS)
+        parameters.update(zip(_STEP_PARAMETERS, _step_values(step), strict=True))
         if self._postgres:
             return self._held(self._record_step, parameters)
         with self._engine.begin() as connection:
@@ -263,7 +267,7 @@ class SqlTaskRepository:
 
 
 def _row(record: object, names: tuple[str, ...]) -> dict[str, object]:
-    return {name: getattr(record, name) for name in names}
+    return dict(zip(names, attrgetter(*names)(record), strict=True))
 
 
 def _task(row: Row[Any]) -> TaskRecord:

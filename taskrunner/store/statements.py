@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any, Final
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     ClauseElement,
     Dialect,
@@ -231,10 +232,13 @@ def select_heads(status: bool, flow: bool, after: bool) -> Executable:
 
 
 class Prepared:
-    """A statement compiled once for one database, run on its driver directly, with its
-    parameters converted as SQLAlchemy would convert them."""
+    """A statement compiled once for PostgreSQL, run on psycopg directly. psycopg takes
+    Python's values as they are (UUIDs, aware datetimes, booleans); JSON is sent as the
+    text that `dumps` makes of it, which the statement casts (`::JSONB`)."""
 
-    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+    def __init__(
+        self, statement: ClauseElement, dialect: Dialect, dumps: Callable[[Any], str]
+    ) -> None:
         compiled = statement.compile(dialect=dialect)
         if not isinstance(compiled, SQLCompiler):
             raise TypeError(f"{type(statement).__name__} does not compile to SQL")
@@ -244,16 +248,18 @@ class Prepared:
             for name, value in compiled.construct_params(_check=False).items()
             if value is not None
         }
-        self._converters: dict[str, Callable[[Any], Any]] = {}
-        for name, bind in compiled.binds.items():
-            converter = dialect.type_descriptor(bind.type).bind_processor(dialect)
-            if converter is not None:
-                self._converters[name] = converter
+        self._json = tuple(
+            name
+            for name, bind in compiled.binds.items()
+            if isinstance(dialect.type_descriptor(bind.type), JSON)
+        )
+        self._dumps = dumps
 
     def parameters(self, given: Mapping[str, object]) -> dict[str, object]:
         converted = dict(self._constants)
-        converters = self._converters
-        for name, value in given.items():
-            converter = converters.get(name)
-            converted[name] = converter(value) if converter and value is not None else value
+        converted.update(given)
+        for name in self._json:
+            value = converted.get(name)
+            if value is not None:
+                converted[name] = self._dumps(value)
         return converted
