@@ -233,20 +233,23 @@ def in_process(
         Settings.from_env({"DATABASE_URL": url, "TASKRUNNER_FLOWS_DIR": str(FLOWS)})
     )
     counted = {"statements": 0, "commits": 0}
+    database = runtime.database
 
     def statement(connection: Any, *_: object) -> None:
         counted["statements"] += 1
-        # In autocommit mode, each statement is a transaction of its own.
-        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-            counted["commits"] += 1
+
+    def single(connection: Any, *_: object) -> None:
+        counted["commits"] += 1  # in autocommit mode, a statement is a transaction
 
     def commit(*_: object) -> None:
         counted["commits"] += 1
 
     try:
         runtime.service.run_task(flow, data)  # the flow version is stored once, first
-        event.listen(runtime.database.engine, "before_cursor_execute", statement)
-        event.listen(runtime.database.engine, "commit", commit)
+        for engine in {database.engine, database.autocommit}:
+            event.listen(engine, "before_cursor_execute", statement)
+        event.listen(database.autocommit, "before_cursor_execute", single)
+        event.listen(database.engine, "commit", commit)
         rate, samples = _in_threads(clients, seconds, lambda: runtime.service.run_task(flow, data))
     finally:
         runtime.close()

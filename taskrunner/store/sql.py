@@ -49,7 +49,8 @@ class SqlTaskRepository:
     def __init__(self, database: Database) -> None:
         self._database = database
         self._engine = database.engine
-        self._single = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._single = database.autocommit
+        """Single statements: on PostgreSQL, each its own transaction."""
         self._postgres = database.is_postgres
         self._known_versions: set[str] = set()
         dialect = self._engine.dialect
@@ -180,13 +181,13 @@ class SqlTaskRepository:
 
     @translated
     def get_task(self, task_id: uuid.UUID) -> TaskRecord | None:
-        with self._engine.connect() as connection:
+        with self._single.connect() as connection:
             found = connection.execute(stmt.SELECT_TASK, {"task_id": task_id}).first()
         return None if found is None else _task(found)
 
     @translated
     def steps_of(self, task_id: uuid.UUID) -> list[StepRecord]:
-        with self._engine.connect() as connection:
+        with self._single.connect() as connection:
             found = connection.execute(stmt.SELECT_STEPS, {"task_id": task_id}).all()
         return [StepRecord(**row._mapping) for row in found]
 
@@ -196,7 +197,7 @@ class SqlTaskRepository:
         given: dict[str, object] = {"limit": limit + 1, "status": where.status, "flow": where.flow}
         if after is not None:
             given["after_created_at"], given["after_id"] = after
-        with self._engine.connect() as connection:
+        with self._single.connect() as connection:
             found = connection.execute(query, given).all()
         items = tuple(TaskHead(**row._mapping) for row in found[:limit])
         more = len(found) > limit
@@ -204,7 +205,7 @@ class SqlTaskRepository:
 
     @translated
     def flow_definition(self, digest: str) -> JsonObject | None:
-        with self._engine.connect() as connection:
+        with self._single.connect() as connection:
             found: JsonObject | None = connection.execute(
                 stmt.SELECT_FLOW_DEFINITION, {"digest": digest}
             ).scalar_one_or_none()
@@ -245,7 +246,7 @@ class SqlTaskRepository:
     ) -> list[TaskRecord]:
         given = {"owner": owner, "limit": limit, "now": now, "expires": lease_expires_at}
         # One statement: on PostgreSQL, it runs in autocommit mode, in one round trip.
-        with (self._single if self._postgres else self._engine).begin() as connection:
+        with self._single.begin() as connection:
             found = connection.execute(statement, given).all()
         return [_task(row) for row in found]
 
