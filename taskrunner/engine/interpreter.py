@@ -41,19 +41,11 @@ class Execution:
         self.state = plan.flow.start
         self.outputs: dict[str, JsonValue] = {}
         self.steps: list[Step] = []
-        self._attempt = 1
-        self._delay = 0.0
+        self.attempt = 1
+        self.delay = 0.0
         self._decision: Decision | None = None
 
     # -- what a state's plan sees (`states.base.Run`) -------------------------------------
-
-    @property
-    def attempt(self) -> int:
-        return self._attempt
-
-    @property
-    def delay(self) -> float:
-        return self._delay
 
     @property
     def next_seq(self) -> int:
@@ -83,7 +75,7 @@ class Execution:
         if isinstance(outcome, Goto):
             self._move(outcome.target)
         elif isinstance(outcome, Again):
-            self._attempt, self._delay = outcome.attempt, outcome.delay_seconds
+            self.attempt, self.delay = outcome.attempt, outcome.delay_seconds
         else:
             self._decision = outcome
 
@@ -93,8 +85,8 @@ class Execution:
 
     def _move(self, state: str) -> None:
         self.state = state
-        self._attempt = 1
-        self._delay = 0.0
+        self.attempt = 1
+        self.delay = 0.0
 
     def _next(self) -> Decision:
         hops = 0

@@ -11,23 +11,26 @@ def unstorable_text(value: object, path: str = "") -> str | None:
         return None if _storable(value) else path or "/"
     if isinstance(value, dict):
         for key, item in value.items():
-            where = f"{path}/{key}"
             if not _storable(key):
-                return where
-            found = unstorable_text(item, where)
-            if found is not None:
-                return found
+                return f"{path}/{key}"
+            if isinstance(item, str | dict | list):
+                found = unstorable_text(item, f"{path}/{key}")
+                if found is not None:
+                    return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found = unstorable_text(item, f"{path}/{index}")
-            if found is not None:
-                return found
+            if isinstance(item, str | dict | list):
+                found = unstorable_text(item, f"{path}/{index}")
+                if found is not None:
+                    return found
     return None
 
 
 def _storable(text: str) -> bool:
     if "\x00" in text:
         return False
+    if text.isascii():
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

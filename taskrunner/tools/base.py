@@ -103,13 +103,26 @@ class Tool:
         and (kind `Timeout`) when the call takes longer than `timeout` seconds: the
         function's thread is then left to finish on its own, and its result is dropped.
         """
-        if timeout is None:
-            return self._invoke(arguments)
+        if timeout is not None:
+            return self._invoke_within(arguments, timeout)
+        try:
+            parsed = self.input_model.model_validate(arguments, strict=True)
+        except ValidationError as exc:
+            raise ToolCallError(INVALID_INPUT, describe_validation_error(exc)) from None
+        try:
+            result = self.function(parsed)
+        except ToolError as exc:
+            raise ToolCallError(exc.kind, exc.message) from None
+        except Exception as exc:  # noqa: BLE001 - a tool's bug fails the step, never the runner
+            raise ToolCallError(type(exc).__name__, str(exc) or type(exc).__name__) from None
+        return self._output_json(result)
+
+    def _invoke_within(self, arguments: Mapping[str, JsonValue], timeout: float) -> JsonObject:
         outcome: list[JsonObject | ToolCallError] = []
 
         def run() -> None:
             try:
-                outcome.append(self._invoke(arguments))
+                outcome.append(self.invoke(arguments))
             except ToolCallError as exc:
                 outcome.append(exc)
 
@@ -122,19 +135,6 @@ class Tool:
         if isinstance(result, ToolCallError):
             raise result
         return result
-
-    def _invoke(self, arguments: Mapping[str, JsonValue]) -> JsonObject:
-        try:
-            parsed = self.input_model.model_validate(arguments, strict=True)
-        except ValidationError as exc:
-            raise ToolCallError(INVALID_INPUT, describe_validation_error(exc)) from None
-        try:
-            result = self.function(parsed)
-        except ToolError as exc:
-            raise ToolCallError(exc.kind, exc.message) from None
-        except Exception as exc:  # noqa: BLE001 - a tool's bug fails the step, never the runner
-            raise ToolCallError(type(exc).__name__, str(exc) or type(exc).__name__) from None
-        return self._output_json(result)
 
     def _output_json(self, result: object) -> JsonObject:
         if type(result) is self.output_model and self.output_model.model_config.get("strict"):

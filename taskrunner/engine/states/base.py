@@ -68,20 +68,22 @@ class Scope(Protocol):
 class Run(Protocol):
     """What a state's plan sees of the execution it is part of."""
 
-    @property
-    def attempt(self) -> int:
-        """The attempt the state is at: 1, then 2 after a first retry…"""
-
-    @property
-    def delay(self) -> float:
-        """Seconds to wait before the attempt (a retry's backoff)."""
+    data: JsonObject
+    """The task's input."""
+    outputs: dict[str, JsonValue]
+    """What each state that has produced an output produced last."""
+    attempt: int
+    """The attempt the state is at: 1, then 2 after a first retry…"""
+    delay: float
+    """Seconds to wait before the attempt (a retry's backoff)."""
 
     @property
     def next_seq(self) -> int:
         """The number the next recorded step will have."""
 
     def resolve(self, expression: Expression) -> JsonValue:
-        """The value of a literal or reference now; `UnresolvedReferenceError` if absent."""
+        """The value of a literal or reference now; `UnresolvedReferenceError` if absent.
+        (The same as `expression.resolve(run.data, run.outputs)`.)"""
 
 
 @dataclass(frozen=True, slots=True)

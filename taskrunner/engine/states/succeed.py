@@ -41,4 +41,5 @@ class SucceedPlan(CallsNothing):
     fields: tuple[tuple[str, Expression], ...]
 
     def enter(self, run: Run) -> Arrival:
-        return Finish(self.name, {key: run.resolve(value) for key, value in self.fields})
+        data, outputs = run.data, run.outputs
+        return Finish(self.name, {key: value.resolve(data, outputs) for key, value in self.fields})

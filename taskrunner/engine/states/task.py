@@ -108,12 +108,13 @@ class TaskPlan:
     arguments: tuple[tuple[str, Expression], ...]
 
     def enter(self, run: Run) -> Arrival:
+        data, outputs = run.data, run.outputs
         return CallTool(
             run.next_seq,
             self.name,
             self.tool,
             run.attempt,
-            {key: run.resolve(value) for key, value in self.arguments},
+            {key: value.resolve(data, outputs) for key, value in self.arguments},
             run.delay,
             self.state.timeout_seconds,
         )
