@@ -52,7 +52,9 @@ def _imports(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted(ENGINE.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(ENGINE.rglob("*.py")), ids=lambda p: str(p.relative_to(ENGINE))
+)
 def test_engine_modules_import_no_io_clock_or_randomness(path: Path) -> None:
     bad = [
         name
