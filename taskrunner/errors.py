@@ -57,7 +57,7 @@ def _first_paragraph(doc: str | None) -> str:
 
 
 class ClientError(TaskrunnerError):
-    """The request cannot be served as asked."""
+    """The client's request is at fault: a 4xx, and a usage error for the command line."""
 
     problem = "invalid-request"
     http_status = 422

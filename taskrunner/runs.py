@@ -20,8 +20,8 @@ from taskrunner.store.records import (
     StepRecord,
     TaskRecord,
     TaskStatus,
-    cancelled,
     progressed,
+    released,
 )
 from taskrunner.store.repository import TaskRepository
 
@@ -57,14 +57,11 @@ class StoredRun:
         self._stop = stop
         self._started = clock()
 
-    @property
-    def status(self) -> TaskStatus:
-        return self.task.status
-
     def before_call(self, call: CallTool) -> bool:
         if self._stop is not None and self._stop.is_set():
-            self._repository.release(self.task.id, self._owner, self._clock())
-            self.task = replace(self.task, status="pending", lease_owner=None)
+            now = self._clock()
+            self._repository.release(self.task.id, self._owner, now)
+            self.task = released(self.task, now)
             return False
         if self._here and call.delay_seconds:
             self._sleep(call.delay_seconds)
@@ -92,10 +89,10 @@ class StoredRun:
         self._moved(progress, None, status)
 
     def _moved(self, progress: Progress, step_count: int | None, status: TaskStatus) -> None:
-        task = progressed(self.task, progress, step_count)
-        if status == "cancelled" and task.status != "cancelled":  # asked meanwhile
-            task = cancelled(replace(task, cancel_requested=True, output=None), task.updated_at)
-        self.task = task
+        task = self.task
+        if status == "cancelled" and not task.cancel_requested:
+            task = replace(task, cancel_requested=True)  # asked meanwhile; the store applied it
+        self.task = progressed(task, progress, step_count)
 
 
 def ended(status: TaskStatus, state: str, now: datetime, error: StepError) -> Progress:

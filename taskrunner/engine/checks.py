@@ -27,7 +27,7 @@ from taskrunner.engine.graph import Edge, Graph
 from taskrunner.engine.inputs import INPUT_KINDS
 from taskrunner.engine.model import MAX_STATES
 from taskrunner.engine.refs import Reference, ReferenceSyntaxError, parse_value
-from taskrunner.engine.states.base import State, Transition, read_transitions
+from taskrunner.engine.states.base import State, Transition, transitions_in
 from taskrunner.engine.types import ToolTypes, ValueType
 from taskrunner.tools import ToolRegistry
 
@@ -107,7 +107,7 @@ class _Analysis:
             elif kind is not None and isinstance(raw, Mapping):
                 transitions, complete = kind.read_transitions(raw)
             elif isinstance(raw, Mapping):  # of no known kind: any transition it may have
-                transitions = list(read_transitions(raw, every, None))
+                transitions = list(transitions_in(raw, every, None))
             here = pointer("states", name)
             for item in transitions:
                 path = here + pointer(*item.path)

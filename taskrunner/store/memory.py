@@ -26,6 +26,7 @@ from taskrunner.store.records import (
     cancelled,
     field_names,
     progressed,
+    released,
 )
 from taskrunner.tools import JsonObject
 
@@ -114,14 +115,7 @@ class InMemoryTaskRepository:
             task = self._tasks.get(task_id)
             if task is None or task.lease_owner != owner or task.status != "running":
                 return
-            self._tasks[task_id] = replace(
-                task,
-                status="pending",
-                lease_owner=None,
-                lease_expires_at=None,
-                run_after=now,
-                updated_at=now,
-            )
+            self._tasks[task_id] = released(task, now)
             self.commits += 1
         self._woken.set()
 

@@ -203,6 +203,18 @@ def progressed(task: TaskRecord, progress: Progress, step_count: int | None) -> 
     )
 
 
+def released(task: TaskRecord, now: datetime) -> TaskRecord:
+    """The task handed back to the queue by its runner, claimable at once."""
+    return replace(
+        task,
+        status="pending",
+        lease_owner=None,
+        lease_expires_at=None,
+        run_after=now,
+        updated_at=now,
+    )
+
+
 def cancelled(task: TaskRecord, now: datetime) -> TaskRecord:
     """The task cancelled now: finished, with the error `Cancelled`, and nobody's."""
     return replace(

@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 from operator import attrgetter
 from typing import Any, Final
 
@@ -24,6 +25,7 @@ from taskrunner.store import statements as stmt
 from taskrunner.store.database import Database, translated
 from taskrunner.store.jsoncodec import dumps
 from taskrunner.store.records import (
+    ACTIVE,
     CancelOutcome,
     FlowVersion,
     Page,
@@ -42,7 +44,6 @@ _TASK_FIELDS: Final = field_names(TaskRecord)
 _STEP_FIELDS: Final = field_names(StepRecord)
 _VERSION_FIELDS: Final = field_names(FlowVersion)
 _STEP_PARAMETERS: Final = tuple(f"s_{name}" for name in _STEP_FIELDS)
-_step_values: Final = attrgetter(*_STEP_FIELDS)
 
 
 class SqlTaskRepository:
@@ -96,7 +97,7 @@ class SqlTaskRepository:
     @translated
     def record_step(self, owner: str, step: StepRecord, progress: Progress) -> TaskStatus:
         parameters = _progress(step.task_id, owner, progress, step.seq)
-        parameters.update(zip(_STEP_PARAMETERS, _step_values(step), strict=True))
+        parameters.update(zip(_STEP_PARAMETERS, _values_of(_STEP_FIELDS)(step), strict=True))
         if self._postgres:
             return self._held(self._record_step, parameters)
         with self._engine.begin() as connection:
@@ -268,7 +269,12 @@ class SqlTaskRepository:
 
 
 def _row(record: object, names: tuple[str, ...]) -> dict[str, object]:
-    return dict(zip(names, attrgetter(*names)(record), strict=True))
+    return dict(zip(names, _values_of(names)(record), strict=True))
+
+
+@cache
+def _values_of(names: tuple[str, ...]) -> attrgetter[tuple[object, ...]]:
+    return attrgetter(*names)
 
 
 def _task(row: Row[Any]) -> TaskRecord:
@@ -292,7 +298,7 @@ def _progress(
         "p_error_message": error.message if error else None,
         "p_finished_at": progress.finished_at,
         "p_run_after": None if running else progress.run_after,
-        "p_active": progress.status in ("running", "pending"),
+        "p_active": progress.status in ACTIVE,
         "p_running": running,
     }
     if step_count is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol, Self, get_args
+from typing import ClassVar, Literal, Protocol, Self, get_args, get_origin
 
 from pydantic import JsonValue, ValidationError
 from pydantic.fields import FieldInfo
@@ -148,28 +148,21 @@ class State(Node):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: object) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        field = cls.model_fields.get("type")
-        values = get_args(field.annotation) if field is not None else ()
-        annotation = field.annotation if field is not None else None
-        if getattr(annotation, "__origin__", None) is Literal and len(values) == 1:
-            cls.kind = str(values[0])
+        annotation = cls.model_fields["type"].annotation
+        if get_origin(annotation) is Literal and len(get_args(annotation)) == 1:
+            cls.kind = str(get_args(annotation)[0])
 
     # -- the chart ------------------------------------------------------------------------
 
     def transitions(self) -> Iterator[Transition]:
-        for key in self.TRANSITIONS:
-            value = getattr(self, key)
-            if isinstance(value, str):
-                yield Transition(value, (key,), with_output=key == self.OUTPUT_TRANSITION)
-            elif isinstance(value, list):
-                for position, item in enumerate(value):
-                    yield Transition(item.next, (key, position, "next"))
+        written = self.model_dump(include=set(self.TRANSITIONS))
+        return transitions_in(written, self.TRANSITIONS, self.OUTPUT_TRANSITION)
 
     @classmethod
     def read_transitions(cls, raw: Mapping[str, object]) -> tuple[list[Transition], bool]:
         """The transitions that can be read off a state that failed the shape check, and
         whether they are all there (every required single transition is a string)."""
-        found = list(read_transitions(raw, cls.TRANSITIONS, cls.OUTPUT_TRANSITION))
+        found = list(transitions_in(raw, cls.TRANSITIONS, cls.OUTPUT_TRANSITION))
         required = [
             key
             for key in cls.TRANSITIONS
@@ -201,15 +194,14 @@ class State(Node):
         """The state read despite its shape problems (which the shape pass reports), so
         that its well-formed parts are still checked: unknown keys, and optional keys that
         do not validate, are left out. None when a required key cannot be read."""
-        data = {key: value for key, value in raw.items() if key in _keys(cls)}
+        fields = _fields_by_key(cls)
+        data = {key: value for key, value in raw.items() if key in fields}
         for _ in range(len(data) + 1):
             try:
                 return cls.model_validate(data)
             except ValidationError as exc:
                 broken = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
-                dropped = {
-                    key for key in broken if key in data and not _field_of(cls, key).is_required()
-                }
+                dropped = {key for key in broken & data.keys() if not fields[key].is_required()}
                 if not dropped:
                     return None
                 for key in dropped:
@@ -228,10 +220,11 @@ class State(Node):
         raise NotImplementedError(f"the {self.kind} state kind does not say how it runs")
 
 
-def read_transitions(
+def transitions_in(
     raw: Mapping[str, object], keys: tuple[str, ...], output_key: str | None
 ) -> Iterator[Transition]:
-    """Whatever is a string where one of `keys` expects a state's name."""
+    """Whatever is a string where one of `keys` expects a state's name (or a list of
+    items, each with a `next`)."""
     for key in keys:
         value = raw.get(key)
         if isinstance(value, str):
@@ -243,14 +236,8 @@ def read_transitions(
                     yield Transition(target, (key, position, "next"))
 
 
-def _keys(kind: type[State]) -> set[str]:
-    return {field.alias or name for name, field in kind.model_fields.items()} | set(
-        kind.model_fields
-    )
-
-
-def _field_of(kind: type[State], key: str) -> FieldInfo:
-    for name, field in kind.model_fields.items():
-        if key in (name, field.alias):
-            return field
-    raise KeyError(key)
+def _fields_by_key(kind: type[State]) -> dict[str, FieldInfo]:
+    """The kind's fields, by name and by alias (`not` for `not_`)."""
+    found = dict(kind.model_fields)
+    found.update({field.alias: field for field in kind.model_fields.values() if field.alias})
+    return found
