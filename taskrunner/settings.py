@@ -10,7 +10,16 @@
 - `TASKRUNNER_POLL_SECONDS`: how often idle workers look for due tasks besides being
   woken by notifications (default 1);
 - `TASKRUNNER_WORKER_CONCURRENCY`: how many queued tasks the API's own, in-process
-  worker runs at once; `0` for none (default 2).
+  worker runs at once; `0` for none (default 2);
+- `TASKRUNNER_SYNC_WAIT_SECONDS`: the longest a synchronous `POST /tasks` runs its task
+  before answering; past it, or when a retry's delay would outlast it, the task goes on
+  on the queue and the answer is `202` with `Location` (default 30);
+- `TASKRUNNER_REQUEST_TIMEOUT_SECONDS`: the longest a request waits on the database
+  before it is answered `503` with `Retry-After` (default 10);
+- `TASKRUNNER_DB_CONNECT_TIMEOUT_SECONDS`, `TASKRUNNER_DB_STATEMENT_TIMEOUT_SECONDS`,
+  `TASKRUNNER_DB_LOCK_TIMEOUT_SECONDS`, `TASKRUNNER_DB_POOL_TIMEOUT_SECONDS`: how long
+  to wait for a new connection (default 5), for one statement (default 30), for a lock
+  (default 5) and for a free connection of the pool (default 5). See `Timeouts`.
 
 Relative paths in these variables are taken from the current directory. Of the defaults,
 only the embedded SQLite file depends on it (it is kept under the current directory).
@@ -35,6 +44,23 @@ _FALSE: Final = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """How long the database may keep taskrunner waiting, in seconds.
+
+    A hung database (or one restarting) turns into `StoreUnavailableError` within these
+    bounds, never a request that hangs: `connect` for a new connection (it covers the whole
+    handshake), `statement` for one statement and `lock` for one lock wait (enforced by
+    PostgreSQL; on SQLite `lock` is how long a writer waits for the file's lock), `pool`
+    for a connection of the pool to come free.
+    """
+
+    connect: float = 5.0
+    statement: float = 30.0
+    lock: float = 5.0
+    pool: float = 5.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything taskrunner reads from its environment."""
 
@@ -46,6 +72,9 @@ class Settings:
     lease_seconds: float = 30.0
     poll_seconds: float = 1.0
     worker_concurrency: int = 2
+    sync_wait_seconds: float = 30.0
+    request_timeout_seconds: float = 10.0
+    timeouts: Timeouts = Timeouts()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +88,16 @@ class Settings:
             lease_seconds=_seconds(env, "TASKRUNNER_LEASE_SECONDS", default=30.0),
             poll_seconds=_seconds(env, "TASKRUNNER_POLL_SECONDS", default=1.0),
             worker_concurrency=_count(env, "TASKRUNNER_WORKER_CONCURRENCY", default=2),
+            sync_wait_seconds=_seconds(env, "TASKRUNNER_SYNC_WAIT_SECONDS", default=30.0),
+            request_timeout_seconds=_seconds(
+                env, "TASKRUNNER_REQUEST_TIMEOUT_SECONDS", default=10.0
+            ),
+            timeouts=Timeouts(
+                connect=_seconds(env, "TASKRUNNER_DB_CONNECT_TIMEOUT_SECONDS", default=5.0),
+                statement=_seconds(env, "TASKRUNNER_DB_STATEMENT_TIMEOUT_SECONDS", default=30.0),
+                lock=_seconds(env, "TASKRUNNER_DB_LOCK_TIMEOUT_SECONDS", default=5.0),
+                pool=_seconds(env, "TASKRUNNER_DB_POOL_TIMEOUT_SECONDS", default=5.0),
+            ),
         )
 
     @property
@@ -85,7 +124,10 @@ def normalize_database_url(url: str) -> str:
     """A SQLAlchemy URL for PostgreSQL through psycopg 3, or for SQLite."""
     scheme, separator, rest = url.partition("://")
     if not separator:
-        raise SettingsError(f"DATABASE_URL {url!r} is not a URL such as postgresql://host/db")
+        # Not echoed: what was meant as a URL may hold a password.
+        raise SettingsError(
+            "DATABASE_URL is not a URL: it needs a scheme, as in postgresql://host/db"
+        )
     if scheme in ("postgres", "postgresql", "postgresql+psycopg"):
         return f"postgresql+psycopg://{rest}"
     if scheme in ("sqlite", "sqlite+pysqlite"):

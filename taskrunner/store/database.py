@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
@@ -14,8 +15,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from taskrunner.errors import StoreError, StoreUnavailableError
+from taskrunner.settings import Timeouts
 from taskrunner.store.jsoncodec import dumps
 
+DEFAULT_TIMEOUTS: Final = Timeouts()
 _UNREACHABLE: Final = (OperationalError, InterfaceError, PoolTimeoutError, psycopg.OperationalError)
 """The database cannot be reached, or went away mid-call."""
 
@@ -30,17 +33,23 @@ class Database:
     both are the one engine.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
+        self.timeouts = timeouts
         if self.dialect == "sqlite":
             database = parsed.database
-            if database and database != ":memory:":
-                _make_directory_of(Path(database))
+            in_file = bool(database) and database != ":memory:"
+            if in_file:
+                _make_directory_of(Path(str(database)))
+            self.connect_args: dict[str, Any] = {}
             self.engine: Engine = create_engine(
                 parsed,
                 json_serializer=dumps,
-                connect_args={"check_same_thread": False, "timeout": 30},
+                hide_parameters=True,
+                # An in-memory database has one connection, and no pool to wait for.
+                **({"pool_timeout": timeouts.pool} if in_file else {}),
+                connect_args={"check_same_thread": False, "timeout": timeouts.lock},
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -48,16 +57,17 @@ class Database:
             return
         # No pre-ping: it costs a round trip per transaction. A connection that broke is
         # discarded by the pool when its error is seen, and the call fails once.
-        self.engine = create_engine(
-            parsed, json_serializer=dumps, pool_size=4, max_overflow=16, pool_recycle=3600
-        )
+        self.connect_args = postgres_connect_args(timeouts)
+        common: dict[str, Any] = {
+            "json_serializer": dumps,
+            "hide_parameters": True,
+            "pool_recycle": 3600,
+            "pool_timeout": timeouts.pool,
+            "connect_args": self.connect_args,
+        }
+        self.engine = create_engine(parsed, pool_size=4, max_overflow=16, **common)
         self.autocommit = create_engine(
-            parsed,
-            json_serializer=dumps,
-            isolation_level="AUTOCOMMIT",
-            pool_size=16,
-            max_overflow=24,
-            pool_recycle=3600,
+            parsed, isolation_level="AUTOCOMMIT", pool_size=16, max_overflow=24, **common
         )
 
     @property
@@ -75,6 +85,29 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.autocommit.dispose()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for PostgreSQL or an in-memory database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(str(parsed.database))
+
+
+def postgres_connect_args(timeouts: Timeouts) -> dict[str, Any]:
+    """libpq's connection parameters for these timeouts. The statement and lock timeouts are
+    the server's (`SET` at connection start); a transaction left open and idle (its client
+    paused or gone) is ended by the server after a minute, so it never holds locks for
+    long."""
+    milliseconds = {
+        "statement_timeout": timeouts.statement,
+        "lock_timeout": timeouts.lock,
+        "idle_in_transaction_session_timeout": max(60.0, timeouts.statement),
+    }
+    options = " ".join(f"-c {name}={round(value * 1000)}" for name, value in milliseconds.items())
+    # libpq counts whole seconds, and takes less than 2 as 2.
+    return {"connect_timeout": max(2, math.ceil(timeouts.connect)), "options": options}
 
 
 def translated[**P, R](method: Callable[P, R]) -> Callable[P, R]:

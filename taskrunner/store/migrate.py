@@ -40,6 +40,10 @@ def migrate(database: Database) -> None:
     config = alembic_config()
     if database.is_postgres:
         with database.engine.begin() as connection:
+            # A migration may rewrite a large table, and waits its turn behind another
+            # process's: neither is held to the timeouts of everyday statements.
+            connection.execute(text("SET LOCAL statement_timeout = 0"))
+            connection.execute(text("SET LOCAL lock_timeout = 0"))
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

@@ -257,7 +257,11 @@ class SqlTaskRepository:
 
     def _listen(self) -> psycopg.Connection[Any]:
         url = self._engine.url.set(drivername="postgresql")
-        listener = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+        listener = psycopg.connect(
+            url.render_as_string(hide_password=False),
+            autocommit=True,
+            **self._database.connect_args,
+        )
         listener.execute(f"LISTEN {stmt.NOTIFY_CHANNEL}")
         self._listener = listener
         return listener

@@ -43,6 +43,9 @@ def run_online() -> None:
     database = Database(Settings.from_env().database_url)
     try:
         with database.engine.begin() as connection:
+            if database.is_postgres:  # a migration is not held to everyday timeouts
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                connection.exec_driver_sql("SET LOCAL lock_timeout = 0")
             run_migrations(connection)
     finally:
         database.dispose()
