@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from taskrunner.errors import StoreError
+from taskrunner.faults import Outage
 from taskrunner.store.repository import TaskRepository
 
 log = logging.getLogger("taskrunner.leases")
@@ -37,6 +38,7 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._outage = Outage(log, "renewing leases")
 
     def expiry(self) -> datetime:
         """When a lease taken or renewed now runs out."""
@@ -80,5 +82,7 @@ class LeaseKeeper:
                 continue
             try:
                 self._repository.renew(self.owner, held, self.expiry())
-            except StoreError:  # the next step's write will find out if it is lost
-                log.warning("could not renew the leases of %d task(s)", len(held), exc_info=True)
+            except StoreError as exc:  # the next step's write will find out if it is lost
+                self._outage.failed(exc)
+                continue
+            self._outage.worked()

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Final
 
 from taskrunner.errors import StoreError
+from taskrunner.faults import Outage
 from taskrunner.service import TaskService
 from taskrunner.store.records import TaskRecord
 
@@ -53,6 +54,9 @@ class Worker:
         self._backlog: queue.Queue[TaskRecord] = queue.Queue()
         self._running = 0
         self._lock = threading.Lock()
+        self._claims = Outage(log, "claiming tasks")
+        self._releases = Outage(log, "handing tasks back")
+        self._wakes = Outage(log, "waiting for work")
 
     def run(self, stop: threading.Event) -> None:
         """Claim and run tasks until `stop` is set; then drain and return."""
@@ -95,6 +99,8 @@ class Worker:
                 self._running += 1
             try:
                 self.service.resume(task, stop)
+            except StoreError as exc:  # the lease runs out, and the task is taken over
+                log.warning("task %s stopped: %s", task.id, exc)
             except Exception:  # one task's failure must not stop the worker
                 log.exception("running task %s failed", task.id)
             finally:
@@ -107,16 +113,18 @@ class Worker:
         if wanted <= 0:
             return []
         try:
-            return claim(wanted)
-        except StoreError:
-            log.warning("could not claim tasks; trying again", exc_info=True)
+            claimed = claim(wanted)
+        except StoreError as exc:
+            self._claims.failed(exc)
             return []
+        self._claims.worked()
+        return claimed
 
     def _release(self, task: TaskRecord) -> None:
         try:
             self.service.release(task)
-        except StoreError:  # its lease runs out, and another worker takes it
-            log.warning("could not release task %s", task.id, exc_info=True)
+        except StoreError as exc:  # its lease runs out, and another worker takes it
+            self._releases.failed(exc)
 
     def _busy(self) -> int:
         with self._lock:
@@ -126,11 +134,14 @@ class Worker:
         """Wake the claiming loop as soon as the store says a task may be due."""
         while not stop.is_set():
             try:
-                if self.service.wait_for_work(self.poll_seconds):
-                    self._wake.set()
-            except StoreError:
-                log.warning("waiting for work failed; polling until it works again", exc_info=True)
+                woken = self.service.wait_for_work(self.poll_seconds)
+            except StoreError as exc:
+                self._wakes.failed(exc)
                 stop.wait(self.poll_seconds)
+                continue
+            self._wakes.worked()
+            if woken:
+                self._wake.set()
 
 
 class BackgroundWorker:
