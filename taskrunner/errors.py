@@ -13,12 +13,17 @@ logged, and the client is told only what it can act on.
 from __future__ import annotations
 
 import inspect
+import uuid
 from typing import ClassVar, Final
 
 EXIT_FAILED: Final = 1
 """A failed task, an invalid flow, an unknown task, a database that cannot be reached."""
 EXIT_USAGE: Final = 2
 """A usage error: bad options, a refused input, a path that cannot be read."""
+EXIT_UNFINISHED: Final = 75
+"""The task has not finished yet (EX_TEMPFAIL): it goes on elsewhere; ask again later."""
+EXIT_INTERRUPTED: Final = 130
+"""Interrupted (Ctrl-C)."""
 EXIT_INTERNAL: Final = 70
 """A fault of taskrunner's (EX_SOFTWARE)."""
 
@@ -234,12 +239,27 @@ class StoreError(TaskrunnerError):
     exit_status = EXIT_FAILED
 
 
+class NoDatabaseError(StoreError):
+    """There is no database at this path."""
+
+    problem = "no-database"
+
+
 class StoreUnavailableError(StoreError):
     """The database cannot be reached; try again shortly."""
 
     problem = "store-unavailable"
     http_status = 503
     retry_after = 1
+    task_id: uuid.UUID | None = None
+    """The task the request started, when it may have been stored before the fault: the
+    answer says where it is (`Location`), so that the client can find out."""
+
+
+class StoreTimeoutError(StoreUnavailableError):
+    """The database did not answer in time; try again shortly."""
+
+    problem = "store-timeout"
 
 
 class LeaseLostError(StoreError):

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from taskrunner.engine.steps import CallTool, Decision, Fail, Finish, Step, StepError
 from taskrunner.store.records import (
+    CANCELLED,
     Progress,
     StepRecord,
     TaskRecord,
@@ -29,9 +30,12 @@ from taskrunner.store.repository import TaskRepository
 class StoredRun:
     """The journal of one task, run by the holder of its lease.
 
-    `here`: the caller waits for the result, so a retry's delay is slept through here; a
-    worker instead hands the task back to the queue until the delay is over. `stop`, once
-    set, hands the task back to the queue before its next step.
+    `here`: the caller waits for the result, so a retry's delay is waited out here, with
+    `wait` (which answers True when the task was cancelled meanwhile: it then ends at once,
+    without another call); a worker instead hands the task back to the queue until the
+    delay is over. A caller that waits only until `deadline` hands the task back to the
+    queue once it is past, or when a delay would take it past. `stop`, once set, hands the
+    task back to the queue before its next step.
     """
 
     def __init__(
@@ -41,8 +45,9 @@ class StoredRun:
         owner: str,
         *,
         clock: Callable[[], datetime],
-        sleep: Callable[[float], None],
         here: bool,
+        wait: Callable[[float], bool] = lambda _seconds: False,
+        deadline: datetime | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.task = task
@@ -52,28 +57,36 @@ class StoredRun:
         self._repository = repository
         self._owner = owner
         self._clock = clock
-        self._sleep = sleep
+        self._wait = wait
         self._here = here
+        self._deadline = deadline
         self._stop = stop
         self._started = clock()
 
     def before_call(self, call: CallTool) -> bool:
-        if self._stop is not None and self._stop.is_set():
-            now = self._clock()
-            self._repository.release(self.task.id, self._owner, now)
-            self.task = released(self.task, now)
+        stopping = self._stop is not None and self._stop.is_set()
+        if stopping or (self._deadline is not None and self._clock() >= self._deadline):
+            self.hand_back()
             return False
-        if self._here and call.delay_seconds:
-            self._sleep(call.delay_seconds)
+        if self._here and call.delay_seconds and self._wait(call.delay_seconds):
+            self.end(ended("cancelled", call.state, self._clock(), CANCELLED))
+            return False
         self._started = self._clock()
         return True
+
+    def hand_back(self) -> None:
+        """Give the task back to the queue, due now, for a worker to go on with."""
+        now = self._clock()
+        self._repository.release(self.task.id, self._owner, now)
+        self.task = released(self.task, now)
 
     def record(self, step: Step, decision: Decision) -> bool:
         finished = self._clock()
         progress = _progress(decision, finished)
-        if isinstance(decision, CallTool) and decision.delay_seconds and not self._here:
+        if isinstance(decision, CallTool) and decision.delay_seconds:
             run_after = finished + timedelta(seconds=decision.delay_seconds)
-            progress = replace(progress, status="pending", run_after=run_after)
+            if not self._here or (self._deadline is not None and run_after > self._deadline):
+                progress = replace(progress, status="pending", run_after=run_after)
         record = StepRecord.of(self.task.id, step, self._started, finished)
         status = self._repository.record_step(self._owner, record, progress)
         self.steps.append(record)

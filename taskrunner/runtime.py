@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from taskrunner.catalog import FlowCatalog, load_catalog
+from taskrunner.errors import NoDatabaseError
 from taskrunner.service import TaskService
 from taskrunner.settings import Settings
-from taskrunner.store.database import Database
+from taskrunner.store.database import Database, sqlite_path
 from taskrunner.store.migrate import migrate, require_current
 from taskrunner.store.sql import SqlTaskRepository
 from taskrunner.worker import Worker
@@ -43,19 +44,30 @@ def open_runtime(
     *,
     catalog: FlowCatalog | None = None,
     announce: Callable[[str], None] | None = None,
+    existing: bool = False,
 ) -> Runtime:
-    """Load the flows, connect, migrate (unless switched off), and build the service."""
+    """Load the flows, connect, migrate (unless switched off), and build the service.
+
+    `existing`: the database must exist already (commands that only read or change
+    tasks): a SQLite path where there is no file is refused rather than made, so that a
+    mistyped path is not taken for an empty database.
+    """
     catalog = catalog or load_catalog(settings.flows_dir)
     if announce is not None:
         announce(f"taskrunner: using {settings.describe_database()}")
-    database = Database(settings.database_url)
+    if existing:
+        _require_sqlite_file(settings)
+    database = Database(settings.database_url, settings.timeouts)
     try:
         if settings.auto_migrate:
             migrate(database)
         else:
             require_current(database)
         service = TaskService(
-            SqlTaskRepository(database), catalog, lease_seconds=settings.lease_seconds
+            SqlTaskRepository(database),
+            catalog,
+            lease_seconds=settings.lease_seconds,
+            sync_wait_seconds=settings.sync_wait_seconds,
         )
     except BaseException:
         database.dispose()
@@ -74,3 +86,13 @@ def settle_memory() -> None:
     """
     gc.freeze()
     gc.set_threshold(20_000, 50, 50)
+
+
+def _require_sqlite_file(settings: Settings) -> None:
+    path = sqlite_path(settings.database_url)
+    if path is not None and not path.exists():
+        where = " (the embedded default)" if settings.database_is_default else ""
+        raise NoDatabaseError(
+            f"there is no database at {path}{where}: no task has been started with it "
+            "(check DATABASE_URL, and the current directory for a relative path)"
+        )

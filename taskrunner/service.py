@@ -22,11 +22,11 @@ import os
 import re
 import socket
 import threading
-import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from pydantic import ValidationError
@@ -44,6 +44,8 @@ from taskrunner.errors import (
     IdempotencyConflictError,
     InvalidRequestError,
     LeaseLostError,
+    StoreError,
+    StoreUnavailableError,
     TaskFinishedError,
     TaskNotFoundError,
     TaskrunnerError,
@@ -53,6 +55,7 @@ from taskrunner.errors import (
 from taskrunner.leases import LeaseKeeper
 from taskrunner.runs import StoredRun, ended
 from taskrunner.store.records import (
+    ACTIVE,
     CANCELLED,
     CancelOutcome,
     FlowVersion,
@@ -67,6 +70,9 @@ from taskrunner.views import TaskPage, TaskView, page_view, task_view
 MAX_PAGE: Final = 500
 DEFAULT_PAGE: Final = 50
 DEFAULT_LEASE_SECONDS: Final = 30.0
+DEFAULT_SYNC_WAIT_SECONDS: Final = 30.0
+CANCEL_POLL_SECONDS: Final = 1.0
+"""How often a task waited on here is read again, to see a cancel made elsewhere."""
 UNEXPECTED_STEP: Final = "UnexpectedStep"
 FLOW_UNAVAILABLE: Final = "FlowUnavailable"
 IDEMPOTENCY_KEY_PATTERN: Final = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -103,17 +109,23 @@ class TaskService:
         *,
         clock: Callable[[], datetime] = utc_now,
         new_id: Callable[[], uuid.UUID] = uuid.uuid4,
-        sleep: Callable[[float], None] = time.sleep,
+        wait: Callable[[threading.Event, float], bool] = threading.Event.wait,
         owner: str | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        sync_wait_seconds: float = DEFAULT_SYNC_WAIT_SECONDS,
     ) -> None:
         self.repository = repository
         self.catalog = catalog
         self.owner = owner or process_owner()
         self.leases = LeaseKeeper(repository, self.owner, lease_seconds, clock)
+        self.sync_wait_seconds = sync_wait_seconds
         self._clock = clock
         self._new_id = new_id
-        self._sleep = sleep
+        self._wait = wait
+        self._cancels: dict[uuid.UUID, threading.Event] = {}
+        """The tasks this process waits on (a delay, or another runner), by id: set when
+        one is cancelled here, so that the wait ends at once."""
+        self._cancels_lock = threading.Lock()
         self._plans = {entry.flow.digest: entry.plan for entry in catalog}
         self._versions: dict[str, FlowVersion] = {}
 
@@ -127,40 +139,72 @@ class TaskService:
 
     # -- starting -----------------------------------------------------------------------
 
+    def new_task_id(self) -> uuid.UUID:
+        """An id for a task about to be started (`task_id=`), so that the caller can say
+        where it is even if the start is cut short."""
+        return self._new_id()
+
     def run_task(
-        self, flow_name: str, data: Mapping[str, object], *, idempotency_key: str | None = None
+        self,
+        flow_name: str,
+        data: Mapping[str, object],
+        *,
+        idempotency_key: str | None = None,
+        task_id: uuid.UUID | None = None,
+        bounded: bool = True,
     ) -> Started:
-        """Start a task of `flow_name` on `data` and run it here to its end.
+        """Start a task of `flow_name` on `data` and run it here, until it ends or, when
+        `bounded`, for at most `sync_wait_seconds`: past that, or when a retry's delay
+        would take it past that, the task goes on on the queue (it is answered pending).
+        A retry's delay waited out here ends at once if the task is cancelled.
 
         Raises `UnknownFlowError`, `FlowInputError`, `UnstorableDataError` or
         `InvalidRequestError` before anything is stored when the request cannot become a
-        task, and `IdempotencyConflictError` when its key started a different one. If this
-        process loses the task on the way (its lease ran out and a worker took it over),
-        the task is answered as the store has it.
+        task, and `IdempotencyConflictError` when its key started a different one (a task
+        that key started is waited for as a new one would be, and answered as it is then).
+        A database that fails once the task may be stored raises `StoreUnavailableError`
+        naming the task. If this process loses the task on the way (its lease ran out and
+        a worker took it over), the task is answered as the store has it.
         """
         flow, plan, clean = self._admit(flow_name, data, idempotency_key)
-        task = self._new_task(flow, clean, "running", idempotency_key)
-        existing = self.repository.create_task(task, self._version(flow, task.created_at))
+        task = self._new_task(flow, clean, "running", idempotency_key, task_id)
+        deadline = self._deadline() if bounded else None
+        with self._stored(task.id):
+            existing = self.repository.create_task(task, self._version(flow, task.created_at))
         if existing is not None:
-            return self._found(existing, flow_name, clean)
-        run = self._run(task, here=True)
-        with self.leases.holding(task.id):
+            with self._stored(existing.id):
+                return self._found(existing, flow_name, clean, deadline or self._deadline())
+        with (
+            self._stored(task.id),
+            self.leases.holding(task.id),
+            self._cancellable(task.id) as cancelled,
+        ):
+            run = self._run(task, here=True, deadline=deadline, cancelled=cancelled)
             try:
                 drive(Execution(plan, clean), run)
             except LeaseLostError:
                 log.warning("lost the lease on task %s; answering it as it stands", task.id)
                 return Started(self.get_task(task.id), created=True)
+            except KeyboardInterrupt:
+                self._let_go(run)
+                raise
         return Started(task_view(run.task, run.steps), created=True)
 
     def enqueue_task(
-        self, flow_name: str, data: Mapping[str, object], *, idempotency_key: str | None = None
+        self,
+        flow_name: str,
+        data: Mapping[str, object],
+        *,
+        idempotency_key: str | None = None,
+        task_id: uuid.UUID | None = None,
     ) -> Started:
         """Start a task and leave it, pending, for a worker to run."""
         flow, _, clean = self._admit(flow_name, data, idempotency_key)
-        task = self._new_task(flow, clean, "pending", idempotency_key)
-        existing = self.repository.create_task(task, self._version(flow, task.created_at))
+        task = self._new_task(flow, clean, "pending", idempotency_key, task_id)
+        with self._stored(task.id):
+            existing = self.repository.create_task(task, self._version(flow, task.created_at))
         if existing is not None:
-            return self._found(existing, flow_name, clean)
+            return self._found(existing, flow_name, clean, None)
         return Started(task_view(task, []), created=True)
 
     # -- running queued tasks -----------------------------------------------------------
@@ -228,6 +272,11 @@ class TaskService:
         """Cancel a pending task at once, or ask a running one to stop before its next
         step. Raises `TaskNotFoundError`, or `TaskFinishedError` for a finished task."""
         outcome = self.repository.cancel(task_id, self._clock())
+        if outcome == "requested":
+            with self._cancels_lock:
+                waiting = self._cancels.get(task_id)
+            if waiting is not None:
+                waiting.set()
         if outcome == "missing":
             raise TaskNotFoundError(task_id)
         task = self.get_task(task_id)
@@ -263,25 +312,88 @@ class TaskService:
     # -- helpers ------------------------------------------------------------------------
 
     def _run(
-        self, task: TaskRecord, *, here: bool, stop: threading.Event | None = None
+        self,
+        task: TaskRecord,
+        *,
+        here: bool,
+        stop: threading.Event | None = None,
+        deadline: datetime | None = None,
+        cancelled: threading.Event | None = None,
     ) -> StoredRun:
+        def wait(seconds: float) -> bool:
+            return cancelled is not None and self._wait_cancellable(task.id, cancelled, seconds)
+
         return StoredRun(
             self.repository,
             task,
             self.owner,
             clock=self._clock,
-            sleep=self._sleep,
             here=here,
+            wait=wait,
+            deadline=deadline,
             stop=stop,
         )
 
+    def _deadline(self) -> datetime:
+        return self._clock() + timedelta(seconds=self.sync_wait_seconds)
+
+    @contextmanager
+    def _cancellable(self, task_id: uuid.UUID) -> Iterator[threading.Event]:
+        """While the block runs, a cancel of `task_id` in this process sets the event."""
+        event = threading.Event()
+        with self._cancels_lock:
+            self._cancels[task_id] = event
+        try:
+            yield event
+        finally:
+            with self._cancels_lock:
+                self._cancels.pop(task_id, None)
+
+    def _wait_cancellable(
+        self, task_id: uuid.UUID, cancelled: threading.Event, seconds: float
+    ) -> bool:
+        """Wait `seconds`, or less if the task is cancelled meanwhile: True if it was.
+        A cancel made here sets `cancelled`; one made by another process is read from the
+        store every `CANCEL_POLL_SECONDS`."""
+        left = seconds
+        while left > 0:
+            if self._wait(cancelled, min(left, CANCEL_POLL_SECONDS)):
+                return True
+            left -= CANCEL_POLL_SECONDS
+            if left > 0:
+                found = self.repository.get_task(task_id)
+                if found is None or found.cancel_requested or found.status not in ACTIVE:
+                    return True
+        return cancelled.is_set()
+
+    def _let_go(self, run: StoredRun) -> None:
+        """Hand a task interrupted here back to the queue, if the store can be reached."""
+        try:
+            run.hand_back()
+        except StoreError:
+            log.warning("could not hand task %s back to the queue", run.task.id)
+
+    @contextmanager
+    def _stored(self, task_id: uuid.UUID) -> Iterator[None]:
+        """A database that fails from here on may have stored the task: say which."""
+        try:
+            yield
+        except StoreUnavailableError as exc:
+            exc.task_id = task_id
+            raise
+
     def _new_task(
-        self, flow: Flow, data: JsonObject, status: TaskStatus, idempotency_key: str | None
+        self,
+        flow: Flow,
+        data: JsonObject,
+        status: TaskStatus,
+        idempotency_key: str | None,
+        task_id: uuid.UUID | None,
     ) -> TaskRecord:
         now = self._clock()
         held = status == "running"
         return TaskRecord(
-            id=self._new_id(),
+            id=task_id or self._new_id(),
             flow_name=flow.name,
             flow_digest=flow.digest,
             status=status,
@@ -317,14 +429,33 @@ class TaskService:
         _refuse_unstorable(clean)
         return entry.flow, entry.plan, clean
 
-    def _found(self, existing: TaskRecord, flow_name: str, data: JsonObject) -> Started:
+    def _found(
+        self, existing: TaskRecord, flow_name: str, data: JsonObject, until: datetime | None
+    ) -> Started:
+        """The task an idempotency key already started, as it is now; if it has not
+        finished, it is waited for `until` then, if given."""
         if existing.flow_name != flow_name or _canonical(existing.input) != _canonical(data):
             raise IdempotencyConflictError(
                 f"this idempotency key already started task {existing.id} "
                 "with a different flow or input"
             )
+        if until is not None and existing.status in ACTIVE:
+            return Started(self._await(existing.id, until), created=False)
         steps = self.repository.steps_of(existing.id) if existing.step_count else []
         return Started(task_view(existing, steps), created=False)
+
+    def _await(self, task_id: uuid.UUID, until: datetime) -> TaskView:
+        """The task once it has finished, or as it is at `until`: it runs elsewhere (a
+        worker, or another request), so it is read again at growing intervals."""
+        interval = 0.05
+        with self._cancellable(task_id) as cancelled:
+            while True:
+                task = self.get_task(task_id)
+                left = (until - self._clock()).total_seconds()
+                if task.status not in ACTIVE or left <= 0:
+                    return task
+                self._wait(cancelled, min(interval, left))
+                interval = min(2 * interval, CANCEL_POLL_SECONDS)
 
     def _version(self, flow: Flow, now: datetime) -> FlowVersion:
         """The flow version a new task runs, made once per version."""

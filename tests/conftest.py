@@ -204,7 +204,7 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def service(database: Database, catalog: FlowCatalog) -> TaskService:
-    return TaskService(SqlTaskRepository(database), catalog, sleep=lambda _: None)
+    return TaskService(SqlTaskRepository(database), catalog, wait=lambda _event, _seconds: False)
 
 
 @pytest.fixture

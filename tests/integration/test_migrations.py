@@ -210,7 +210,9 @@ def assert_steps_are_append_only(url: str, catalog: FlowCatalog) -> None:
     """The schema works for the service, and the database itself refuses to rewrite a step."""
     database = open_database(url)
     try:
-        service = TaskService(SqlTaskRepository(database), catalog, sleep=lambda _: None)
+        service = TaskService(
+            SqlTaskRepository(database), catalog, wait=lambda _event, _seconds: False
+        )
         task = service.run_task("echo_add", {"text": "hello", "a": 2, "b": 3}).task
         assert (task.status, task.output) == ("succeeded", {"text": "hello", "sum": 5})
         assert service.get_task(task.id) == task

@@ -209,7 +209,10 @@ def test_pages_are_newest_first_and_cursors_continue(
     start = datetime(2026, 1, 1, tzinfo=UTC)
     ticks = iter(start + timedelta(seconds=n) for n in range(1000))
     service = TaskService(
-        SqlTaskRepository(database), catalog, clock=lambda: next(ticks), sleep=lambda _: None
+        SqlTaskRepository(database),
+        catalog,
+        clock=lambda: next(ticks),
+        wait=lambda _event, _seconds: False,
     )
     made = [
         service.run_task("echo_add", {"text": str(n), "a": n, "b": 0}).task.id for n in range(7)

@@ -102,7 +102,7 @@ def queue(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TaskService]
     checker = FlowChecker(load_registry())
     catalog = FlowCatalog.load(QUEUED_FLOWS, checker)
     database = Database(pg_url)
-    service = TaskService(SqlTaskRepository(database), catalog, sleep=lambda _: None)
+    service = TaskService(SqlTaskRepository(database), catalog, wait=lambda _event, _seconds: False)
     yield service
     service.close()
     database.dispose()

@@ -48,7 +48,7 @@ def memory_service(repository: InMemoryTaskRepository, catalog: FlowCatalog) -> 
         catalog,
         clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
         new_id=lambda: next(ids),
-        sleep=lambda _: None,
+        wait=lambda _event, _seconds: False,
     )
 
 
@@ -87,7 +87,12 @@ def test_the_returned_task_is_what_was_stored(
 
 def test_retry_delays_are_waited_for(catalog: FlowCatalog) -> None:
     waited: list[float] = []
-    service = TaskService(InMemoryTaskRepository(), catalog, sleep=waited.append)
+
+    def wait(_cancelled: threading.Event, seconds: float) -> bool:
+        waited.append(seconds)
+        return False
+
+    service = TaskService(InMemoryTaskRepository(), catalog, wait=wait)
     service.run_task("safe_divide", {"dividend": 1, "divisor": 0})
     assert waited == [0.5, 1.0]
 
@@ -138,7 +143,7 @@ def test_a_worker_runs_queued_tasks_on_the_twin(catalog: FlowCatalog) -> None:
     """The worker goes through the service and the port alone, so it can be driven against
     the twin, and runs each task once."""
     repository = InMemoryTaskRepository()
-    service = TaskService(repository, catalog, sleep=lambda _: None)
+    service = TaskService(repository, catalog, wait=lambda _event, _seconds: False)
     stop = threading.Event()
     worker = Worker(service, concurrency=2, poll_seconds=0.2)
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
@@ -166,7 +171,7 @@ def test_a_worker_runs_queued_tasks_on_the_twin(catalog: FlowCatalog) -> None:
 
 def test_a_drained_worker_hands_its_claimed_tasks_back(catalog: FlowCatalog) -> None:
     repository = InMemoryTaskRepository()
-    service = TaskService(repository, catalog, sleep=lambda _: None)
+    service = TaskService(repository, catalog, wait=lambda _event, _seconds: False)
     task_id = service.enqueue_task("echo_add", {"text": "x", "a": 1, "b": 1}).task.id
     [claimed] = service.claim(5)
     assert service.get_task(task_id).status == "running"
