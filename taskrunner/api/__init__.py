@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from taskrunner.api import openapi, problems
 from taskrunner.api.limits import BodyLimit
+from taskrunner.api.offload import Offload
 from taskrunner.api.routes import router
 from taskrunner.runtime import open_runtime
 from taskrunner.settings import MAX_BODY_BYTES, Settings
@@ -41,6 +42,7 @@ def create_app(
         chosen = settings or Settings.from_env()
         runtime = open_runtime(chosen, announce=_to_stderr)
         app.state.runtime = runtime
+        app.state.offload = Offload(chosen)
         if on_started is not None:
             on_started()
         worker = None

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskrunner.errors import TaskrunnerError
+from taskrunner.errors import StoreUnavailableError, TaskrunnerError
 
 MEDIA_TYPE: Final = "application/problem+json"
 INTERNAL_DETAIL: Final = "an internal error occurred; it has been logged"
@@ -62,7 +62,11 @@ def error_problem(error: TaskrunnerError) -> JSONResponse:
     if status < 500:
         return problem(status, error.problem, error.message, error.details)
     detail = INTERNAL_DETAIL if status == 500 else error.default_message()
-    return problem(status, error.problem, detail, retry_after=error.retry_after)
+    response = problem(status, error.problem, detail, retry_after=error.retry_after)
+    if isinstance(error, StoreUnavailableError) and error.task_id is not None:
+        # The task may be stored: where to find out (a 404 there: it was not).
+        response.headers["Location"] = f"/tasks/{error.task_id}"
+    return response
 
 
 def install(app: FastAPI) -> None:

@@ -7,10 +7,10 @@ import uuid
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, JsonValue
 
+from taskrunner.api.offload import Offload
 from taskrunner.api.problems import error_problem
 from taskrunner.errors import (
     InvalidRequestError,
@@ -48,6 +48,11 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+def _offload(request: Request) -> Offload:
+    offload: Offload = request.app.state.offload
+    return offload
 
 
 _START_TASK_BODY: Final = {
@@ -100,11 +105,13 @@ _START_TASK_BODY: Final = {
     summary="Start a task: run it to its end, or queue it",
     openapi_extra={"requestBody": _START_TASK_BODY},
     responses={
-        200: {"description": "The task this idempotency key already started."},
+        200: {"description": "The task this idempotency key already started, finished."},
         202: {
-            "description": "Queued (`Prefer: respond-async`): the task, pending, for a "
-            "worker to run; or a task that this server lost on the way to another runner, "
-            "still running there. Follow `Location`."
+            "description": "The task has not finished: it was queued (`Prefer: "
+            "respond-async`, or the server is busy with synchronous runs), it goes on on "
+            "the queue after `TASKRUNNER_SYNC_WAIT_SECONDS` or before a retry's delay that "
+            "would outlast them, or it runs elsewhere (a key's earlier request, another "
+            "runner). Follow `Location`."
         },
         **_problems(400, 404, 409, 413, 422, 503),
     },
@@ -123,24 +130,30 @@ async def start_task(
         ),
     ] = None,
 ) -> Response:
-    """Start a task of `flow` on `input`. By default, answer once it has finished, with
-    the task and its steps (201, whether the task succeeded or failed). With
+    """Start a task of `flow` on `input`. By default, run it and answer once it has
+    finished, with the task and its steps (201, whether the task succeeded or failed), or
+    202 with `Location` if it has not finished within the synchronous limit. With
     `Prefer: respond-async`, queue it for a worker and answer at once (202). A body
     without `flow` and `input` is the input of `echo_add`."""
     body = _json_body(await request.body())
     flow, data = _task_request(body)
-    service = _runtime(request).service
-    queued = _prefers_async(prefer)
-    start = service.enqueue_task if queued else service.run_task
-    started = await run_in_threadpool(start, flow, data, idempotency_key=idempotency_key)
+    service, offload = _runtime(request).service, _offload(request)
+    asked_async = _prefers_async(prefer)
+    task_id = service.new_task_id()
+    if asked_async or offload.runs_busy():
+        started = await offload.call(
+            service.enqueue_task, flow, data, idempotency_key=idempotency_key, task_id=task_id
+        )
+    else:
+        started = await offload.run(
+            service.run_task, flow, data, idempotency_key=idempotency_key, task_id=task_id
+        )
     task = started.task
     headers = {"Location": f"/tasks/{task.id}"}
-    if queued:
+    if asked_async:
         headers["Preference-Applied"] = "respond-async"
-    # A task that this process lost on the way (another runner took it over) is answered
-    # as it stands: it may still be running there (202, follow `Location`).
-    running = task.status in ("pending", "running")
-    status = 202 if queued or (started.created and running) else 201 if started.created else 200
+    finished = task.status not in ("pending", "running")
+    status = (201 if started.created else 200) if finished else 202
     return _json(task, status, headers)
 
 
@@ -154,11 +167,12 @@ async def start_task(
         **_problems(404, 409, 422, 503),
     },
 )
-def cancel_task(request: Request, task_id: uuid.UUID) -> Response:
+async def cancel_task(request: Request, task_id: uuid.UUID) -> Response:
     """Cancel a pending task at once (200), or ask a running one to stop before its next
-    step (202). A finished task cannot be cancelled (409). A cancelled task never runs
-    again."""
-    outcome, task = _runtime(request).service.cancel_task(task_id)
+    step (202); one that is waiting out a retry's delay ends at once. A finished task
+    cannot be cancelled (409). A cancelled task never runs again."""
+    service = _runtime(request).service
+    outcome, task = await _offload(request).call(service.cancel_task, task_id)
     return _json(task, 202 if outcome == "requested" else 200)
 
 
@@ -169,7 +183,7 @@ def cancel_task(request: Request, task_id: uuid.UUID) -> Response:
     summary="List tasks, newest first",
     responses=_problems(422, 503),
 )
-def list_tasks(
+async def list_tasks(
     request: Request,
     status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
     flow: Annotated[
@@ -183,8 +197,9 @@ def list_tasks(
     ] = None,
 ) -> Response:
     """Task summaries (no input, output or steps), newest first, a page at a time."""
-    page = _runtime(request).service.list_tasks(
-        status=status, flow=flow, limit=limit, cursor=cursor
+    service = _runtime(request).service
+    page = await _offload(request).call(
+        service.list_tasks, status=status, flow=flow, limit=limit, cursor=cursor
     )
     return _json(page)
 
@@ -196,8 +211,9 @@ def list_tasks(
     summary="A task with its step history",
     responses=_problems(404, 422, 503),
 )
-def get_task(request: Request, task_id: uuid.UUID) -> Response:
-    return _json(_runtime(request).service.get_task(task_id))
+async def get_task(request: Request, task_id: uuid.UUID) -> Response:
+    service = _runtime(request).service
+    return _json(await _offload(request).call(service.get_task, task_id))
 
 
 class FlowSummary(BaseModel):
@@ -212,7 +228,7 @@ class FlowDetail(FlowSummary):
 
 
 @router.get("/flows", response_model=list[FlowSummary], tags=["flows"], summary="The flows")
-def list_flows(request: Request) -> list[FlowSummary]:
+async def list_flows(request: Request) -> list[FlowSummary]:
     return [
         FlowSummary(
             name=entry.flow.name, description=entry.flow.description, version=entry.flow.digest
@@ -228,7 +244,7 @@ def list_flows(request: Request) -> list[FlowSummary]:
     summary="A flow: its definition and the schema of its input",
     responses=_problems(404),
 )
-def get_flow(request: Request, name: str) -> FlowDetail:
+async def get_flow(request: Request, name: str) -> FlowDetail:
     entry = _runtime(request).catalog.get(name)
     flow = entry.flow
     return FlowDetail(
@@ -258,7 +274,7 @@ def get_flow(request: Request, name: str) -> FlowDetail:
         }
     },
 )
-def flow_schema(request: Request) -> dict[str, JsonValue]:
+async def flow_schema(request: Request) -> dict[str, JsonValue]:
     return _runtime(request).catalog.checker.schema
 
 
@@ -308,7 +324,8 @@ async def validate_flow(
     ] = "flow.yaml",
 ) -> ValidationReport:
     raw = await request.body()
-    report = await run_in_threadpool(check_source, raw, file, _runtime(request).catalog.checker)
+    checker = _runtime(request).catalog.checker
+    report = await _offload(request).check(check_source, raw, file, checker)
     return ValidationReport(
         valid=not report.problems, problems=[item.as_json() for item in report.problems]
     )
@@ -320,7 +337,7 @@ async def validate_flow(
     summary="The process is up",
     responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}},
 )
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
@@ -333,8 +350,8 @@ def healthz() -> dict[str, str]:
         **_problems(503),
     },
 )
-def readyz(request: Request) -> Response:
-    if _runtime(request).service.ready():
+async def readyz(request: Request) -> Response:
+    if await _offload(request).call(_runtime(request).service.ready):
         return JSONResponse({"status": "ready"})
     return error_problem(StoreUnavailableError())
 
