@@ -5,8 +5,9 @@ import what they need when they run, so that `taskrunner --help` and `validate-f
 fast without loading the database or web layers.
 
 Exit status: 0 success; 1 an invalid flow, a failed task, an unknown task, an unreachable
-database; 2 a usage error (bad options, a refused input, a path that cannot be read); 70
-a fault of taskrunner's. Each error's class says which (`errors.py`).
+database; 2 a usage error (bad options, a refused input, a path that cannot be read); 75
+a task that has not finished yet; 130 interrupted; 70 a fault of taskrunner's. Each
+error's class says which (`errors.py`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from taskrunner.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_USAGE, TaskrunnerError
+from taskrunner.errors import (
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_UNFINISHED,
+    EXIT_USAGE,
+    TaskrunnerError,
+)
 from taskrunner.settings import Settings
 
 if TYPE_CHECKING:
@@ -130,7 +138,10 @@ def run_flow(
     """Run a task of a flow to its end: `taskrunner run-flow --text hello --a 2 --b 3`.
 
     Each field of the flow's input is an option of its own (see --flow NAME --help).
-    Exit status: 0 when the task succeeded, 1 when it failed, 2 when the input is refused.
+    Exit status: 0 when the task succeeded (with --no-wait: was queued), 1 when it failed
+    or was cancelled, 2 when the input is refused, 75 when it has not finished (an
+    idempotency key's task, still running elsewhere), 130 when interrupted (Ctrl-C: the
+    task goes back to the queue).
     """
     from taskrunner.catalog import load_catalog
     from taskrunner.cli.inputs import options_help, read_input
@@ -145,9 +156,23 @@ def run_flow(
         raise typer.Exit(EXIT_OK)
     data = read_input(entry.flow, input_json, list(ctx.args))
     runtime = _open_runtime(settings, catalog)
+    service = runtime.service
+    task_id = service.new_task_id()
     try:
-        start = runtime.service.enqueue_task if no_wait else runtime.service.run_task
-        task = start(flow, data, idempotency_key=idempotency_key).task
+        if no_wait:
+            task = service.enqueue_task(flow, data, idempotency_key=idempotency_key).task
+        else:
+            task = service.run_task(
+                flow, data, idempotency_key=idempotency_key, task_id=task_id, bounded=False
+            ).task
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted: task {task_id} goes back to the queue, pending; a worker (or "
+            f"`taskrunner serve`) goes on with it, `taskrunner cancel-task {task_id}` "
+            "stops it",
+            err=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         runtime.close()
     if as_json:
@@ -156,8 +181,13 @@ def run_flow(
         typer.echo(str(task.id))
     else:
         typer.echo(task_text(task))
-    succeeded = task.status == "succeeded" or (no_wait and task.status != "failed")
-    raise typer.Exit(EXIT_OK if succeeded else EXIT_FAILED)
+    if no_wait and task.status == "pending" and not settings.is_postgres:
+        typer.echo(
+            "note: queued on SQLite, the task runs when `taskrunner serve` runs on this "
+            "database (it runs the queue in its own process)",
+            err=True,
+        )
+    raise typer.Exit(_run_status(task.status, queued=no_wait))
 
 
 @app.command("get-task")
@@ -171,7 +201,7 @@ def get_task(
     from taskrunner.cli.render import task_text
 
     parsed = _task_id(task_id)
-    runtime = _open_runtime(Settings.from_env())
+    runtime = _open_runtime(Settings.from_env(), existing=True)
     try:
         task = runtime.service.get_task(parsed)
     finally:
@@ -205,7 +235,7 @@ def list_tasks(
             f"error: no status {status!r}; use one of {', '.join(get_args(TaskStatus))}", err=True
         )
         raise typer.Exit(EXIT_USAGE)
-    runtime = _open_runtime(Settings.from_env())
+    runtime = _open_runtime(Settings.from_env(), existing=True)
     try:
         page = runtime.service.list_tasks(
             status=status,  # type: ignore[arg-type]
@@ -230,7 +260,7 @@ def cancel_task(
     from taskrunner.cli.render import task_text
 
     parsed = _task_id(task_id)
-    runtime = _open_runtime(Settings.from_env())
+    runtime = _open_runtime(Settings.from_env(), existing=True)
     try:
         outcome, task = runtime.service.cancel_task(parsed)
     finally:
@@ -302,6 +332,19 @@ def worker(
     typer.echo("taskrunner: worker stopped", err=True)
 
 
+def _run_status(status: str, *, queued: bool) -> int:
+    if status == "succeeded" or (queued and status in ("pending", "running")):
+        return EXIT_OK
+    if status in ("pending", "running"):
+        typer.echo(
+            f"the task has not finished ({status}): it goes on elsewhere; "
+            "`taskrunner get-task ID` shows how it stands",
+            err=True,
+        )
+        return EXIT_UNFINISHED
+    return EXIT_FAILED
+
+
 def _task_id(text: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
@@ -310,10 +353,17 @@ def _task_id(text: str) -> uuid.UUID:
         raise typer.Exit(EXIT_USAGE) from None
 
 
-def _open_runtime(settings: Settings, catalog: FlowCatalog | None = None) -> Runtime:
+def _open_runtime(
+    settings: Settings, catalog: FlowCatalog | None = None, *, existing: bool = False
+) -> Runtime:
     from taskrunner.runtime import open_runtime
 
-    return open_runtime(settings, catalog=catalog, announce=lambda line: typer.echo(line, err=True))
+    return open_runtime(
+        settings,
+        catalog=catalog,
+        announce=lambda line: typer.echo(line, err=True),
+        existing=existing,
+    )
 
 
 def main() -> None:
