@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from taskrunner.catalog import FlowCatalog, load_catalog
+from taskrunner.flowwatch import FlowReloader, FlowWatcher, log, report_skipped
 from taskrunner.service import TaskService
 from taskrunner.settings import Settings
 from taskrunner.store.database import Database
@@ -23,8 +24,17 @@ from taskrunner.worker import Worker
 class Runtime:
     settings: Settings
     database: Database
-    catalog: FlowCatalog
     service: TaskService
+    flows: FlowReloader
+
+    @property
+    def catalog(self) -> FlowCatalog:
+        """The flows as they are now. A reload swaps it whole: read it once per request."""
+        return self.service.catalog
+
+    def flow_watcher(self) -> FlowWatcher:
+        """A thread (not started) that reloads the flows when their directory changes."""
+        return FlowWatcher(self.flows, self.settings.flows_reload_seconds)
 
     def worker(self, concurrency: int) -> Worker:
         return Worker(
@@ -43,9 +53,17 @@ def open_runtime(
     *,
     catalog: FlowCatalog | None = None,
     announce: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] = log.warning,
 ) -> Runtime:
-    """Load the flows, connect, migrate (unless switched off), and build the service."""
-    catalog = catalog or load_catalog(settings.flows_dir)
+    """Load the flows, connect, migrate (unless switched off), and build the service.
+
+    Each flow file that is skipped (invalid, unreadable, a name taken) is said once to
+    `warn`; the others load. A flows directory that does not exist stops it all
+    (`FlowCatalogError`). A `catalog` given is used as it is, and reported by the caller.
+    """
+    if catalog is None:
+        catalog = load_catalog(settings.flows_dir)
+        report_skipped(catalog, warn)
     if announce is not None:
         announce(f"taskrunner: using {settings.describe_database()}")
     database = Database(settings.database_url)
@@ -60,7 +78,8 @@ def open_runtime(
     except BaseException:
         database.dispose()
         raise
-    return Runtime(settings, database, catalog, service)
+    reloader = FlowReloader(settings.flows_dir, service, warn=warn)
+    return Runtime(settings, database, service, reloader)
 
 
 def settle_memory() -> None:
