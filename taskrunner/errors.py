@@ -134,6 +134,23 @@ class UnknownFlowError(ClientError):
         super().__init__(f"no flow named {shown!r}; flows: {', '.join(known) or 'none'}")
 
 
+class InvalidFlowFileError(ClientError):
+    """The flow's file is invalid, so the flow is not loaded."""
+
+    problem = "invalid-flow-file"
+    http_status = 404
+    exit_status = EXIT_FAILED
+
+    def __init__(self, name: str, file: str, reason: str) -> None:
+        self.name = name
+        self.file = file
+        self.reason = reason
+        super().__init__(
+            f"the flow {name!r} is not loaded: its file {file} in the flows directory "
+            f"{reason}; `taskrunner validate-flow` on that file (or GET /flows) shows why"
+        )
+
+
 class TaskNotFoundError(ClientError):
     """No task has this id."""
 
@@ -197,6 +214,9 @@ class FlowCatalogError(TaskrunnerError):
 
     problem = "invalid-flows"
     exit_status = EXIT_FAILED
+    # At start-up this stops the process; asked for a reload (`POST /flows/reload`), the
+    # flows loaded before are kept, and the server's state is what the client must fix.
+    http_status = 409
 
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         self.problems = problems or []

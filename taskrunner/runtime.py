@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from taskrunner.catalog import FlowCatalog, load_catalog
 from taskrunner.errors import NoDatabaseError
+from taskrunner.flowwatch import FlowReloader, FlowWatcher, log, report_skipped
 from taskrunner.service import TaskService
 from taskrunner.settings import Settings
 from taskrunner.store.database import Database, sqlite_path
@@ -24,8 +25,17 @@ from taskrunner.worker import Worker
 class Runtime:
     settings: Settings
     database: Database
-    catalog: FlowCatalog
     service: TaskService
+    flows: FlowReloader
+
+    @property
+    def catalog(self) -> FlowCatalog:
+        """The flows as they are now. A reload swaps it whole: read it once per request."""
+        return self.service.catalog
+
+    def flow_watcher(self) -> FlowWatcher:
+        """A thread (not started) that reloads the flows when their directory changes."""
+        return FlowWatcher(self.flows, self.settings.flows_reload_seconds)
 
     def worker(self, concurrency: int) -> Worker:
         return Worker(
@@ -44,15 +54,22 @@ def open_runtime(
     *,
     catalog: FlowCatalog | None = None,
     announce: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] = log.warning,
     existing: bool = False,
 ) -> Runtime:
     """Load the flows, connect, migrate (unless switched off), and build the service.
+
+    Each flow file that is skipped (invalid, unreadable, a name taken) is said once to
+    `warn`; the others load. A flows directory that does not exist stops it all
+    (`FlowCatalogError`). A `catalog` given is used as it is, and reported by the caller.
 
     `existing`: the database must exist already (commands that only read or change
     tasks): a SQLite path where there is no file is refused rather than made, so that a
     mistyped path is not taken for an empty database.
     """
-    catalog = catalog or load_catalog(settings.flows_dir)
+    if catalog is None:
+        catalog = load_catalog(settings.flows_dir)
+        report_skipped(catalog, warn)
     if announce is not None:
         announce(f"taskrunner: using {settings.describe_database()}")
     if existing:
@@ -72,7 +89,8 @@ def open_runtime(
     except BaseException:
         database.dispose()
         raise
-    return Runtime(settings, database, catalog, service)
+    reloader = FlowReloader(settings.flows_dir, service, warn=warn)
+    return Runtime(settings, database, service, reloader)
 
 
 def settle_memory() -> None:

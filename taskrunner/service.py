@@ -129,6 +129,18 @@ class TaskService:
         self._plans = {entry.flow.digest: entry.plan for entry in catalog}
         self._versions: dict[str, FlowVersion] = {}
 
+    def use_catalog(self, catalog: FlowCatalog) -> None:
+        """Start new tasks from `catalog` from now on (a reload of the flows).
+
+        Tasks already started keep the version they pinned: the plans of every version
+        this service has known stay in hand, and any other is read back from the store by
+        its digest, so a flow changed or removed in the new catalog still runs for them.
+        The swap is one assignment: a request sees the old catalog or the new, whole.
+        """
+        for entry in catalog:
+            self._plans.setdefault(entry.flow.digest, entry.plan)
+        self.catalog = catalog
+
     def close(self) -> None:
         self.leases.close()
         self.repository.close()

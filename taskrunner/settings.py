@@ -5,6 +5,9 @@
 - `TASKRUNNER_AUTO_MIGRATE`: `0` not to migrate the database on start (default `1`);
 - `TASKRUNNER_FLOWS_DIR`: the directory of flow files, `*.yaml` (default: the example
   flows shipped in the package, `taskrunner/flows`);
+- `TASKRUNNER_FLOWS_RELOAD_SECONDS`: how often a server or worker looks for changed flow
+  files, and reloads them if any changed (default 2); `0` not to look (`SIGHUP` and
+  `POST /flows/reload` still reload);
 - `TASKRUNNER_LEASE_SECONDS`: how long a worker's hold on a task lasts unless renewed
   (default 30): a crashed worker's tasks are taken over after at most this long;
 - `TASKRUNNER_POLL_SECONDS`: how often idle workers look for due tasks besides being
@@ -68,6 +71,7 @@ class Settings:
     database_is_default: bool = False
     auto_migrate: bool = True
     flows_dir: Path = DEFAULT_FLOWS_DIR
+    flows_reload_seconds: float = 2.0
     max_body_bytes: int = MAX_BODY_BYTES
     lease_seconds: float = 30.0
     poll_seconds: float = 1.0
@@ -85,6 +89,9 @@ class Settings:
             database_is_default=not url,
             auto_migrate=_flag(env, "TASKRUNNER_AUTO_MIGRATE", default=True),
             flows_dir=Path(env.get("TASKRUNNER_FLOWS_DIR") or DEFAULT_FLOWS_DIR),
+            flows_reload_seconds=_seconds(
+                env, "TASKRUNNER_FLOWS_RELOAD_SECONDS", default=2.0, zero_is_off=True
+            ),
             lease_seconds=_seconds(env, "TASKRUNNER_LEASE_SECONDS", default=30.0),
             poll_seconds=_seconds(env, "TASKRUNNER_POLL_SECONDS", default=1.0),
             worker_concurrency=_count(env, "TASKRUNNER_WORKER_CONCURRENCY", default=2),
@@ -148,7 +155,9 @@ def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     raise SettingsError(f"{name}={value!r}: use 1 or 0")
 
 
-def _seconds(env: Mapping[str, str], name: str, *, default: float) -> float:
+def _seconds(
+    env: Mapping[str, str], name: str, *, default: float, zero_is_off: bool = False
+) -> float:
     value = env.get(name, "").strip()
     if not value:
         return default
@@ -156,8 +165,11 @@ def _seconds(env: Mapping[str, str], name: str, *, default: float) -> float:
         seconds = float(value)
     except ValueError:
         seconds = -1.0
+    if zero_is_off and seconds == 0:
+        return seconds
     if not 0.05 <= seconds <= 86_400:
-        raise SettingsError(f"{name}={value!r}: use a number of seconds from 0.05 to 86400")
+        off = " (0 for off)" if zero_is_off else ""
+        raise SettingsError(f"{name}={value!r}: use a number of seconds from 0.05 to 86400{off}")
     return seconds
 
 

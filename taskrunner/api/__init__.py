@@ -8,16 +8,20 @@ nothing process-wide: a real server says what to do once it has started (`on_sta
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 
 from fastapi import FastAPI
 
-from taskrunner.api import openapi, problems
+from taskrunner.api import flows, openapi, problems
 from taskrunner.api.limits import BodyLimit
 from taskrunner.api.offload import Offload
 from taskrunner.api.routes import router
+from taskrunner.flowwatch import FlowWatcher
 from taskrunner.runtime import open_runtime
 from taskrunner.settings import MAX_BODY_BYTES, Settings
 from taskrunner.worker import BackgroundWorker
@@ -27,14 +31,41 @@ def _to_stderr(line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
+log = logging.getLogger("taskrunner.api")
+
+
+@contextmanager
+def _reloading_on_sighup(watcher: FlowWatcher) -> Iterator[None]:
+    """`SIGHUP` reloads the flows while the app runs. The handler is the event loop's
+    (it runs as an ordinary callback, not inside a signal handler); uvicorn handles
+    only SIGINT and SIGTERM, so nothing of the server's is replaced."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, watcher.wake)
+    except (ValueError, RuntimeError, NotImplementedError, AttributeError) as exc:
+        # Not the main thread, or no SIGHUP here: the poll and POST /flows/reload remain.
+        log.warning("SIGHUP cannot reload the flows in this process: %s", exc)
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
 def create_app(
-    settings: Settings | None = None, *, on_started: Callable[[], None] | None = None
+    settings: Settings | None = None,
+    *,
+    on_started: Callable[[], None] | None = None,
+    reload_on_sighup: bool = False,
 ) -> FastAPI:
     """The application; it reads `Settings.from_env()` when it starts, unless given some.
 
     `on_started` runs once the runtime is open, before the first request: the server
     processes pass `settle_memory` there; an application in a test or embedded in another
-    program leaves the garbage collector as it found it.
+    program leaves the garbage collector as it found it. Likewise, only a server asks
+    for `reload_on_sighup`: the flows are then reloaded on `SIGHUP`, as well as when
+    their files change (`flows_reload_seconds`) and on `POST /flows/reload`.
     """
 
     @asynccontextmanager
@@ -45,15 +76,19 @@ def create_app(
         app.state.offload = Offload(chosen)
         if on_started is not None:
             on_started()
+        watcher = runtime.flow_watcher()
+        watcher.start()
         worker = None
         if chosen.worker_concurrency:
             worker = BackgroundWorker(runtime.worker(chosen.worker_concurrency))
             worker.start()
         try:
-            yield
+            with _reloading_on_sighup(watcher) if reload_on_sighup else nullcontext():
+                yield
         finally:
             if worker is not None:
                 worker.stop()
+            watcher.stop()
             runtime.close()
 
     app = FastAPI(
@@ -65,5 +100,6 @@ def create_app(
     problems.install(app)
     openapi.install(app)
     app.include_router(router)
+    app.include_router(flows.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes if settings else MAX_BODY_BYTES)
     return app

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, JsonValue
 
+from taskrunner.api.flows import FlowListing, FlowSummary, flow_listing
 from taskrunner.api.offload import Offload
 from taskrunner.api.problems import error_problem
 from taskrunner.errors import (
@@ -35,7 +36,7 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         status: {"description": description}
         for status, description in {
             400: "The body is not well-formed JSON.",
-            404: "No such flow or task.",
+            404: "No such flow or task, or the flow's file is invalid (skipped).",
             409: "The idempotency key started another task, or the task has finished.",
             413: "The body is larger than 1 MiB.",
             422: "The request is well-formed but cannot be served as it is.",
@@ -216,25 +217,22 @@ async def get_task(request: Request, task_id: uuid.UUID) -> Response:
     return _json(await _offload(request).call(service.get_task, task_id))
 
 
-class FlowSummary(BaseModel):
-    name: str = Field(examples=["echo_add"])
-    description: str | None = Field(examples=["Echo a text, then add two numbers."])
-    version: str = Field(description="The content digest of the definition.")
-
-
 class FlowDetail(FlowSummary):
     input_schema: dict[str, JsonValue] = Field(description="The JSON Schema of a task's input.")
     definition: dict[str, JsonValue] = Field(description="The definition, as canonical JSON.")
 
 
-@router.get("/flows", response_model=list[FlowSummary], tags=["flows"], summary="The flows")
-async def list_flows(request: Request) -> list[FlowSummary]:
-    return [
-        FlowSummary(
-            name=entry.flow.name, description=entry.flow.description, version=entry.flow.digest
-        )
-        for entry in _runtime(request).catalog
-    ]
+@router.get(
+    "/flows",
+    response_model=FlowListing,
+    tags=["flows"],
+    summary="The flows, and the flow files skipped",
+)
+async def list_flows(request: Request) -> FlowListing:
+    """Each loaded flow (`valid: true`), by name; then each flow file that was skipped
+    (`valid: false`: invalid, unreadable, or defining a flow that an earlier file
+    defines), with its problems."""
+    return flow_listing(_runtime(request).catalog)
 
 
 @router.get(
@@ -242,7 +240,12 @@ async def list_flows(request: Request) -> list[FlowSummary]:
     response_model=FlowDetail,
     tags=["flows"],
     summary="A flow: its definition and the schema of its input",
-    responses=_problems(404),
+    responses={
+        404: {
+            "description": "No such flow (`unknown-flow`), or its file was skipped "
+            "(`invalid-flow-file`: `GET /flows` shows its problems)."
+        }
+    },
 )
 async def get_flow(request: Request, name: str) -> FlowDetail:
     entry = _runtime(request).catalog.get(name)
@@ -251,6 +254,7 @@ async def get_flow(request: Request, name: str) -> FlowDetail:
         name=flow.name,
         description=flow.description,
         version=flow.digest,
+        file=entry.path.name,
         input_schema=entry.plan.input_model.model_json_schema(),
         definition=json.loads(flow.canonical),
     )

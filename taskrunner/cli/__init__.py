@@ -150,6 +150,10 @@ def run_flow(
     settings = Settings.from_env()
     catalog = load_catalog(settings.flows_dir)
     entry = catalog.get(flow)
+    # Said after the lookup: when the flow asked for is the one skipped, its error alone
+    # is the one line to say.
+    for skipped in catalog.skipped:
+        _warn(skipped.warning())
     if show_help:
         typer.echo(ctx.get_help())
         typer.echo("\n" + options_help(entry.flow))
@@ -201,7 +205,7 @@ def get_task(
     from taskrunner.cli.render import task_text
 
     parsed = _task_id(task_id)
-    runtime = _open_runtime(Settings.from_env(), existing=True)
+    runtime = _open_runtime(Settings.from_env(), tasks_only=True)
     try:
         task = runtime.service.get_task(parsed)
     finally:
@@ -235,7 +239,7 @@ def list_tasks(
             f"error: no status {status!r}; use one of {', '.join(get_args(TaskStatus))}", err=True
         )
         raise typer.Exit(EXIT_USAGE)
-    runtime = _open_runtime(Settings.from_env(), existing=True)
+    runtime = _open_runtime(Settings.from_env(), tasks_only=True)
     try:
         page = runtime.service.list_tasks(
             status=status,  # type: ignore[arg-type]
@@ -260,7 +264,7 @@ def cancel_task(
     from taskrunner.cli.render import task_text
 
     parsed = _task_id(task_id)
-    runtime = _open_runtime(Settings.from_env(), existing=True)
+    runtime = _open_runtime(Settings.from_env(), tasks_only=True)
     try:
         outcome, task = runtime.service.cancel_task(parsed)
     finally:
@@ -282,18 +286,24 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the HTTP API (as `uvicorn main:app` does), with a worker in the same process
-    for queued tasks unless --no-worker."""
+    for queued tasks unless --no-worker. Flow files that change are reloaded (see
+    TASKRUNNER_FLOWS_RELOAD_SECONDS), and so are all on SIGHUP or POST /flows/reload."""
     import dataclasses
 
     import uvicorn
 
     from taskrunner.api import create_app
+    from taskrunner.catalog import directory_fingerprint
     from taskrunner.runtime import settle_memory
 
     settings = Settings.from_env()
     if no_worker:
         settings = dataclasses.replace(settings, worker_concurrency=0)
-    uvicorn.run(create_app(settings, on_started=settle_memory), host=host, port=port)
+    # A flows directory that is not there stops the server before it starts, in one line
+    # (the app would find it too, but in its lifespan, where uvicorn shows a traceback).
+    directory_fingerprint(settings.flows_dir)
+    app = create_app(settings, on_started=settle_memory, reload_on_sighup=True)
+    uvicorn.run(app, host=host, port=port)
 
 
 @app.command("worker")
@@ -304,7 +314,8 @@ def worker(
 ) -> None:
     """Run queued tasks until stopped. Any number of workers, on any machines, can share
     one PostgreSQL database. SIGTERM (or Ctrl-C) drains: each task in hand finishes its
-    current step, goes back to the queue, and the worker exits."""
+    current step, goes back to the queue, and the worker exits. SIGHUP reloads the flows
+    (so do changed flow files, see TASKRUNNER_FLOWS_RELOAD_SECONDS)."""
     import signal
     import threading
 
@@ -324,10 +335,14 @@ def worker(
 
     runtime = _open_runtime(settings)
     settle_memory()
+    watcher = runtime.flow_watcher()
+    watcher.start()
+    signal.signal(signal.SIGHUP, lambda *_: watcher.wake())
     try:
         typer.echo(f"taskrunner: worker {runtime.service.owner} running", err=True)
         runtime.worker(concurrency).run(stop)
     finally:
+        watcher.stop()
         runtime.close()
     typer.echo("taskrunner: worker stopped", err=True)
 
@@ -354,16 +369,30 @@ def _task_id(text: str) -> uuid.UUID:
 
 
 def _open_runtime(
-    settings: Settings, catalog: FlowCatalog | None = None, *, existing: bool = False
+    settings: Settings, catalog: FlowCatalog | None = None, *, tasks_only: bool = False
 ) -> Runtime:
+    """The runtime of a command. `tasks_only`, for the commands that only read or cancel
+    tasks: no flow is loaded at all (no flow file can stop them), and the database must
+    exist already (a mistyped SQLite path is not taken for an empty database)."""
     from taskrunner.runtime import open_runtime
 
+    if tasks_only:
+        from taskrunner.catalog import FlowCatalog
+        from taskrunner.engine.validate import FlowChecker
+        from taskrunner.tools import load_registry
+
+        catalog = FlowCatalog.of([], FlowChecker(load_registry()))
     return open_runtime(
         settings,
         catalog=catalog,
         announce=lambda line: typer.echo(line, err=True),
-        existing=existing,
+        warn=_warn,
+        existing=tasks_only,
     )
+
+
+def _warn(line: str) -> None:
+    typer.echo(f"warning: {line}", err=True)
 
 
 def main() -> None:

@@ -52,6 +52,7 @@ OPERATIONS: Final = {
     ("/flows/{name}", "get"),
     ("/schema/flow.json", "get"),
     ("/flows/validate", "post"),
+    ("/flows/reload", "post"),
     ("/healthz", "get"),
     ("/readyz", "get"),
 }
@@ -303,7 +304,8 @@ def test_flows_are_listed(client: TestClient) -> None:
     flows = response.json()
     assert [flow["name"] for flow in flows] == ["classify_sum", "echo_add", "safe_divide"]
     for flow in flows:
-        assert set(flow) == {"name", "description", "version"}
+        assert set(flow) == {"name", "description", "version", "valid", "file"}
+        assert (flow["valid"], flow["file"]) == (True, f"{flow['name']}.yaml")
         assert flow["version"].startswith("sha256:")
         assert re.fullmatch(r"sha256:[0-9a-f]{64}", flow["version"]), flow
     task = start(client, HELLO)
