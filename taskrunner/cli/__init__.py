@@ -34,6 +34,7 @@ from taskrunner.settings import Settings
 if TYPE_CHECKING:
     from taskrunner.catalog import FlowCatalog
     from taskrunner.runtime import Runtime
+    from taskrunner.views import TaskView
 
 EXIT_OK = 0
 
@@ -191,7 +192,7 @@ def run_flow(
             "database (it runs the queue in its own process)",
             err=True,
         )
-    raise typer.Exit(_run_status(task.status, queued=no_wait))
+    raise typer.Exit(_run_status(task, queued=no_wait))
 
 
 @app.command("get-task")
@@ -347,13 +348,13 @@ def worker(
     typer.echo("taskrunner: worker stopped", err=True)
 
 
-def _run_status(status: str, *, queued: bool) -> int:
-    if status == "succeeded" or (queued and status in ("pending", "running")):
+def _run_status(task: TaskView, *, queued: bool) -> int:
+    if task.status == "succeeded" or (queued and task.status in ("pending", "running")):
         return EXIT_OK
-    if status in ("pending", "running"):
+    if task.status in ("pending", "running"):
         typer.echo(
-            f"the task has not finished ({status}): it goes on elsewhere; "
-            "`taskrunner get-task ID` shows how it stands",
+            f"the task has not finished ({task.status}): it goes on elsewhere; "
+            f"`taskrunner get-task {task.id}` shows how it stands",
             err=True,
         )
         return EXIT_UNFINISHED
