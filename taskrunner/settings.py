@@ -10,7 +10,11 @@
 - `TASKRUNNER_POLL_SECONDS`: how often idle workers look for due tasks besides being
   woken by notifications (default 1);
 - `TASKRUNNER_WORKER_CONCURRENCY`: how many queued tasks the API's own, in-process
-  worker runs at once; `0` for none (default 2).
+  worker runs at once; `0` for none (default 2);
+- `TASKRUNNER_API_KEYS_FILE`: a file of API keys, one per line, `NAME SCOPE sha256:HEX
+  [revoked]` (see `apikeys.py`); `TASKRUNNER_API_KEYS`: the same lines, separated by `;`
+  or new lines. Either one turns authentication on; unset (or empty), the API is open and
+  `taskrunner serve` binds to loopback addresses only.
 
 Relative paths in these variables are taken from the current directory. Of the defaults,
 only the embedded SQLite file depends on it (it is kept under the current directory).
@@ -24,11 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from taskrunner.apikeys import ApiKeyring, parse_keys
 from taskrunner.errors import SettingsError
 
 DEFAULT_SQLITE_PATH: Final = Path("var") / "taskrunner.sqlite3"
 DEFAULT_FLOWS_DIR: Final = Path(__file__).resolve().with_name("flows")
 MAX_BODY_BYTES: Final = 1024 * 1024
+MAX_KEY_FILE_BYTES: Final = 1024 * 1024
 
 _TRUE: Final = {"1", "true", "yes", "on"}
 _FALSE: Final = {"0", "false", "no", "off"}
@@ -46,6 +52,8 @@ class Settings:
     lease_seconds: float = 30.0
     poll_seconds: float = 1.0
     worker_concurrency: int = 2
+    api_keys: ApiKeyring | None = None
+    """None: no keys are configured, and the API is open (to loopback clients only)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +67,7 @@ class Settings:
             lease_seconds=_seconds(env, "TASKRUNNER_LEASE_SECONDS", default=30.0),
             poll_seconds=_seconds(env, "TASKRUNNER_POLL_SECONDS", default=1.0),
             worker_concurrency=_count(env, "TASKRUNNER_WORKER_CONCURRENCY", default=2),
+            api_keys=_api_keys(env),
         )
 
     @property
@@ -126,3 +135,52 @@ def _count(env: Mapping[str, str], name: str, *, default: int) -> int:
     if not value.isdigit() or int(value) > 256:
         raise SettingsError(f"{name}={value!r}: use a whole number from 0 to 256")
     return int(value)
+
+
+def _api_keys(env: Mapping[str, str]) -> ApiKeyring | None:
+    """The keys of `TASKRUNNER_API_KEYS_FILE` and `TASKRUNNER_API_KEYS`, together; None when
+    neither is set. A variable that is set but lists no key is an error, not an open API."""
+    entries: list[tuple[str, str]] = []
+    path = env.get("TASKRUNNER_API_KEYS_FILE", "").strip()
+    inline = env.get("TASKRUNNER_API_KEYS", "").strip()
+    if not path and not inline:
+        return None
+    if path:
+        lines = _read_key_file(Path(path)).splitlines()
+        file_entries = [(f"{path}:{number}", line) for number, line in enumerate(lines, 1)]
+        _require_some(file_entries, f"TASKRUNNER_API_KEYS_FILE={path}")
+        entries += file_entries
+    if inline:
+        parts = inline.replace("\n", ";").replace("\r", "").split(";")
+        inline_entries = [
+            (f"TASKRUNNER_API_KEYS entry {number}", part) for number, part in enumerate(parts, 1)
+        ]
+        _require_some(inline_entries, "TASKRUNNER_API_KEYS")
+        entries += inline_entries
+    return ApiKeyring(parse_keys(entries))
+
+
+def _read_key_file(path: Path) -> str:
+    where = f"TASKRUNNER_API_KEYS_FILE={path}"
+    try:
+        if not path.is_file():  # checked first: opening a FIFO would block
+            raise SettingsError(f"{where}: not a regular file (or it does not exist)")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_KEY_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SettingsError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_KEY_FILE_BYTES:
+        raise SettingsError(f"{where}: larger than {MAX_KEY_FILE_BYTES:,} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SettingsError(f"{path}:{line}: not UTF-8 text") from None
+
+
+def _require_some(entries: list[tuple[str, str]], where: str) -> None:
+    if not any(text.strip() and not text.strip().startswith("#") for _, text in entries):
+        raise SettingsError(
+            f"{where} lists no API key; add one (`taskrunner api-key new`) or unset it "
+            "to serve without keys"
+        )

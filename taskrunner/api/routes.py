@@ -11,7 +11,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, JsonValue
 
+from taskrunner.api.auth import require
 from taskrunner.api.problems import error_problem
+from taskrunner.apikeys import ApiKey
 from taskrunner.errors import (
     InvalidRequestError,
     JsonTextError,
@@ -21,11 +23,13 @@ from taskrunner.errors import (
 from taskrunner.flowfile import check_source
 from taskrunner.jsontext import parse_json
 from taskrunner.runtime import Runtime
-from taskrunner.service import DEFAULT_PAGE, MAX_PAGE
+from taskrunner.service import DEFAULT_PAGE, MAX_PAGE, scoped_idempotency_key
 from taskrunner.store.records import TaskStatus
 from taskrunner.views import TaskPage, TaskView
 
 DEFAULT_FLOW: Final = "echo_add"
+READ: Final = [require("read")]
+RUN: Final = [require("run")]
 router = APIRouter()
 
 
@@ -111,6 +115,7 @@ _START_TASK_BODY: Final = {
 )
 async def start_task(
     request: Request,
+    caller: Annotated[ApiKey | None, require("run")],
     prefer: Annotated[
         str | None,
         Header(description="`respond-async` to queue the task and answer at once (202)."),
@@ -119,7 +124,8 @@ async def start_task(
         str | None,
         Header(
             description="Start at most one task per key: the same key and input give the "
-            "same task; the same key with another input is a 409."
+            "same task; the same key with another input is a 409. Each API key has keys of "
+            "its own."
         ),
     ] = None,
 ) -> Response:
@@ -132,7 +138,8 @@ async def start_task(
     service = _runtime(request).service
     queued = _prefers_async(prefer)
     start = service.enqueue_task if queued else service.run_task
-    started = await run_in_threadpool(start, flow, data, idempotency_key=idempotency_key)
+    scoped = scoped_idempotency_key(caller.name if caller else None, idempotency_key)
+    started = await run_in_threadpool(start, flow, data, idempotency_key=scoped)
     task = started.task
     headers = {"Location": f"/tasks/{task.id}"}
     if queued:
@@ -149,6 +156,7 @@ async def start_task(
     response_model=TaskView,
     tags=["tasks"],
     summary="Cancel a task",
+    dependencies=RUN,
     responses={
         202: {"description": "The task is running: it stops before its next step."},
         **_problems(404, 409, 422, 503),
@@ -167,6 +175,7 @@ def cancel_task(request: Request, task_id: uuid.UUID) -> Response:
     response_model=TaskPage,
     tags=["tasks"],
     summary="List tasks, newest first",
+    dependencies=READ,
     responses=_problems(422, 503),
 )
 def list_tasks(
@@ -194,6 +203,7 @@ def list_tasks(
     response_model=TaskView,
     tags=["tasks"],
     summary="A task with its step history",
+    dependencies=READ,
     responses=_problems(404, 422, 503),
 )
 def get_task(request: Request, task_id: uuid.UUID) -> Response:
@@ -211,7 +221,13 @@ class FlowDetail(FlowSummary):
     definition: dict[str, JsonValue] = Field(description="The definition, as canonical JSON.")
 
 
-@router.get("/flows", response_model=list[FlowSummary], tags=["flows"], summary="The flows")
+@router.get(
+    "/flows",
+    response_model=list[FlowSummary],
+    tags=["flows"],
+    summary="The flows",
+    dependencies=READ,
+)
 def list_flows(request: Request) -> list[FlowSummary]:
     return [
         FlowSummary(
@@ -226,6 +242,7 @@ def list_flows(request: Request) -> list[FlowSummary]:
     response_model=FlowDetail,
     tags=["flows"],
     summary="A flow: its definition and the schema of its input",
+    dependencies=READ,
     responses=_problems(404),
 )
 def get_flow(request: Request, name: str) -> FlowDetail:
@@ -244,6 +261,7 @@ def get_flow(request: Request, name: str) -> FlowDetail:
     "/schema/flow.json",
     tags=["flows"],
     summary="The JSON Schema of flow documents",
+    dependencies=READ,
     responses={
         200: {
             "content": {
@@ -287,6 +305,8 @@ class ValidationReport(BaseModel):
     response_model=ValidationReport,
     tags=["flows"],
     summary="Check a flow document (YAML) and list every problem",
+    # `read`, not open: checking costs CPU, and strangers should not be able to spend it.
+    dependencies=READ,
     openapi_extra={
         "requestBody": {
             "required": True,

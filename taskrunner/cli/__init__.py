@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from taskrunner.cli.keys import api_key_app
 from taskrunner.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_USAGE, TaskrunnerError
 from taskrunner.settings import Settings
 
@@ -39,6 +40,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+app.add_typer(api_key_app)
 
 
 @app.command("validate-flow")
@@ -244,23 +246,45 @@ def cancel_task(
 
 @app.command("serve")
 def serve(
-    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="The address to listen on. Beyond loopback only with API keys configured, "
+            "or --insecure."
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="The port to listen on.")] = 8000,
     no_worker: Annotated[
         bool,
         typer.Option("--no-worker", help="Serve HTTP only: leave queued tasks to workers."),
     ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Listen beyond loopback even though no API key is configured: anyone who "
+            "reaches the port may read, start and cancel every task.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the HTTP API (as `uvicorn main:app` does), with a worker in the same process
-    for queued tasks unless --no-worker."""
+    for queued tasks unless --no-worker.
+
+    Without API keys (TASKRUNNER_API_KEYS_FILE, TASKRUNNER_API_KEYS) the API is open, so it
+    listens on a loopback address only, unless --insecure. Exit status 2 otherwise."""
     import dataclasses
+
+    from taskrunner.errors import UnprotectedServerError
+
+    settings = Settings.from_env()
+    if settings.api_keys is None and not insecure and not _is_loopback(host):
+        raise UnprotectedServerError(host)
 
     import uvicorn
 
     from taskrunner.api import create_app
     from taskrunner.runtime import settle_memory
 
-    settings = Settings.from_env()
     if no_worker:
         settings = dataclasses.replace(settings, worker_concurrency=0)
     uvicorn.run(create_app(settings, on_started=settle_memory), host=host, port=port)
@@ -300,6 +324,18 @@ def worker(
     finally:
         runtime.close()
     typer.echo("taskrunner: worker stopped", err=True)
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address (127.0.0.0/8, ::1) or `localhost`."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _task_id(text: str) -> uuid.UUID:
