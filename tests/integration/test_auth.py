@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from taskrunner.api import create_app
-from taskrunner.apikeys import ApiKeyring, NewKey, Scope, new_key
+from taskrunner.apikeys import ApiKeyring, NewKey, Scope, new_key, parse_keys
 from taskrunner.cli import app as cli_app
 from taskrunner.errors import SettingsError
 from taskrunner.settings import Settings
@@ -462,3 +463,38 @@ def test_api_key_new_refuses_a_bad_name_or_scope(
     assert says in finished.stderr
     assert "Traceback" not in finished.stderr
     assert finished.stdout == ""
+
+
+def test_the_key_file_shown_in_the_operations_guide_is_valid() -> None:
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    section = guide.split("## Authentication", 1)[1]
+    example = section.split("```text\n", 1)[1].split("```", 1)[0]
+    lines = [(f"operations.md:{number}", line) for number, line in enumerate(example.splitlines())]
+    keys = parse_keys(lines)
+    assert [(key.name, key.scope, key.revoked) for key in keys] == [
+        ("ci", "run", False),
+        ("ops", "admin", False),
+        ("old-ci", "run", True),
+    ]
+
+
+def test_the_key_shown_in_the_operations_guide_matches_its_line() -> None:
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    # As `api-key new` prints them: a label, two spaces or more, the value.
+    rows = dict(
+        line.split(maxsplit=1)
+        for line in guide.splitlines()
+        if line.startswith(("key  ", "line  "))
+    )
+    [key] = parse_keys([("operations.md", rows["line"])])
+    assert ApiKeyring((key,)).find(rows["key"]) == key
+
+
+def test_nothing_published_or_documented_listens_everywhere_without_keys() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for service in compose["services"].values():
+        for published in service.get("ports", []):
+            assert published.startswith("127.0.0.1:"), published
+    documents = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for document in documents:
+        assert f"--host {EVERYWHERE}" not in document.read_text(), document
