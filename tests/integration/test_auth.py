@@ -261,26 +261,22 @@ def test_openapi_declares_the_bearer_scheme_and_each_operations_scope(
 # -- serve: loopback only without keys -------------------------------------------------------
 
 
-def serve_env(**extra: str) -> dict[str, str]:
+def taskrunner(args: list[str], cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    """`taskrunner ARGS` as a shell runs it, with no taskrunner setting but `extra`."""
     env = {
         key: value
         for key, value in os.environ.items()
         if key != "DATABASE_URL" and not key.startswith("TASKRUNNER_")
     }
     env.update(extra)
-    return env
+    return subprocess.run(
+        [*ENTRY, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize("host", [EVERYWHERE, "::", "192.0.2.7", "example.org"])
 def test_serve_refuses_a_non_loopback_host_without_keys(host: str, tmp_path: Path) -> None:
-    finished = subprocess.run(
-        [*ENTRY, "serve", "--host", host],
-        cwd=tmp_path,
-        env=serve_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    finished = taskrunner(["serve", "--host", host], tmp_path)
     assert finished.returncode == 2
     assert finished.stdout == ""
     assert finished.stderr.splitlines() == [
@@ -319,14 +315,7 @@ def test_serve_listens_on_loopback_or_with_keys_or_when_told_it_is_insecure(
 def test_a_malformed_key_file_stops_a_command_with_one_line_and_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "keys"
     path.write_text(f"{KEYS['run'].key.line()}\nci run\n")
-    finished = subprocess.run(
-        [*ENTRY, "serve"],
-        cwd=tmp_path,
-        env=serve_env(TASKRUNNER_API_KEYS_FILE=str(path)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    finished = taskrunner(["serve"], tmp_path, TASKRUNNER_API_KEYS_FILE=str(path))
     assert finished.returncode == 2
     assert finished.stderr.splitlines() == [
         f"error: {path}:2: expected `NAME SCOPE sha256:HEX [revoked]`, found 2 field(s)"
@@ -374,14 +363,7 @@ def test_a_new_key_authenticates_against_its_printed_line(
 def test_api_key_new_refuses_a_bad_name_or_scope(
     args: list[str], says: str, tmp_path: Path
 ) -> None:
-    finished = subprocess.run(
-        [*ENTRY, "api-key", "new", *args],
-        cwd=tmp_path,
-        env=serve_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    finished = taskrunner(["api-key", "new", *args], tmp_path)
     assert finished.returncode == 2
     assert says in finished.stderr
     assert "Traceback" not in finished.stderr
