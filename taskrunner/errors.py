@@ -51,6 +51,11 @@ class TaskrunnerError(Exception):
         """Each problem, when there are several (the API's `errors`)."""
         return None
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer must carry (such as `WWW-Authenticate`)."""
+        return {}
+
 
 def _first_paragraph(doc: str | None) -> str:
     """The first paragraph of a docstring, as one clean sentence."""
@@ -179,6 +184,63 @@ class TaskFinishedError(ClientError):
     exit_status = EXIT_FAILED
 
 
+class UnauthenticatedError(ClientError):
+    """This needs an API key: send `Authorization: Bearer <key>`."""
+
+    problem = "unauthenticated"
+    http_status = 401
+
+    challenge: ClassVar[str] = 'Bearer realm="taskrunner"'
+    """The `WWW-Authenticate` challenge (RFC 6750)."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": self.challenge}
+
+
+class InvalidApiKeyError(UnauthenticatedError):
+    """The API key is not valid."""
+
+    problem = "invalid-api-key"
+    challenge = 'Bearer realm="taskrunner", error="invalid_token"'
+
+
+class RevokedApiKeyError(UnauthenticatedError):
+    """The API key has been revoked."""
+
+    problem = "revoked-api-key"
+    challenge = (
+        'Bearer realm="taskrunner", error="invalid_token", '
+        'error_description="the API key has been revoked"'
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"the API key {name!r} has been revoked")
+
+
+class InsufficientScopeError(ClientError):
+    """The API key's scope does not allow this."""
+
+    problem = "insufficient-scope"
+    http_status = 403
+
+    def __init__(self, name: str, held: str, needed: str) -> None:
+        self.name = name
+        self.held = held
+        self.needed = needed
+        super().__init__(
+            f"the API key {name!r} has the scope {held!r}; this needs {needed!r} or above"
+        )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {
+            "WWW-Authenticate": f'Bearer realm="taskrunner", error="insufficient_scope", '
+            f'scope="{self.needed}"'
+        }
+
+
 class InputOptionError(ClientError):
     """The command line does not give a usable input."""
 
@@ -197,6 +259,18 @@ class SettingsError(TaskrunnerError):
 
     problem = "invalid-settings"
     exit_status = EXIT_USAGE
+
+
+class UnprotectedServerError(SettingsError):
+    """The API would listen beyond this machine with no API key configured."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        super().__init__(
+            f"--host {host} is not a loopback address and no API keys are configured: "
+            "set TASKRUNNER_API_KEYS_FILE (see `taskrunner api-key new`), "
+            "or pass --insecure to serve without authentication"
+        )
 
 
 class MigrationError(TaskrunnerError):

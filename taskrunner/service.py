@@ -16,6 +16,7 @@ step's write: `echo_add` run in the caller costs three commits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -75,6 +76,7 @@ CANCEL_POLL_SECONDS: Final = 1.0
 """How often a task waited on here is read again, to see a cancel made elsewhere."""
 UNEXPECTED_STEP: Final = "UnexpectedStep"
 FLOW_UNAVAILABLE: Final = "FlowUnavailable"
+MAX_IDEMPOTENCY_KEY: Final = 255
 IDEMPOTENCY_KEY_PATTERN: Final = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 log = logging.getLogger("taskrunner.service")
@@ -430,10 +432,8 @@ class TaskService:
         self, flow_name: str, data: Mapping[str, object], idempotency_key: str | None
     ) -> tuple[Flow, FlowPlan, JsonObject]:
         entry = self.catalog.get(flow_name)
-        if idempotency_key is not None and not IDEMPOTENCY_KEY_PATTERN.match(idempotency_key):
-            raise InvalidRequestError(
-                "an idempotency key is 1 to 255 visible ASCII characters, without spaces"
-            )
+        if idempotency_key is not None:
+            _check_idempotency_key(idempotency_key)
         # Unstorable text is named as such before validation can misreport it; defaults
         # come from the flow, and are checked once applied.
         _refuse_unstorable(data)
@@ -490,6 +490,27 @@ class TaskService:
                 raise TaskrunnerError(f"the stored flow version {digest} does not match it")
             plan = self._plans[digest] = FlowPlan(flow, self.catalog.checker.registry)
         return plan
+
+
+def scoped_idempotency_key(caller: str | None, key: str | None) -> str | None:
+    """The idempotency key as stored for `caller` (an API key's name; None when the API has
+    no keys, and so one scope): `CALLER/KEY`, or `CALLER#SHA256(KEY)` when that would pass
+    255 characters. A name holds neither `/` nor `#`, so one caller's keys never meet
+    another's, and both forms stay within the stored key's length and pattern."""
+    if key is None or caller is None:
+        return key
+    _check_idempotency_key(key)
+    scoped = f"{caller}/{key}"
+    if len(scoped) <= MAX_IDEMPOTENCY_KEY:
+        return scoped
+    return f"{caller}#{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def _check_idempotency_key(key: str) -> None:
+    if not IDEMPOTENCY_KEY_PATTERN.match(key):
+        raise InvalidRequestError(
+            "an idempotency key is 1 to 255 visible ASCII characters, without spaces"
+        )
 
 
 def _refuse_unstorable(data: object) -> None:

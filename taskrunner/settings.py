@@ -23,6 +23,10 @@
   `TASKRUNNER_DB_LOCK_TIMEOUT_SECONDS`, `TASKRUNNER_DB_POOL_TIMEOUT_SECONDS`: how long
   to wait for a new connection (default 5), for one statement (default 30), for a lock
   (default 5) and for a free connection of the pool (default 5). See `Timeouts`.
+- `TASKRUNNER_API_KEYS_FILE`: a file of API keys, one per line, `NAME SCOPE sha256:HEX
+  [revoked]` (see `apikeys.py`); `TASKRUNNER_API_KEYS`: the same lines, separated by `;`
+  or new lines. Either one turns authentication on; unset (or empty), the API is open and
+  `taskrunner serve` binds to loopback addresses only.
 
 Relative paths in these variables are taken from the current directory. Of the defaults,
 only the embedded SQLite file depends on it (it is kept under the current directory).
@@ -36,11 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from taskrunner.apikeys import ApiKeyring, parse_keys
 from taskrunner.errors import SettingsError
 
 DEFAULT_SQLITE_PATH: Final = Path("var") / "taskrunner.sqlite3"
 DEFAULT_FLOWS_DIR: Final = Path(__file__).resolve().with_name("flows")
 MAX_BODY_BYTES: Final = 1024 * 1024
+MAX_KEY_FILE_BYTES: Final = 1024 * 1024
 
 _TRUE: Final = {"1", "true", "yes", "on"}
 _FALSE: Final = {"0", "false", "no", "off"}
@@ -79,6 +85,8 @@ class Settings:
     sync_wait_seconds: float = 30.0
     request_timeout_seconds: float = 10.0
     timeouts: Timeouts = Timeouts()
+    api_keys: ApiKeyring | None = None
+    """None: no keys are configured, and the API is open (to loopback clients only)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -105,6 +113,7 @@ class Settings:
                 lock=_seconds(env, "TASKRUNNER_DB_LOCK_TIMEOUT_SECONDS", default=5.0),
                 pool=_seconds(env, "TASKRUNNER_DB_POOL_TIMEOUT_SECONDS", default=5.0),
             ),
+            api_keys=_api_keys(env),
         )
 
     @property
@@ -180,3 +189,52 @@ def _count(env: Mapping[str, str], name: str, *, default: int) -> int:
     if not value.isdigit() or int(value) > 256:
         raise SettingsError(f"{name}={value!r}: use a whole number from 0 to 256")
     return int(value)
+
+
+def _api_keys(env: Mapping[str, str]) -> ApiKeyring | None:
+    """The keys of `TASKRUNNER_API_KEYS_FILE` and `TASKRUNNER_API_KEYS`, together; None when
+    neither is set. A variable that is set but lists no key is an error, not an open API."""
+    entries: list[tuple[str, str]] = []
+    path = env.get("TASKRUNNER_API_KEYS_FILE", "").strip()
+    inline = env.get("TASKRUNNER_API_KEYS", "").strip()
+    if not path and not inline:
+        return None
+    if path:
+        lines = _read_key_file(Path(path)).splitlines()
+        file_entries = [(f"{path}:{number}", line) for number, line in enumerate(lines, 1)]
+        _require_some(file_entries, f"TASKRUNNER_API_KEYS_FILE={path}")
+        entries += file_entries
+    if inline:
+        parts = inline.replace("\n", ";").replace("\r", "").split(";")
+        inline_entries = [
+            (f"TASKRUNNER_API_KEYS entry {number}", part) for number, part in enumerate(parts, 1)
+        ]
+        _require_some(inline_entries, "TASKRUNNER_API_KEYS")
+        entries += inline_entries
+    return ApiKeyring(parse_keys(entries))
+
+
+def _read_key_file(path: Path) -> str:
+    where = f"TASKRUNNER_API_KEYS_FILE={path}"
+    try:
+        if not path.is_file():  # checked first: opening a FIFO would block
+            raise SettingsError(f"{where}: not a regular file (or it does not exist)")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_KEY_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SettingsError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_KEY_FILE_BYTES:
+        raise SettingsError(f"{where}: larger than {MAX_KEY_FILE_BYTES:,} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SettingsError(f"{path}:{line}: not UTF-8 text") from None
+
+
+def _require_some(entries: list[tuple[str, str]], where: str) -> None:
+    if not any(text.strip() and not text.strip().startswith("#") for _, text in entries):
+        raise SettingsError(
+            f"{where} lists no API key; add one (`taskrunner api-key new`) or unset it "
+            "to serve without keys"
+        )

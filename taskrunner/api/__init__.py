@@ -72,6 +72,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         chosen = settings or Settings.from_env()
         runtime = open_runtime(chosen, announce=_to_stderr)
+        _to_stderr(_describe_keys(chosen))
         app.state.runtime = runtime
         app.state.offload = Offload(chosen)
         if on_started is not None:
@@ -103,3 +104,14 @@ def create_app(
     app.include_router(flows.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes if settings else MAX_BODY_BYTES)
     return app
+
+
+def _describe_keys(settings: Settings) -> str:
+    keys = settings.api_keys
+    if keys is None:
+        return (
+            "taskrunner: no API keys configured: the API is open to whoever can reach it "
+            "(listen on loopback only)"
+        )
+    active = sum(not key.revoked for key in keys.keys)
+    return f"taskrunner: API keys required ({active} active, {len(keys.keys) - active} revoked)"

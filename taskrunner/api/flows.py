@@ -14,6 +14,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, JsonValue
 
+from taskrunner.api.auth import require
 from taskrunner.catalog import FlowCatalog
 from taskrunner.runtime import Runtime
 
@@ -94,6 +95,7 @@ def flow_listing(catalog: FlowCatalog) -> FlowListing:
     response_model=FlowListing,
     tags=["flows"],
     summary="Read the flows directory again, now",
+    dependencies=[require("admin")],
     responses={
         409: {
             "description": "The flows directory cannot be listed (it was removed?): the "
@@ -106,6 +108,6 @@ def reload_flows(request: Request) -> FlowListing:
     flows as `GET /flows` lists them. Tasks already started keep the flow version they
     started with, even if their flow changed or is gone. (The server also reloads by
     itself when a file changes, every `TASKRUNNER_FLOWS_RELOAD_SECONDS`, and on
-    `SIGHUP`.)"""
+    `SIGHUP`.) It needs the `admin` scope when API keys are configured."""
     runtime: Runtime = request.app.state.runtime
     return flow_listing(runtime.flows.reload())

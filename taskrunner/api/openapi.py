@@ -1,5 +1,6 @@
 """The OpenAPI document, with every error response described as what the server sends:
-`application/problem+json`, shaped as `Problem`."""
+`application/problem+json`, shaped as `Problem`; and, on each operation that needs an API
+key, the scope it needs and its 401 and 403 answers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from taskrunner.api.auth import SCHEME_NAME
 from taskrunner.api.problems import MEDIA_TYPE, Problem
 
 _REFERENCE = {"$ref": "#/components/schemas/Problem"}
@@ -16,14 +18,10 @@ _REFERENCE = {"$ref": "#/components/schemas/Problem"}
 def install(app: FastAPI) -> None:
     def document() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _with_problems(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    summary=app.summary,
-                    routes=app.routes,
-                )
+            document = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
             )
+            app.openapi_schema = _with_problems(_with_scopes(document))
         return app.openapi_schema
 
     app.openapi = document  # type: ignore[method-assign]
@@ -41,4 +39,25 @@ def _with_problems(document: dict[str, Any]) -> dict[str, Any]:
                         response["description"] = "The request cannot be served as it is."
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+    return document
+
+
+def _with_scopes(document: dict[str, Any]) -> dict[str, Any]:
+    """Say in words, and with its 401 and 403, what each protected operation needs."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            roles = [
+                role
+                for requirement in operation.get("security", ())
+                for role in requirement.get(SCHEME_NAME, ())
+            ]
+            if not roles:
+                continue
+            scope = roles[0]
+            needs = f"Needs an API key of scope `{scope}` or above, when keys are configured."
+            described = operation.get("description")
+            operation["description"] = f"{described}\n\n{needs}" if described else needs
+            responses = operation.setdefault("responses", {})
+            responses["401"] = {"description": "No API key, or one that is unknown or revoked."}
+            responses["403"] = {"description": f"The API key's scope is below `{scope}`."}
     return document

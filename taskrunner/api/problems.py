@@ -42,6 +42,7 @@ def problem(
     errors: list[str] | None = None,
     *,
     retry_after: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"urn:taskrunner:problem:{code}",
@@ -51,8 +52,10 @@ def problem(
     }
     if errors:
         body["errors"] = [_printable(error) for error in errors]
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    sent = dict(headers or {})
+    if retry_after is not None:
+        sent["Retry-After"] = str(retry_after)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=sent or None)
 
 
 def error_problem(error: TaskrunnerError) -> JSONResponse:
@@ -60,9 +63,11 @@ def error_problem(error: TaskrunnerError) -> JSONResponse:
     only what its class means, never its internals (they are logged)."""
     status = error.http_status
     if status < 500:
-        return problem(status, error.problem, error.message, error.details)
+        return problem(status, error.problem, error.message, error.details, headers=error.headers)
     detail = INTERNAL_DETAIL if status == 500 else error.default_message()
-    response = problem(status, error.problem, detail, retry_after=error.retry_after)
+    response = problem(
+        status, error.problem, detail, retry_after=error.retry_after, headers=error.headers
+    )
     if isinstance(error, StoreUnavailableError) and error.task_id is not None:
         # The task may be stored: where to find out (a 404 there: it was not).
         response.headers["Location"] = f"/tasks/{error.task_id}"
@@ -134,6 +139,8 @@ def _describe(error: Any) -> str:
 
 _TITLES: Final = {
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     409: "Conflict",
     405: "Method Not Allowed",

@@ -10,9 +10,11 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, JsonValue
 
+from taskrunner.api.auth import require
 from taskrunner.api.flows import FlowListing, FlowSummary, flow_listing
 from taskrunner.api.offload import Offload
 from taskrunner.api.problems import error_problem
+from taskrunner.apikeys import ApiKey
 from taskrunner.errors import (
     InvalidRequestError,
     JsonTextError,
@@ -22,11 +24,13 @@ from taskrunner.errors import (
 from taskrunner.flowfile import check_source
 from taskrunner.jsontext import parse_json
 from taskrunner.runtime import Runtime
-from taskrunner.service import DEFAULT_PAGE, MAX_PAGE
+from taskrunner.service import DEFAULT_PAGE, MAX_PAGE, scoped_idempotency_key
 from taskrunner.store.records import TaskStatus
 from taskrunner.views import TaskPage, TaskView
 
 DEFAULT_FLOW: Final = "echo_add"
+READ: Final = [require("read")]
+RUN: Final = [require("run")]
 router = APIRouter()
 
 
@@ -119,6 +123,7 @@ _START_TASK_BODY: Final = {
 )
 async def start_task(
     request: Request,
+    caller: Annotated[ApiKey | None, require("run")],
     prefer: Annotated[
         str | None,
         Header(description="`respond-async` to queue the task and answer at once (202)."),
@@ -127,7 +132,8 @@ async def start_task(
         str | None,
         Header(
             description="Start at most one task per key: the same key and input give the "
-            "same task; the same key with another input is a 409."
+            "same task; the same key with another input is a 409. Each API key has keys of "
+            "its own."
         ),
     ] = None,
 ) -> Response:
@@ -141,13 +147,14 @@ async def start_task(
     service, offload = _runtime(request).service, _offload(request)
     asked_async = _prefers_async(prefer)
     task_id = service.new_task_id()
+    scoped = scoped_idempotency_key(caller.name if caller else None, idempotency_key)
     if asked_async or offload.runs_busy():
         started = await offload.call(
-            service.enqueue_task, flow, data, idempotency_key=idempotency_key, task_id=task_id
+            service.enqueue_task, flow, data, idempotency_key=scoped, task_id=task_id
         )
     else:
         started = await offload.run(
-            service.run_task, flow, data, idempotency_key=idempotency_key, task_id=task_id
+            service.run_task, flow, data, idempotency_key=scoped, task_id=task_id
         )
     task = started.task
     headers = {"Location": f"/tasks/{task.id}"}
@@ -163,6 +170,7 @@ async def start_task(
     response_model=TaskView,
     tags=["tasks"],
     summary="Cancel a task",
+    dependencies=RUN,
     responses={
         202: {"description": "The task is running: it stops before its next step."},
         **_problems(404, 409, 422, 503),
@@ -182,6 +190,7 @@ async def cancel_task(request: Request, task_id: uuid.UUID) -> Response:
     response_model=TaskPage,
     tags=["tasks"],
     summary="List tasks, newest first",
+    dependencies=READ,
     responses=_problems(422, 503),
 )
 async def list_tasks(
@@ -210,6 +219,7 @@ async def list_tasks(
     response_model=TaskView,
     tags=["tasks"],
     summary="A task with its step history",
+    dependencies=READ,
     responses=_problems(404, 422, 503),
 )
 async def get_task(request: Request, task_id: uuid.UUID) -> Response:
@@ -227,6 +237,7 @@ class FlowDetail(FlowSummary):
     response_model=FlowListing,
     tags=["flows"],
     summary="The flows, and the flow files skipped",
+    dependencies=READ,
 )
 async def list_flows(request: Request) -> FlowListing:
     """Each loaded flow (`valid: true`), by name; then each flow file that was skipped
@@ -240,6 +251,7 @@ async def list_flows(request: Request) -> FlowListing:
     response_model=FlowDetail,
     tags=["flows"],
     summary="A flow: its definition and the schema of its input",
+    dependencies=READ,
     responses={
         404: {
             "description": "No such flow (`unknown-flow`), or its file was skipped "
@@ -264,6 +276,7 @@ async def get_flow(request: Request, name: str) -> FlowDetail:
     "/schema/flow.json",
     tags=["flows"],
     summary="The JSON Schema of flow documents",
+    dependencies=READ,
     responses={
         200: {
             "content": {
@@ -307,6 +320,8 @@ class ValidationReport(BaseModel):
     response_model=ValidationReport,
     tags=["flows"],
     summary="Check a flow document (YAML) and list every problem",
+    # `read`, not open: checking costs CPU, and strangers should not be able to spend it.
+    dependencies=READ,
     openapi_extra={
         "requestBody": {
             "required": True,

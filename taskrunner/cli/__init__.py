@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from taskrunner.cli.keys import api_key_app
 from taskrunner.errors import (
     EXIT_FAILED,
     EXIT_INTERNAL,
@@ -48,6 +49,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+app.add_typer(api_key_app)
 
 
 @app.command("validate-flow")
@@ -279,17 +281,40 @@ def cancel_task(
 
 @app.command("serve")
 def serve(
-    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="The address to listen on. Beyond loopback only with API keys configured, "
+            "or --insecure."
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="The port to listen on.")] = 8000,
     no_worker: Annotated[
         bool,
         typer.Option("--no-worker", help="Serve HTTP only: leave queued tasks to workers."),
     ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Listen beyond loopback even though no API key is configured: anyone who "
+            "reaches the port may read, start and cancel every task.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the HTTP API (as `uvicorn main:app` does), with a worker in the same process
     for queued tasks unless --no-worker. Flow files that change are reloaded (see
-    TASKRUNNER_FLOWS_RELOAD_SECONDS), and so are all on SIGHUP or POST /flows/reload."""
+    TASKRUNNER_FLOWS_RELOAD_SECONDS), and so are all on SIGHUP or POST /flows/reload.
+
+    Without API keys (TASKRUNNER_API_KEYS_FILE, TASKRUNNER_API_KEYS) the API is open, so it
+    listens on a loopback address only, unless --insecure. Exit status 2 otherwise."""
     import dataclasses
+
+    from taskrunner.errors import UnprotectedServerError
+
+    settings = Settings.from_env()
+    if settings.api_keys is None and not insecure and not _is_loopback(host):
+        raise UnprotectedServerError(host)
 
     import uvicorn
 
@@ -297,7 +322,6 @@ def serve(
     from taskrunner.catalog import directory_fingerprint
     from taskrunner.runtime import settle_memory
 
-    settings = Settings.from_env()
     if no_worker:
         settings = dataclasses.replace(settings, worker_concurrency=0)
     # A flows directory that is not there stops the server before it starts, in one line
@@ -359,6 +383,18 @@ def _run_status(task: TaskView, *, queued: bool) -> int:
         )
         return EXIT_UNFINISHED
     return EXIT_FAILED
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address (127.0.0.0/8, ::1) or `localhost`."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _task_id(text: str) -> uuid.UUID:
