@@ -43,6 +43,7 @@ TASKS_INDEXES = {
     "ix_tasks_idempotency_key": ["idempotency_key"],
     "ix_tasks_pending_run_after": ["run_after"],
     "ix_tasks_running_lease_expires_at": ["lease_expires_at"],
+    "ix_tasks_finished_at_id": ["finished_at", "id"],
 }
 JSON_COLUMNS = {
     ("flow_versions", "definition"),
