@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from taskrunner.catalog import FlowCatalog, load_catalog
+from taskrunner.retention import RetentionKeeper
 from taskrunner.service import TaskService
 from taskrunner.settings import Settings
 from taskrunner.store.database import Database
@@ -27,10 +28,21 @@ class Runtime:
     service: TaskService
 
     def worker(self, concurrency: int) -> Worker:
+        """A worker on this runtime's service; it applies the retention setting, if any."""
         return Worker(
             self.service,
             concurrency=concurrency,
             poll_seconds=self.settings.poll_seconds,
+            retention=self.retention_keeper(),
+        )
+
+    def retention_keeper(self) -> RetentionKeeper | None:
+        if self.settings.retention is None:
+            return None
+        return RetentionKeeper(
+            self.service.repository,
+            self.settings.retention,
+            interval=self.settings.retention_interval,
         )
 
     def close(self) -> None:

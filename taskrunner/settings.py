@@ -10,7 +10,12 @@
 - `TASKRUNNER_POLL_SECONDS`: how often idle workers look for due tasks besides being
   woken by notifications (default 1);
 - `TASKRUNNER_WORKER_CONCURRENCY`: how many queued tasks the API's own, in-process
-  worker runs at once; `0` for none (default 2).
+  worker runs at once; `0` for none (default 2);
+- `TASKRUNNER_RETENTION`: delete finished tasks (and their steps) this long after they
+  finished, such as `30d`, `12h` or `90m`, in the background of every process that runs
+  a worker; unset or `off`, nothing is deleted (the default);
+- `TASKRUNNER_RETENTION_INTERVAL`: seconds between two rounds of that deletion (default
+  60).
 
 Relative paths in these variables are taken from the current directory. Of the defaults,
 only the embedded SQLite file depends on it (it is kept under the current directory).
@@ -21,10 +26,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
-from taskrunner.errors import SettingsError
+from taskrunner.durations import parse_duration
+from taskrunner.errors import InvalidDurationError, SettingsError
 
 DEFAULT_SQLITE_PATH: Final = Path("var") / "taskrunner.sqlite3"
 DEFAULT_FLOWS_DIR: Final = Path(__file__).resolve().with_name("flows")
@@ -46,6 +53,9 @@ class Settings:
     lease_seconds: float = 30.0
     poll_seconds: float = 1.0
     worker_concurrency: int = 2
+    retention: timedelta | None = None
+    """Finished tasks older than this are deleted in the background; None: kept."""
+    retention_interval: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +69,8 @@ class Settings:
             lease_seconds=_seconds(env, "TASKRUNNER_LEASE_SECONDS", default=30.0),
             poll_seconds=_seconds(env, "TASKRUNNER_POLL_SECONDS", default=1.0),
             worker_concurrency=_count(env, "TASKRUNNER_WORKER_CONCURRENCY", default=2),
+            retention=_retention(env, "TASKRUNNER_RETENTION"),
+            retention_interval=_seconds(env, "TASKRUNNER_RETENTION_INTERVAL", default=60.0),
         )
 
     @property
@@ -117,6 +129,16 @@ def _seconds(env: Mapping[str, str], name: str, *, default: float) -> float:
     if not 0.05 <= seconds <= 86_400:
         raise SettingsError(f"{name}={value!r}: use a number of seconds from 0.05 to 86400")
     return seconds
+
+
+def _retention(env: Mapping[str, str], name: str) -> timedelta | None:
+    value = env.get(name, "").strip()
+    if not value or value.lower() in _FALSE:
+        return None
+    try:
+        return parse_duration(value)
+    except InvalidDurationError as exc:
+        raise SettingsError(f"{name}: {exc.message}, or off") from None
 
 
 def _count(env: Mapping[str, str], name: str, *, default: int) -> int:
