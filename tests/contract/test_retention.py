@@ -6,6 +6,7 @@ exactly what it deleted, or would delete (`count_purgeable`)."""
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from test_task_repository import (
@@ -22,6 +23,7 @@ from test_task_repository import (
 )
 
 from taskrunner.engine.steps import StepError
+from taskrunner.retention import purge_finished
 from taskrunner.store.records import FINISHED, Progress, Purged, TaskStatus
 from taskrunner.store.repository import TaskRepository
 
@@ -143,3 +145,15 @@ def test_count_purgeable_is_what_a_purge_deletes_and_changes_nothing(
 
     assert repository.purge(at(50), FINISHED, 2) + repository.purge(at(50), FINISHED, 10) == counted
     assert repository.count_purgeable(at(50), FINISHED) == Purged()
+
+
+def test_concurrent_purges_delete_each_task_once(repository: TaskRepository) -> None:
+    tasks = [finished_task(repository, "succeeded", at(n % 40), steps=1) for n in range(60)]
+    kept = finished_task(repository, "failed", at(200), steps=1)
+
+    with ThreadPoolExecutor(3) as pool:
+        done = list(pool.map(lambda _: purge_finished(repository, at(100), batch_size=7), range(3)))
+
+    assert sum(done, Purged()) == Purged(60, 60)
+    assert all(gone(repository, task_id) for task_id in tasks)
+    assert [step.seq for step in repository.steps_of(kept)] == [1]
