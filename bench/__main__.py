@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bench import scenarios
 from bench.harness import Result, fresh_database, have, print_table, write_json
+from bench.retention import retention
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,17 @@ class Mode:
     list_requests: int
     interpreter_tasks: int
     cli_runs: int
+    retention_rows: int
 
 
 MODES = {
-    "smoke": Mode(0.3, (1, 4), 1.0, (1,), 30, (1,), 2_000, 5, 300, 2),
-    "quick": Mode(2.0, (1, 4, 16), 3.0, (1, 2), 2_000, (1, 2), 100_000, 50, 5_000, 10),
-    "full": Mode(5.0, (1, 4, 16), 5.0, (1, 2), 5_000, (1, 2), 1_000_000, 200, 20_000, 20),
+    "smoke": Mode(0.3, (1, 4), 1.0, (1,), 30, (1,), 2_000, 5, 300, 2, 5_000),
+    "quick": Mode(2.0, (1, 4, 16), 3.0, (1, 2), 2_000, (1, 2), 100_000, 50, 5_000, 10, 100_000),
+    "full": Mode(
+        5.0, (1, 4, 16), 5.0, (1, 2), 5_000, (1, 2), 1_000_000, 200, 20_000, 20, 1_000_000
+    ),
 }
-SCENARIOS = ("raw", "in-process", "http", "queued", "list", "interpreter", "cli")
+SCENARIOS = ("raw", "in-process", "http", "queued", "list", "interpreter", "cli", "retention")
 
 
 def main() -> None:
@@ -122,6 +126,7 @@ RUNNERS = {
     "list": run_list,
     "interpreter": lambda mode: [scenarios.interpreter(mode.interpreter_tasks)],
     "cli": lambda mode: scenarios.cli_startup(mode.cli_runs),
+    "retention": lambda mode: retention(mode.retention_rows),
 }
 
 

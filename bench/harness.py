@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -79,18 +80,31 @@ def fresh_database(label: str) -> Iterator[str]:
         connection.execute(f'CREATE DATABASE "{name}"')
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
     try:
-        from taskrunner.store.database import Database
-        from taskrunner.store.migrate import migrate
-
-        database = Database(url)
-        try:
-            migrate(database)
-        finally:
-            database.dispose()
+        migrated(url)
         yield url
     finally:
         with psycopg.connect(admin, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def fresh_sqlite(label: str) -> Iterator[str]:
+    """A new, migrated SQLite database file for one scenario, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=f"taskrunner-bench-{label}-") as directory:
+        url = f"sqlite:///{Path(directory) / 'taskrunner.sqlite3'}"
+        migrated(url)
+        yield url
+
+
+def migrated(url: str) -> None:
+    from taskrunner.store.database import Database
+    from taskrunner.store.migrate import migrate
+
+    database = Database(url)
+    try:
+        migrate(database)
+    finally:
+        database.dispose()
 
 
 def commits_of(url: str) -> int:

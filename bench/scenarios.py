@@ -486,7 +486,7 @@ def listing(url: str, rows: int, requests: int) -> list[Result]:
     """GET /tasks?limit=50 on a table of `rows` tasks: first and deep pages, filtered and not."""
     from taskrunner.cursors import encode_cursor
 
-    _bulk_load(url, rows)
+    bulk_load(url, rows)
     with psycopg.connect(libpq(url)) as db:
         deep = rows * 9 // 10
 
@@ -565,43 +565,55 @@ def listing(url: str, rows: int, requests: int) -> list[Result]:
     return results
 
 
-def _bulk_load(url: str, rows: int) -> None:
-    """`rows` finished tasks, one every millisecond: 70% echo_add, 30% safe_divide; 5%
-    failed; then VACUUM ANALYZE, as a table that has lived a while would be."""
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+BULK_START = datetime(2026, 1, 1, tzinfo=UTC)
+"""The first bulk task finished then, and one more every millisecond after it."""
+BULK_VERSIONS = (("sha256:echo", "echo_add"), ("sha256:divide", "safe_divide"))
+BULK_COLUMNS = (
+    "id, flow_name, flow_digest, status, input, output, current_state, created_at,"
+    " updated_at, started_at, finished_at, cancel_requested, step_count"
+)
+
+
+def bulk_finished_at(index: int) -> datetime:
+    return BULK_START + timedelta(milliseconds=index)
+
+
+def bulk_task_row(index: int) -> tuple[Any, ...]:
+    """The bulk task `index`, in `BULK_COLUMNS`' order: 70% echo_add, 30% safe_divide; 5%
+    failed; two steps (their rows are the caller's)."""
+    at = bulk_finished_at(index)
+    divide = index % 10 >= 7
+    failed = index % 20 == 0
+    return (
+        uuid.uuid4(),
+        "safe_divide" if divide else "echo_add",
+        "sha256:divide" if divide else "sha256:echo",
+        "failed" if failed else "succeeded",
+        '{"text": "hello", "a": 2, "b": 3}',
+        None if failed else '{"text": "hello", "sum": 5}',
+        "done",
+        at,
+        at,
+        at,
+        at,
+        False,
+        2,
+    )
+
+
+def bulk_load(url: str, rows: int) -> None:
+    """`rows` finished tasks (`bulk_task_row`), by COPY; then VACUUM ANALYZE, as a table
+    that has lived a while would be."""
     with psycopg.connect(libpq(url), autocommit=True) as db:
-        for digest, name in (("sha256:echo", "echo_add"), ("sha256:divide", "safe_divide")):
+        for digest, name in BULK_VERSIONS:
             db.execute(
                 "INSERT INTO flow_versions (digest, name, definition, created_at)"
                 " VALUES (%s, %s, '{}', now()) ON CONFLICT DO NOTHING",
                 (digest, name),
             )
-        columns = (
-            "id, flow_name, flow_digest, status, input, output, current_state, created_at,"
-            " updated_at, started_at, finished_at, cancel_requested, step_count"
-        )
-        with db.cursor().copy(f"COPY tasks ({columns}) FROM STDIN") as copy:
+        with db.cursor().copy(f"COPY tasks ({BULK_COLUMNS}) FROM STDIN") as copy:
             for index in range(rows):
-                at = start + timedelta(milliseconds=index)
-                divide = index % 10 >= 7
-                failed = index % 20 == 0
-                copy.write_row(
-                    (
-                        uuid.uuid4(),
-                        "safe_divide" if divide else "echo_add",
-                        "sha256:divide" if divide else "sha256:echo",
-                        "failed" if failed else "succeeded",
-                        '{"text": "hello", "a": 2, "b": 3}',
-                        None if failed else '{"text": "hello", "sum": 5}',
-                        "done",
-                        at,
-                        at,
-                        at,
-                        at,
-                        False,
-                        2,
-                    )
-                )
+                copy.write_row(bulk_task_row(index))
         db.execute("VACUUM ANALYZE tasks")
 
 

@@ -241,6 +241,19 @@ class InsufficientScopeError(ClientError):
         }
 
 
+class InvalidDurationError(ClientError):
+    """Not a duration: use a whole number and a unit, such as 90m, 12h or 30d."""
+
+    problem = "invalid-duration"
+
+
+class RetentionStatusError(ClientError):
+    """Retention deletes finished tasks only: succeeded, failed or cancelled ones, never
+    pending or running ones."""
+
+    problem = "invalid-retention-status"
+
+
 class InputOptionError(ClientError):
     """The command line does not give a usable input."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from taskrunner.catalog import FlowCatalog, load_catalog
 from taskrunner.errors import NoDatabaseError
 from taskrunner.flowwatch import FlowReloader, FlowWatcher, log, report_skipped
+from taskrunner.retention import RetentionKeeper
 from taskrunner.service import TaskService
 from taskrunner.settings import Settings
 from taskrunner.store.database import Database, sqlite_path
@@ -38,10 +39,21 @@ class Runtime:
         return FlowWatcher(self.flows, self.settings.flows_reload_seconds)
 
     def worker(self, concurrency: int) -> Worker:
+        """A worker on this runtime's service; it applies the retention setting, if any."""
         return Worker(
             self.service,
             concurrency=concurrency,
             poll_seconds=self.settings.poll_seconds,
+            retention=self.retention_keeper(),
+        )
+
+    def retention_keeper(self) -> RetentionKeeper | None:
+        if self.settings.retention is None:
+            return None
+        return RetentionKeeper(
+            self.service.repository,
+            self.settings.retention,
+            interval=self.settings.retention_interval,
         )
 
     def close(self) -> None:

@@ -27,6 +27,11 @@
   [revoked]` (see `apikeys.py`); `TASKRUNNER_API_KEYS`: the same lines, separated by `;`
   or new lines. Either one turns authentication on; unset (or empty), the API is open and
   `taskrunner serve` binds to loopback addresses only.
+- `TASKRUNNER_RETENTION`: delete finished tasks (and their steps) this long after they
+  finished, such as `30d`, `12h` or `90m`, in the background of every process that runs
+  a worker; unset or `off`, nothing is deleted (the default);
+- `TASKRUNNER_RETENTION_INTERVAL`: seconds between two rounds of that deletion (default
+  60).
 
 Relative paths in these variables are taken from the current directory. Of the defaults,
 only the embedded SQLite file depends on it (it is kept under the current directory).
@@ -37,11 +42,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
 from taskrunner.apikeys import ApiKeyring, parse_keys
-from taskrunner.errors import SettingsError
+from taskrunner.durations import parse_duration
+from taskrunner.errors import InvalidDurationError, SettingsError
 
 DEFAULT_SQLITE_PATH: Final = Path("var") / "taskrunner.sqlite3"
 DEFAULT_FLOWS_DIR: Final = Path(__file__).resolve().with_name("flows")
@@ -87,6 +94,9 @@ class Settings:
     timeouts: Timeouts = Timeouts()
     api_keys: ApiKeyring | None = None
     """None: no keys are configured, and the API is open (to loopback clients only)."""
+    retention: timedelta | None = None
+    """Finished tasks older than this are deleted in the background; None: kept."""
+    retention_interval: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -114,6 +124,8 @@ class Settings:
                 pool=_seconds(env, "TASKRUNNER_DB_POOL_TIMEOUT_SECONDS", default=5.0),
             ),
             api_keys=_api_keys(env),
+            retention=_retention(env, "TASKRUNNER_RETENTION"),
+            retention_interval=_seconds(env, "TASKRUNNER_RETENTION_INTERVAL", default=60.0),
         )
 
     @property
@@ -180,6 +192,16 @@ def _seconds(
         off = " (0 for off)" if zero_is_off else ""
         raise SettingsError(f"{name}={value!r}: use a number of seconds from 0.05 to 86400{off}")
     return seconds
+
+
+def _retention(env: Mapping[str, str], name: str) -> timedelta | None:
+    value = env.get(name, "").strip()
+    if not value or value.lower() in _FALSE:
+        return None
+    try:
+        return parse_duration(value)
+    except InvalidDurationError as exc:
+        raise SettingsError(f"{name}: {exc.message}, or off") from None
 
 
 def _count(env: Mapping[str, str], name: str, *, default: int) -> int:

@@ -11,6 +11,10 @@ queued (PostgreSQL `LISTEN`/`NOTIFY`; within the process on SQLite); polling eve
 `poll_seconds` is the fallback, finds retries whose delay is over, and takes over the
 tasks of workers that died (their lease ran out).
 
+With a `RetentionKeeper`, a thread of its own deletes old finished tasks in small batches
+beside the runners (`retention.py`), so every process that runs tasks applies the
+retention setting; its failures are its own, logged, and never stop the worker.
+
 Stopping (SIGTERM, or the API shutting down) drains: no new claims, each task in hand
 finishes the step it is running, records it, and goes back to the queue, and so do the
 claimed tasks not yet started.
@@ -23,12 +27,15 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from taskrunner.errors import StoreError
 from taskrunner.faults import Outage
 from taskrunner.service import TaskService
 from taskrunner.store.records import TaskRecord
+
+if TYPE_CHECKING:
+    from taskrunner.retention import RetentionKeeper
 
 log = logging.getLogger("taskrunner.worker")
 DEFAULT_CONCURRENCY: Final = 4
@@ -44,12 +51,15 @@ class Worker:
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         poll_seconds: float = 1.0,
+        retention: RetentionKeeper | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("a worker runs at least one task at a time")
         self.service = service
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
+        self.retention = retention
+        """Deletes old finished tasks in a thread of its own, beside the runners."""
         self._wake = threading.Event()
         self._backlog: queue.Queue[TaskRecord] = queue.Queue()
         self._running = 0
@@ -67,6 +77,12 @@ class Worker:
         threads.append(
             threading.Thread(target=self._listen, args=(stop,), name="taskrunner-listen")
         )
+        if self.retention is not None:
+            threads.append(
+                threading.Thread(
+                    target=self.retention.run, args=(stop,), name="taskrunner-retention"
+                )
+            )
         for thread in threads:
             thread.start()
         recovered_at = 0.0

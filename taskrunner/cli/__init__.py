@@ -35,9 +35,13 @@ from taskrunner.settings import Settings
 if TYPE_CHECKING:
     from taskrunner.catalog import FlowCatalog
     from taskrunner.runtime import Runtime
+    from taskrunner.store.records import TaskStatus
     from taskrunner.views import TaskView
 
 EXIT_OK = 0
+FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
+"""The statuses `purge` may delete: `store.records.FINISHED`, spelt here so that the help
+does not import the store."""
 
 # Help and errors are plain text: with no markup mode and no pretty exceptions, Typer never
 # imports rich, which is neither wanted nor worth its import time.
@@ -279,6 +283,68 @@ def cancel_task(
         typer.echo(f"task {task.id} {said}\n{task_text(task)}")
 
 
+@app.command("purge")
+def purge(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help="Delete tasks that finished longer ago than this: 90m, 12h, 30d.",
+            show_default=False,
+        ),
+    ],
+    status: Annotated[
+        str,
+        typer.Option(help="Only tasks in these finished statuses, comma-separated."),
+    ] = ",".join(FINISHED_STATUSES),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Tasks deleted per transaction.")
+    ] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Delete finished tasks, with their steps, that finished longer ago than --older-than.
+
+    Pending and running tasks are never touched; flow versions are kept (tasks pin them).
+    Deletes in batches, each its own short transaction, so that workers keep running.
+    Exit status 2 for a bad duration or status.
+    """
+    from datetime import UTC, datetime
+
+    from taskrunner.durations import parse_duration
+    from taskrunner.retention import purge_finished
+
+    age = parse_duration(older_than)
+    statuses = _finished_statuses(status)
+    before = datetime.now(UTC) - age
+    runtime = _open_runtime(Settings.from_env())
+    try:
+        repository = runtime.service.repository
+        if dry_run:
+            counted = repository.count_purgeable(before, statuses)
+        else:
+            counted = purge_finished(repository, before, statuses, batch_size=batch_size)
+    finally:
+        runtime.close()
+    if as_json:
+        document = {
+            "dry_run": dry_run,
+            "finished_before": before.isoformat(),
+            "statuses": list(statuses),
+            "tasks": counted.tasks,
+            "steps": counted.steps,
+        }
+        typer.echo(json.dumps(document, indent=2))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(
+        f"{verb} {counted.tasks:,} task(s) and {counted.steps:,} step(s): "
+        f"{', '.join(statuses)}, finished before {before.isoformat(timespec='seconds')}"
+    )
+
+
 @app.command("serve")
 def serve(
     host: Annotated[
@@ -395,6 +461,23 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
     except ValueError:
         return False
+
+
+def _finished_statuses(text: str) -> tuple[TaskStatus, ...]:
+    """The statuses of `purge --status`: finished ones only, each at most once."""
+    from typing import cast
+
+    from taskrunner.errors import RetentionStatusError
+
+    chosen = [word.strip() for word in text.split(",") if word.strip()]
+    refused = [word for word in chosen if word not in FINISHED_STATUSES]
+    if refused or not chosen:
+        named = f" (not {', '.join(repr(word) for word in refused)})" if refused else ""
+        raise RetentionStatusError(
+            f"--status takes finished statuses only: {', '.join(FINISHED_STATUSES)}{named}; "
+            "pending and running tasks are never purged"
+        )
+    return tuple(cast("TaskStatus", word) for word in dict.fromkeys(chosen))
 
 
 def _task_id(text: str) -> uuid.UUID:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from taskrunner.store.records import (
     Page,
     Position,
     Progress,
+    Purged,
     StepRecord,
     TaskFilter,
     TaskHead,
@@ -25,6 +27,7 @@ from taskrunner.store.records import (
     TaskStatus,
     cancelled,
     field_names,
+    finished_only,
     progressed,
     released,
 )
@@ -134,6 +137,23 @@ class InMemoryTaskRepository:
                 return "requested"
             return "finished"
 
+    def purge(
+        self, finished_before: datetime, statuses: Sequence[TaskStatus], limit: int
+    ) -> Purged:
+        with self._lock:
+            doomed = self._purgeable(finished_before, statuses)[: max(limit, 0)]
+            steps = sum(len(self._steps.pop(task.id, ())) for task in doomed)
+            for task in doomed:
+                del self._tasks[task.id]
+            if doomed:
+                self.commits += 1
+        return Purged(len(doomed), steps)
+
+    def count_purgeable(self, finished_before: datetime, statuses: Sequence[TaskStatus]) -> Purged:
+        with self._lock:
+            doomed = self._purgeable(finished_before, statuses)
+            return Purged(len(doomed), sum(len(self._steps[task.id]) for task in doomed))
+
     def wait_for_work(self, timeout: float) -> bool:
         woken = self._woken.wait(timeout)
         self._woken.clear()
@@ -184,6 +204,21 @@ class InMemoryTaskRepository:
         if task is None or task.lease_owner != owner or task.status != "running":
             raise LeaseLostError
         return task
+
+    def _purgeable(
+        self, finished_before: datetime, statuses: Sequence[TaskStatus]
+    ) -> list[TaskRecord]:
+        """The tasks a purge may delete, the longest finished first (as the SQL orders)."""
+        wanted = finished_only(statuses)
+        found = [
+            task
+            for task in self._tasks.values()
+            if task.status in wanted
+            and task.finished_at is not None
+            and task.finished_at < finished_before
+        ]
+        found.sort(key=lambda task: (task.finished_at or finished_before, task.id))
+        return found
 
     def _move(self, task: TaskRecord) -> TaskStatus:
         self._tasks[task.id] = task

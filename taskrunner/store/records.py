@@ -12,6 +12,7 @@ the same in one statement, and the contract tests hold the two to each other.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Final, Literal, get_args
@@ -24,6 +25,8 @@ TASK_STATUSES: Final = get_args(TaskStatus)
 STEP_STATUSES: Final = get_args(StepStatus)
 ACTIVE: Final = ("pending", "running")
 """The statuses of a task that has not finished."""
+FINISHED: Final[tuple[TaskStatus, ...]] = ("succeeded", "failed", "cancelled")
+"""The statuses of a task that has finished: the only ones retention ever deletes."""
 
 CancelOutcome = Literal["cancelled", "requested", "finished", "missing"]
 CANCELLED: Final = StepError("Cancelled", "the task was cancelled")
@@ -168,6 +171,17 @@ class TaskFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class Purged:
+    """How many tasks, and steps of theirs, a purge deleted (or would delete)."""
+
+    tasks: int = 0
+    steps: int = 0
+
+    def __add__(self, other: Purged) -> Purged:
+        return Purged(self.tasks + other.tasks, self.steps + other.steps)
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """A page of tasks, newest first, and where the next one starts (None: no more)."""
 
@@ -201,6 +215,12 @@ def progressed(task: TaskRecord, progress: Progress, step_count: int | None) -> 
         run_after=progress.run_after if status == "pending" else None,
         step_count=task.step_count if step_count is None else step_count,
     )
+
+
+def finished_only(statuses: Iterable[TaskStatus]) -> tuple[TaskStatus, ...]:
+    """Of `statuses`, those of finished tasks, each once: what a purge may delete."""
+    wanted = set(statuses)
+    return tuple(status for status in FINISHED if status in wanted)
 
 
 def released(task: TaskRecord, now: datetime) -> TaskRecord:

@@ -15,6 +15,7 @@ An adapter raises `StoreUnavailableError` when its database cannot be reached, a
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -24,6 +25,7 @@ from taskrunner.store.records import (
     Page,
     Position,
     Progress,
+    Purged,
     StepRecord,
     TaskFilter,
     TaskRecord,
@@ -63,6 +65,20 @@ class TaskRepository(Protocol):
 
     def cancel(self, task_id: uuid.UUID, now: datetime) -> CancelOutcome:
         """Cancel a pending task now; ask a running one to stop before its next step."""
+
+    def purge(
+        self, finished_before: datetime, statuses: Sequence[TaskStatus], limit: int
+    ) -> Purged:
+        """Delete up to `limit` tasks that finished before `finished_before` in one of
+        `statuses`, the longest finished first, with their steps, in one short transaction
+        (so that no lock is held for long); returns how many tasks and steps went.
+
+        Only finished statuses count: a pending or running task is never deleted, whatever
+        `statuses` says. Flow versions stay: tasks pin them, and they are few. Concurrent
+        purges take disjoint tasks (on PostgreSQL they skip each other's locked rows)."""
+
+    def count_purgeable(self, finished_before: datetime, statuses: Sequence[TaskStatus]) -> Purged:
+        """How many tasks (and steps of theirs) `purge` would delete, in all its batches."""
 
     def wait_for_work(self, timeout: float) -> bool:
         """Wait until a task may have become due (one was queued or handed back), or

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from operator import attrgetter
@@ -31,12 +31,14 @@ from taskrunner.store.records import (
     Page,
     Position,
     Progress,
+    Purged,
     StepRecord,
     TaskFilter,
     TaskHead,
     TaskRecord,
     TaskStatus,
     field_names,
+    finished_only,
 )
 from taskrunner.tools import JsonObject
 
@@ -165,6 +167,34 @@ class SqlTaskRepository:
         return "missing" if found is None else "finished"
 
     @translated
+    def purge(
+        self, finished_before: datetime, statuses: Sequence[TaskStatus], limit: int
+    ) -> Purged:
+        given = _purgeable(finished_before, statuses)
+        if given is None or limit < 1:
+            return Purged()
+        given["limit"] = limit
+        if self._postgres:
+            with self._single.connect() as connection:
+                found = connection.execute(stmt.PURGE_BATCH, given).one()
+            return Purged(found.tasks, found.steps)
+        # The steps' delete comes first: the transaction starts with a write, so it waits
+        # for SQLite's one writer rather than failing if another wrote meanwhile.
+        with self._engine.begin() as connection:
+            steps = connection.execute(stmt.PURGE_BATCH_STEPS, given).rowcount
+            tasks = connection.execute(stmt.PURGE_BATCH_TASKS, given).rowcount
+        return Purged(tasks, steps)
+
+    @translated
+    def count_purgeable(self, finished_before: datetime, statuses: Sequence[TaskStatus]) -> Purged:
+        given = _purgeable(finished_before, statuses)
+        if given is None:
+            return Purged()
+        with self._single.connect() as connection:
+            found = connection.execute(stmt.COUNT_PURGEABLE, given).one()
+        return Purged(found.tasks, found.steps)
+
+    @translated
     def wait_for_work(self, timeout: float) -> bool:
         if not self._postgres:
             woken = self._woken.wait(timeout)
@@ -283,6 +313,16 @@ def _values_of(names: tuple[str, ...]) -> attrgetter[tuple[object, ...]]:
 
 def _task(row: Row[Any]) -> TaskRecord:
     return TaskRecord(**row._mapping)
+
+
+def _purgeable(
+    finished_before: datetime, statuses: Sequence[TaskStatus]
+) -> dict[str, object] | None:
+    """The parameters of the purge statements, or None when no finished status is asked."""
+    finished = finished_only(statuses)
+    if not finished:
+        return None
+    return {"before": finished_before, "statuses": list(finished)}
 
 
 def _progress(

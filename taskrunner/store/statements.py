@@ -28,8 +28,10 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     func,
     insert,
+    literal_column,
     null,
     select,
     tuple_,
@@ -200,6 +202,56 @@ ASK_TO_CANCEL: Final = (
 )
 """A running task asked to stop before its next step."""
 WAKE_WORKERS: Final = select(func.pg_notify(NOTIFY_CHANNEL, ""))
+
+# -- retention ----------------------------------------------------------------------------
+# Served by the partial index on (finished_at, id) of finished tasks: `finished_at < :before`
+# implies the index's `finished_at IS NOT NULL`, so each batch reads the oldest rows in index
+# order, and a purge with nothing to delete reads nothing.
+
+_PURGEABLE: Final = and_(
+    TASKS.c.finished_at < bindparam("before", type_=TASKS.c.finished_at.type),
+    # `status || ''`, not `status`: no index can serve it, so that no planner prefers the
+    # (status, created_at, id) index, which would read every purgeable row and sort them
+    # for each batch (SQLite does, without statistics), over the one in finished_at order.
+    TASKS.c.status.concat(literal_column("''")).in_(bindparam("statuses", expanding=True)),
+)
+"""Tasks that finished before `before` in one of `statuses` (the caller passes finished
+ones only)."""
+_OLDEST_PURGEABLE: Final = (
+    select(TASKS.c.id)
+    .where(_PURGEABLE)
+    .order_by(TASKS.c.finished_at, TASKS.c.id)
+    .limit(bindparam("limit"))
+)
+_CHOSEN: Final = _OLDEST_PURGEABLE.with_for_update(skip_locked=True).cte("chosen")
+_GONE: Final = (
+    delete(TASKS).where(TASKS.c.id.in_(select(_CHOSEN.c.id))).returning(TASKS.c.id).cte("gone")
+)
+PURGE_BATCH: Final = select(
+    select(func.count()).select_from(_GONE).scalar_subquery().label("tasks"),
+    select(func.count())
+    .select_from(STEPS)
+    .where(STEPS.c.task_id.in_(select(_GONE.c.id)))
+    .scalar_subquery()
+    .label("steps"),
+)
+"""PostgreSQL: a batch of the oldest purgeable tasks deleted, in one statement; their steps
+go with them (`ON DELETE CASCADE`), and are counted in the statement's snapshot, which
+still holds them. Rows another purge has locked are skipped."""
+PURGE_BATCH_STEPS: Final = delete(STEPS).where(
+    STEPS.c.task_id.in_(_OLDEST_PURGEABLE.scalar_subquery())
+)
+PURGE_BATCH_TASKS: Final = delete(TASKS).where(TASKS.c.id.in_(_OLDEST_PURGEABLE.scalar_subquery()))
+"""SQLite: a batch's steps, then its tasks, in one transaction that starts with its write;
+both choose the same tasks (the same order, and no other writer in between)."""
+COUNT_PURGEABLE: Final = select(
+    select(func.count()).select_from(TASKS).where(_PURGEABLE).scalar_subquery().label("tasks"),
+    select(func.count())
+    .select_from(STEPS)
+    .where(STEPS.c.task_id.in_(select(TASKS.c.id).where(_PURGEABLE)))
+    .scalar_subquery()
+    .label("steps"),
+)
 
 # -- reading ------------------------------------------------------------------------------
 

@@ -130,6 +130,14 @@ class TaskRow(Base):
             postgresql_where=text("status = 'running'"),
             sqlite_where=text("status = 'running'"),
         ),
+        # Retention: finished tasks, the longest finished first (only they have finished_at).
+        Index(
+            "ix_tasks_finished_at_id",
+            "finished_at",
+            "id",
+            postgresql_where=text("finished_at IS NOT NULL"),
+            sqlite_where=text("finished_at IS NOT NULL"),
+        ),
     )
 
 

@@ -41,6 +41,9 @@ def test_the_benchmark_runs_every_scenario_in_its_smallest_mode(
         "CLI start-up",
     } <= scenarios
     assert any(scenario.startswith("GET /tasks at") for scenario in scenarios)
+    purges = [r for r in results if r["scenario"].startswith("purge at")]
+    assert {r["variant"].split(",")[0] for r in purges} == {"PostgreSQL", "SQLite"}
+    assert all(r["extra"]["tasks"] == 500 for r in purges if "oldest" in r["variant"]), purges
     assert document["meta"]["load generator"] == "bench.loadgen"
     for result in results:
         if result["scenario"] != "CLI start-up":

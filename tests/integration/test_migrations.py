@@ -43,6 +43,7 @@ TASKS_INDEXES = {
     "ix_tasks_idempotency_key": ["idempotency_key"],
     "ix_tasks_pending_run_after": ["run_after"],
     "ix_tasks_running_lease_expires_at": ["lease_expires_at"],
+    "ix_tasks_finished_at_id": ["finished_at", "id"],
 }
 JSON_COLUMNS = {
     ("flow_versions", "definition"),
@@ -356,3 +357,28 @@ def test_json_columns_are_jsonb_on_postgres(empty_postgres: str) -> None:
         database.dispose()
     assert jsonb == JSON_COLUMNS
     assert {(row[0], row[1]) for row in reported} == JSON_COLUMNS
+
+
+def test_the_retention_index_built_beforehand_is_kept(empty_url: str) -> None:
+    """On a large table an operator builds the index of migration 0003 first, without
+    blocking writes (CONCURRENTLY on PostgreSQL); the migration then finds it and keeps it."""
+    alembic(empty_url, "upgrade", "0002")
+    database = open_database(empty_url)
+    try:
+        engine = database.autocommit if database.is_postgres else database.engine
+        concurrently = "CONCURRENTLY " if database.is_postgres else ""
+        with engine.connect() as connection:
+            connection.execute(
+                text(
+                    f"CREATE INDEX {concurrently}ix_tasks_finished_at_id ON tasks "
+                    "(finished_at, id) WHERE finished_at IS NOT NULL"
+                )
+            )
+            connection.commit()
+    finally:
+        database.dispose()
+    alembic(empty_url, "upgrade", "head")
+    assert current(empty_url)
+    alembic(empty_url, "check")
+    indexes = {index[0] for index in snapshot(empty_url)["tables"]["tasks"]["indexes"]}
+    assert "ix_tasks_finished_at_id" in indexes
