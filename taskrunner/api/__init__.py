@@ -16,11 +16,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, nullcontext
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskrunner.api import flows, openapi, problems
 from taskrunner.api.limits import BodyLimit
 from taskrunner.api.offload import Offload
 from taskrunner.api.routes import router
+from taskrunner.errors import TaskrunnerError
 from taskrunner.flowwatch import FlowWatcher
 from taskrunner.runtime import open_runtime
 from taskrunner.settings import MAX_BODY_BYTES, Settings
@@ -70,8 +72,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        chosen = settings or Settings.from_env()
-        runtime = open_runtime(chosen, announce=_to_stderr)
+        try:
+            chosen = settings or Settings.from_env()
+            runtime = open_runtime(chosen, announce=_to_stderr)
+        except TaskrunnerError as exc:
+            app.state.startup_error = exc  # said in one line by `StartupErrors`
+            raise
         _to_stderr(_describe_keys(chosen))
         app.state.runtime = runtime
         app.state.offload = Offload(chosen)
@@ -103,7 +109,32 @@ def create_app(
     app.include_router(router)
     app.include_router(flows.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes if settings else MAX_BODY_BYTES)
+    app.add_middleware(StartupErrors)
     return app
+
+
+class StartupErrors:
+    """A start-up that fails for a reason of taskrunner's (a database that cannot be
+    reached, bad settings, no flows directory) is said in one line, `error: …`, instead
+    of the traceback that the server would print: the lifespan protocol's failure
+    message is that line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+
+        async def sending(message: Message) -> None:
+            error = getattr(state, "startup_error", None)
+            if message["type"] == "lifespan.startup.failed" and error is not None:
+                message = {**message, "message": f"error: {error.message}"}
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 def _describe_keys(settings: Settings) -> str:

@@ -394,7 +394,14 @@ def serve(
     # (the app would find it too, but in its lifespan, where uvicorn shows a traceback).
     directory_fingerprint(settings.flows_dir)
     app = create_app(settings, on_started=settle_memory, reload_on_sighup=True)
-    uvicorn.run(app, host=host, port=port)
+    try:
+        uvicorn.run(app, host=host, port=port)
+    except SystemExit:
+        # The server could not start; the app has said why in one line.
+        error = getattr(app.state, "startup_error", None)
+        if error is None:
+            raise
+        raise typer.Exit(error.exit_status) from None
 
 
 @app.command("worker")

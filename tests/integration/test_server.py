@@ -94,3 +94,35 @@ def test_the_server_runs_tasks_over_http(command: list[str], database_url: str) 
         status, problem = _request(base + "/tasks", b'{"text": "hello", "a": "2", "b": 3}')
         assert (status, problem["status"]) == (422, 422)
         assert _request(base + "/readyz") == (200, {"status": "ready"})
+
+
+@pytest.mark.parametrize(
+    ("command", "status"),
+    [
+        ([sys.executable, "-c", CLI, "serve", "--port", "{port}"], 1),
+        ([sys.executable, "-m", "uvicorn", "main:app", "--port", "{port}"], 3),
+    ],
+    ids=["taskrunner-serve", "uvicorn"],
+)
+def test_a_server_that_cannot_reach_its_database_says_so_in_one_line(
+    command: list[str], status: int
+) -> None:
+    port = str(_free_port())
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{_free_port()}/nowhere",
+        "TASKRUNNER_FLOWS_DIR": str(FLOWS),
+    }
+    done = subprocess.run(
+        [arg.replace("{port}", port) for arg in command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == status, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error: " in line]
+    assert len(errors) == 1, done.stderr
+    assert "the database failed: connection failed" in errors[0]
