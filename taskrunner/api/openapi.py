@@ -1,6 +1,7 @@
 """The OpenAPI document, with every error response described as what the server sends:
 `application/problem+json`, shaped as `Problem`; and, on each operation that needs an API
-key, the scope it needs and its 401 and 403 answers."""
+key, the scope it needs and its 401 and 403 answers (on a server with API keys
+configured: without, no operation needs one, and none says so)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ def install(app: FastAPI) -> None:
             document = get_openapi(
                 title=app.title, version=app.version, summary=app.summary, routes=app.routes
             )
+            runtime = getattr(app.state, "runtime", None)
+            if runtime is not None and runtime.settings.api_keys is None:
+                document = _without_security(document)
             app.openapi_schema = _with_problems(_with_scopes(document))
         return app.openapi_schema
 
@@ -60,4 +64,14 @@ def _with_scopes(document: dict[str, Any]) -> dict[str, Any]:
             responses = operation.setdefault("responses", {})
             responses["401"] = {"description": "No API key, or one that is unknown or revoked."}
             responses["403"] = {"description": f"The API key's scope is below `{scope}`."}
+    return document
+
+
+def _without_security(document: dict[str, Any]) -> dict[str, Any]:
+    """The document of a server with no API keys configured: nothing needs one, so no
+    operation says it does (a client or a fuzzer would otherwise expect 401s)."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            operation.pop("security", None)
+    document.get("components", {}).pop("securitySchemes", None)
     return document

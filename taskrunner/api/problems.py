@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskrunner.errors import StoreUnavailableError, TaskrunnerError
@@ -95,6 +96,8 @@ def install(app: FastAPI) -> None:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         response = problem(exc.status_code, code, str(exc.detail))
         response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(_allowed_methods(request))
         return response
 
     app.add_middleware(InternalErrors)
@@ -125,6 +128,19 @@ class InternalErrors:
             log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
             if not started:
                 await problem(500, "internal", INTERNAL_DETAIL)(scope, receive, send)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method that some route serves at this path (the router names only the methods
+    of the first route whose path matches: `/flows/reload` is also `/flows/{name}`)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
 
 
 def _printable(text: str) -> str:

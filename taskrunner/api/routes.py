@@ -15,6 +15,7 @@ from taskrunner.api.flows import FlowListing, FlowSummary, flow_listing
 from taskrunner.api.offload import Offload
 from taskrunner.api.problems import error_problem
 from taskrunner.apikeys import ApiKey
+from taskrunner.engine.model import FLOW_NAME_PATTERN
 from taskrunner.errors import (
     InvalidRequestError,
     JsonTextError,
@@ -24,7 +25,12 @@ from taskrunner.errors import (
 from taskrunner.flowfile import check_source
 from taskrunner.jsontext import parse_json
 from taskrunner.runtime import Runtime
-from taskrunner.service import DEFAULT_PAGE, MAX_PAGE, scoped_idempotency_key
+from taskrunner.service import (
+    DEFAULT_PAGE,
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_PAGE,
+    scoped_idempotency_key,
+)
 from taskrunner.store.records import TaskStatus
 from taskrunner.views import TaskPage, TaskView
 
@@ -133,7 +139,8 @@ async def start_task(
         Header(
             description="Start at most one task per key: the same key and input give the "
             "same task; the same key with another input is a 409. Each API key has keys of "
-            "its own."
+            "its own. 1 to 255 visible ASCII characters.",
+            pattern=IDEMPOTENCY_KEY_PATTERN.pattern,
         ),
     ] = None,
 ) -> Response:
@@ -197,7 +204,8 @@ async def list_tasks(
     request: Request,
     status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
     flow: Annotated[
-        str | None, Query(max_length=64, description="Only tasks of this flow.")
+        str | None,
+        Query(max_length=64, pattern=FLOW_NAME_PATTERN, description="Only tasks of this flow."),
     ] = None,
     limit: Annotated[
         int, Query(ge=1, le=MAX_PAGE, description="At most this many tasks.")
@@ -324,7 +332,7 @@ class ValidationReport(BaseModel):
     dependencies=READ,
     openapi_extra={
         "requestBody": {
-            "required": True,
+            "required": False,
             "content": {
                 "application/yaml": {
                     "schema": {"type": "string"},

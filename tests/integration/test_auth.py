@@ -259,6 +259,15 @@ def test_openapi_declares_the_bearer_scheme_and_each_operations_scope(
         assert "security" not in document["paths"][path]["get"]
 
 
+def test_without_keys_no_operation_says_it_needs_one(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    assert "securitySchemes" not in document.get("components", {})
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            assert "security" not in operation
+            assert not {"401", "403"} & set(operation["responses"])
+
+
 # -- serve: loopback only without keys -------------------------------------------------------
 
 
