@@ -307,4 +307,5 @@ def _progress(
     }
     if step_count is not None:
         parameters["p_step_count"] = step_count
+        parameters["p_checkpoint"] = progress.checkpoint
     return parameters

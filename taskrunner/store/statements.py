@@ -109,7 +109,9 @@ PROGRESS: Final = (
 )
 """A held task's new state (`Progress`); returns the status it now has, or no row when the
 runner does not hold it."""
-PROGRESS_WITH_STEP: Final = PROGRESS.values(step_count=_param("step_count"))
+PROGRESS_WITH_STEP: Final = PROGRESS.values(
+    step_count=_param("step_count"), checkpoint=_param("checkpoint")
+)
 
 
 def append_step(source: FromClause | None = None) -> Insert:

@@ -87,6 +87,7 @@ def task_record(status: TaskStatus, flow: str = "echo", **changes: Any) -> TaskR
         lease_owner=None,
         lease_expires_at=None,
         step_count=0,
+        checkpoint=None,
     )
     return replace(record, **changes)
 
@@ -314,6 +315,34 @@ def test_a_pending_progress_hands_the_task_back_until_its_backoff_ends(
     assert (after.lease_owner, after.lease_expires_at) == (None, None)
     assert repository.claim(OTHER, 5, at(29), at(89)) == []
     assert [found.id for found in repository.claim(OTHER, 5, at(30), at(90))] == [task.id]
+
+
+CHECKPOINT = {"seq": 1, "state": "second", "outputs": {"first": {"n": 1.0, "s": "é"}}}
+
+
+def test_a_step_stores_its_checkpoint_and_a_claim_returns_it(
+    repository: TaskRepository,
+) -> None:
+    task = stored(repository, running_task())
+    backoff = Progress("pending", "second", at(2), run_after=at(3), checkpoint=CHECKPOINT)
+    after = recorded(repository, task, step_record(task.id, 1), backoff)
+    assert (after.checkpoint, after.step_count) == (CHECKPOINT, 1)
+    [claimed] = repository.claim(OTHER, 5, at(3), at(63))
+    assert (claimed.checkpoint, claimed.step_count) == (CHECKPOINT, 1)
+    assert claimed.checkpoint is not None
+    assert type(claimed.checkpoint["outputs"]["first"]["n"]) is float  # type: ignore[index,call-overload]
+
+
+def test_a_write_without_a_step_keeps_the_checkpoint(repository: TaskRepository) -> None:
+    task = stored(repository, running_task())
+    recorded(
+        repository, task, step_record(task.id, 1), replace(still_running(2), checkpoint=CHECKPOINT)
+    )
+    done = Progress("succeeded", "done", at(3), output={}, finished_at=at(3), checkpoint={"seq": 9})
+    repository.update_task(task.id, OWNER, done)
+    after = repository.get_task(task.id)
+    assert after is not None
+    assert (after.status, after.checkpoint, after.step_count) == ("succeeded", CHECKPOINT, 1)
 
 
 def test_a_succeeded_progress_finishes_the_task_with_its_output(
