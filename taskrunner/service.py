@@ -65,10 +65,20 @@ from taskrunner.store.records import (
 )
 from taskrunner.store.repository import TaskRepository
 from taskrunner.tools import JsonObject
-from taskrunner.views import TaskPage, TaskView, page_view, task_view
+from taskrunner.views import (
+    STEPS_IN_TASK,
+    StepPage,
+    TaskPage,
+    TaskView,
+    page_view,
+    step_page_view,
+    task_view,
+)
 
 MAX_PAGE: Final = 500
 DEFAULT_PAGE: Final = 50
+MAX_STEP_PAGE: Final = 1_000
+DEFAULT_STEP_PAGE: Final = 100
 DEFAULT_LEASE_SECONDS: Final = 30.0
 DEFAULT_SYNC_WAIT_SECONDS: Final = 30.0
 CANCEL_POLL_SECONDS: Final = 1.0
@@ -310,11 +320,29 @@ class TaskService:
 
     # -- reading ------------------------------------------------------------------------
 
-    def get_task(self, task_id: uuid.UUID) -> TaskView:
+    def get_task(self, task_id: uuid.UUID, *, all_steps: bool = False) -> TaskView:
+        """The task with its first `STEPS_IN_TASK` steps, or all of them."""
         found = self.repository.get_task(task_id)
         if found is None:
             raise TaskNotFoundError(task_id)
-        return task_view(found, self.repository.steps_of(task_id) if found.step_count else [])
+        if not found.step_count:
+            return task_view(found, [])
+        if all_steps:
+            return task_view(found, self.repository.steps_of(task_id), None)
+        return task_view(found, self.repository.steps_page(task_id, 0, STEPS_IN_TASK))
+
+    def task_steps(
+        self, task_id: uuid.UUID, *, after: int = 0, limit: int = DEFAULT_STEP_PAGE
+    ) -> StepPage:
+        """A page of a task's steps, those after step `after`, in order."""
+        if not 1 <= limit <= MAX_STEP_PAGE:
+            raise InvalidRequestError(f"limit must be between 1 and {MAX_STEP_PAGE}, not {limit}")
+        if after < 0:
+            raise InvalidRequestError(f"after must be 0 or more, not {after}")
+        found = self.repository.steps_page(task_id, after, limit + 1)
+        if not found and self.repository.get_task(task_id) is None:
+            raise TaskNotFoundError(task_id)
+        return step_page_view(found, limit)
 
     def list_tasks(
         self,
@@ -466,7 +494,9 @@ class TaskService:
             )
         if until is not None and existing.status in ACTIVE:
             return Started(self._await(existing.id, until), created=False)
-        steps = self.repository.steps_of(existing.id) if existing.step_count else []
+        steps = (
+            self.repository.steps_page(existing.id, 0, STEPS_IN_TASK) if existing.step_count else []
+        )
         return Started(task_view(existing, steps), created=False)
 
     def _await(self, task_id: uuid.UUID, until: datetime) -> TaskView:

@@ -210,6 +210,13 @@ SELECT_TASK_BY_KEY: Final = select(TASKS).where(TASKS.c.idempotency_key == bindp
 SELECT_STEPS: Final = (
     select(STEPS).where(STEPS.c.task_id == bindparam("task_id")).order_by(STEPS.c.seq)
 )
+SELECT_STEPS_PAGE: Final = (
+    select(STEPS)
+    .where(STEPS.c.task_id == bindparam("task_id"), STEPS.c.seq > bindparam("after"))
+    .order_by(STEPS.c.seq)
+    .limit(bindparam("limit"))
+)
+"""A page of a task's steps, served by the primary key (`task_id`, `seq`)."""
 SELECT_FLOW_DEFINITION: Final = select(FLOW_VERSIONS.c.definition).where(
     FLOW_VERSIONS.c.digest == bindparam("digest")
 )

@@ -286,6 +286,21 @@ def test_the_owners_steps_are_appended_in_seq_order(repository: TaskRepository) 
     assert repository.steps_of(uuid.uuid4()) == []
 
 
+def test_steps_are_read_a_page_at_a_time_after_a_seq(repository: TaskRepository) -> None:
+    task = stored(repository, running_task())
+    other = stored(repository, running_task())
+    steps = [step_record(task.id, seq) for seq in range(1, 6)]
+    for seq, step in enumerate(steps, start=1):
+        repository.record_step(OWNER, step, still_running(seq))
+    repository.record_step(OWNER, step_record(other.id, 1), still_running(1))
+    assert repository.steps_page(task.id, 0, 2) == steps[:2]
+    assert repository.steps_page(task.id, 2, 2) == steps[2:4]
+    assert repository.steps_page(task.id, 4, 2) == steps[4:]
+    assert repository.steps_page(task.id, 5, 2) == []
+    assert repository.steps_page(task.id, 0, 100) == steps
+    assert repository.steps_page(uuid.uuid4(), 0, 100) == []
+
+
 def test_a_failed_step_reads_back_with_its_error(repository: TaskRepository) -> None:
     task = stored(repository, running_task())
     step = step_record(
@@ -843,6 +858,7 @@ CALLS: Final = [
     pytest.param(lambda r: r.cancel(uuid.uuid4(), at(1)), id="cancel"),
     pytest.param(lambda r: r.get_task(uuid.uuid4()), id="get_task"),
     pytest.param(lambda r: r.steps_of(uuid.uuid4()), id="steps_of"),
+    pytest.param(lambda r: r.steps_page(uuid.uuid4(), 0, 10), id="steps_page"),
     pytest.param(lambda r: r.list_tasks(TaskFilter(), 10, None), id="list_tasks"),
     pytest.param(lambda r: r.flow_definition(digest_of("echo")), id="flow_definition"),
 ]
