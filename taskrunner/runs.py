@@ -1,8 +1,9 @@
 """A task run through the engine's driver, with its progress committed to the store.
 
 `StoredRun` is the service's `Journal`: each step is committed together with the task's
-new state (`Progress`), so a crash loses at most the step in progress, and the task's end
-is folded into its last step's commit. It keeps the task's record in hand, moved on as
+new state (`Progress`) and the execution's checkpoint, so a crash loses at most the step
+in progress, the next claim resumes without reading the history, and the task's end is
+folded into its last step's commit. It keeps the task's record in hand, moved on as
 the store moves it (`records.progressed`), so that a caller who waits for the task gets it
 back without reading it again.
 """
@@ -25,6 +26,7 @@ from taskrunner.store.records import (
     released,
 )
 from taskrunner.store.repository import TaskRepository
+from taskrunner.tools import JsonObject
 
 
 class StoredRun:
@@ -80,9 +82,9 @@ class StoredRun:
         self._repository.release(self.task.id, self._owner, now)
         self.task = released(self.task, now)
 
-    def record(self, step: Step, decision: Decision) -> bool:
+    def record(self, step: Step, decision: Decision, checkpoint: JsonObject) -> bool:
         finished = self._clock()
-        progress = _progress(decision, finished)
+        progress = replace(_progress(decision, finished), checkpoint=checkpoint)
         if isinstance(decision, CallTool) and decision.delay_seconds:
             run_after = finished + timedelta(seconds=decision.delay_seconds)
             if not self._here or (self._deadline is not None and run_after > self._deadline):

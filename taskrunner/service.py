@@ -66,10 +66,20 @@ from taskrunner.store.records import (
 )
 from taskrunner.store.repository import TaskRepository
 from taskrunner.tools import JsonObject
-from taskrunner.views import TaskPage, TaskView, page_view, task_view
+from taskrunner.views import (
+    STEPS_IN_TASK,
+    StepPage,
+    TaskPage,
+    TaskView,
+    page_view,
+    step_page_view,
+    task_view,
+)
 
 MAX_PAGE: Final = 500
 DEFAULT_PAGE: Final = 50
+MAX_STEP_PAGE: Final = 1_000
+DEFAULT_STEP_PAGE: Final = 100
 DEFAULT_LEASE_SECONDS: Final = 30.0
 DEFAULT_SYNC_WAIT_SECONDS: Final = 30.0
 CANCEL_POLL_SECONDS: Final = 1.0
@@ -271,14 +281,26 @@ class TaskService:
             error = StepError(FLOW_UNAVAILABLE, f"the flow version cannot be run here: {exc}")
             run.end(ended("failed", state, self._clock(), error))
             return
-        recorded = self.repository.steps_of(claimed.id) if claimed.step_count else []
         try:
-            execution = replay(plan, claimed.input, [step.step() for step in recorded])
+            execution = self._position(plan, claimed)
         except UnexpectedStepError as exc:
             error = StepError(UNEXPECTED_STEP, exc.message)
             run.end(ended("failed", plan.flow.start, self._clock(), error))
             return
         drive(execution, run)
+
+    def _position(self, plan: FlowPlan, claimed: TaskRecord) -> Execution:
+        """Where a claimed task stands: from its checkpoint when that follows the task's
+        last recorded step, in O(1); else (a row older than checkpoints, a checkpoint of
+        another shape) by replaying its history, which raises `UnexpectedStepError` when
+        a recorded step is not what the flow expects."""
+        checkpoint = claimed.checkpoint
+        if checkpoint is not None and checkpoint.get("seq") == claimed.step_count:
+            resumed = Execution.resume(plan, claimed.input, checkpoint)
+            if resumed is not None:
+                return resumed
+        recorded = self.repository.steps_of(claimed.id) if claimed.step_count else []
+        return replay(plan, claimed.input, [step.step() for step in recorded])
 
     # -- cancelling ---------------------------------------------------------------------
 
@@ -300,11 +322,29 @@ class TaskService:
 
     # -- reading ------------------------------------------------------------------------
 
-    def get_task(self, task_id: uuid.UUID) -> TaskView:
+    def get_task(self, task_id: uuid.UUID, *, all_steps: bool = False) -> TaskView:
+        """The task with its first `STEPS_IN_TASK` steps, or all of them."""
         found = self.repository.get_task(task_id)
         if found is None:
             raise TaskNotFoundError(task_id)
-        return task_view(found, self.repository.steps_of(task_id) if found.step_count else [])
+        if not found.step_count:
+            return task_view(found, [])
+        if all_steps:
+            return task_view(found, self.repository.steps_of(task_id), None)
+        return task_view(found, self.repository.steps_page(task_id, 0, STEPS_IN_TASK))
+
+    def task_steps(
+        self, task_id: uuid.UUID, *, after: int = 0, limit: int = DEFAULT_STEP_PAGE
+    ) -> StepPage:
+        """A page of a task's steps, those after step `after`, in order."""
+        if not 1 <= limit <= MAX_STEP_PAGE:
+            raise InvalidRequestError(f"limit must be between 1 and {MAX_STEP_PAGE}, not {limit}")
+        if after < 0:
+            raise InvalidRequestError(f"after must be 0 or more, not {after}")
+        found = self.repository.steps_page(task_id, after, limit + 1)
+        if not found and self.repository.get_task(task_id) is None:
+            raise TaskNotFoundError(task_id)
+        return step_page_view(found, limit)
 
     def list_tasks(
         self,
@@ -426,6 +466,7 @@ class TaskService:
             lease_owner=self.owner if held else None,
             lease_expires_at=self.leases.expiry() if held else None,
             step_count=0,
+            checkpoint=None,
         )
 
     def _admit(
@@ -453,7 +494,9 @@ class TaskService:
             )
         if until is not None and existing.status in ACTIVE:
             return Started(self._await(existing.id, until), created=False)
-        steps = self.repository.steps_of(existing.id) if existing.step_count else []
+        steps = (
+            self.repository.steps_page(existing.id, 0, STEPS_IN_TASK) if existing.step_count else []
+        )
         return Started(task_view(existing, steps), created=False)
 
     def _await(self, task_id: uuid.UUID, until: datetime) -> TaskView:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from itertools import islice
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -14,6 +15,10 @@ from taskrunner.engine.steps import StepError, StepStatus
 from taskrunner.store.records import Page, StepRecord, TaskHead, TaskRecord, TaskStatus
 
 _EXAMPLE_TIME = "2026-01-02T03:04:05.678901Z"
+
+STEPS_IN_TASK: Final = 100
+"""A task's document holds its first steps, this many at most; `GET /tasks/{id}/steps`
+pages through the rest, so that a long history is never one huge document."""
 
 
 class View(BaseModel):
@@ -66,11 +71,29 @@ class TaskSummary(View):
 
 
 class TaskView(TaskSummary):
-    """A task with its input, output and every step it took."""
+    """A task with its input, output and its first steps (100 at most)."""
 
     input: dict[str, JsonValue] = Field(examples=[{"text": "hello", "a": 2, "b": 3}])
     output: dict[str, JsonValue] | None = Field(examples=[{"text": "hello", "sum": 5}])
-    steps: list[StepView]
+    steps: list[StepView] = Field(
+        description=f"The first steps, in order: all of them, or the first {STEPS_IN_TASK}."
+    )
+    steps_total: int = Field(description="How many steps the task has recorded.", examples=[2])
+    steps_next_after: int | None = Field(
+        description="When `steps` is not the whole history: pass as `after` to "
+        "`GET /tasks/{id}/steps` for the rest; null when every step is here.",
+        examples=[None],
+    )
+
+
+class StepPage(View):
+    """A page of a task's steps, in order."""
+
+    items: list[StepView]
+    next_after: int | None = Field(
+        description="Pass as `after` to get the next page; null on the last page.",
+        examples=[100],
+    )
 
 
 class TaskPage(View):
@@ -87,13 +110,27 @@ class TaskPage(View):
 # validated (the task's input, the tools' checked outputs), so without validating it again.
 
 
-def task_view(task: TaskRecord, steps: Iterable[StepRecord]) -> TaskView:
+def task_view(
+    task: TaskRecord, steps: Iterable[StepRecord], shown: int | None = STEPS_IN_TASK
+) -> TaskView:
+    """The task with the first `shown` of `steps` (all of them for None)."""
+    views = [step_view(step) for step in islice(steps, shown)]
+    total = max(task.step_count, views[-1].seq if views else 0)
     return TaskView.model_construct(
         **_head_fields(task),
         input=task.input,
         output=task.output,
-        steps=[step_view(step) for step in steps],
+        steps=views,
+        steps_total=total,
+        steps_next_after=views[-1].seq if views and views[-1].seq < total else None,
     )
+
+
+def step_page_view(steps: list[StepRecord], limit: int) -> StepPage:
+    """A page of at most `limit` of `steps`, which holds one more step when there are."""
+    items = [step_view(step) for step in steps[:limit]]
+    more = len(steps) > limit
+    return StepPage.model_construct(items=items, next_after=items[-1].seq if more else None)
 
 
 def summary_view(task: TaskHead) -> TaskSummary:

@@ -27,12 +27,14 @@ from taskrunner.jsontext import parse_json
 from taskrunner.runtime import Runtime
 from taskrunner.service import (
     DEFAULT_PAGE,
+    DEFAULT_STEP_PAGE,
     IDEMPOTENCY_KEY_PATTERN,
     MAX_PAGE,
+    MAX_STEP_PAGE,
     scoped_idempotency_key,
 )
 from taskrunner.store.records import TaskStatus
-from taskrunner.views import TaskPage, TaskView
+from taskrunner.views import StepPage, TaskPage, TaskView
 
 DEFAULT_FLOW: Final = "echo_add"
 READ: Final = [require("read")]
@@ -226,13 +228,40 @@ async def list_tasks(
     "/tasks/{task_id}",
     response_model=TaskView,
     tags=["tasks"],
-    summary="A task with its step history",
+    summary="A task with its first steps",
     dependencies=READ,
     responses=_problems(404, 422, 503),
 )
 async def get_task(request: Request, task_id: uuid.UUID) -> Response:
+    """The task, with its first 100 steps at most: `steps_total` says how many it has,
+    and `steps_next_after`, when not null, where `GET /tasks/{id}/steps` goes on."""
     service = _runtime(request).service
     return _json(await _offload(request).call(service.get_task, task_id))
+
+
+@router.get(
+    "/tasks/{task_id}/steps",
+    response_model=StepPage,
+    tags=["tasks"],
+    summary="A page of a task's steps, in order",
+    dependencies=READ,
+    responses=_problems(404, 422, 503),
+)
+async def task_steps(
+    request: Request,
+    task_id: uuid.UUID,
+    after: Annotated[
+        int, Query(ge=0, le=2**31 - 1, description="Only steps whose `seq` is greater.")
+    ] = 0,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_STEP_PAGE, description="At most this many steps.")
+    ] = DEFAULT_STEP_PAGE,
+) -> Response:
+    """The task's steps after `after`, a page at a time; pass `next_after` back as `after`
+    for the next page (null on the last)."""
+    service = _runtime(request).service
+    page = await _offload(request).call(service.task_steps, task_id, after=after, limit=limit)
+    return _json(page)
 
 
 class FlowDetail(FlowSummary):

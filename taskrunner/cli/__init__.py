@@ -207,6 +207,9 @@ def get_task(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the task as the API returns it.")
     ] = False,
+    all_steps: Annotated[
+        bool, typer.Option("--all-steps", help="Show every step, not only the first 100.")
+    ] = False,
 ) -> None:
     """Show a task: its status, output and step history. Unknown id: exit status 1."""
     from taskrunner.cli.render import task_text
@@ -214,7 +217,7 @@ def get_task(
     parsed = _task_id(task_id)
     runtime = _open_runtime(Settings.from_env(), tasks_only=True)
     try:
-        task = runtime.service.get_task(parsed)
+        task = runtime.service.get_task(parsed, all_steps=all_steps)
     finally:
         runtime.close()
     typer.echo(task.model_dump_json(indent=2) if as_json else task_text(task))

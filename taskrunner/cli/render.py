@@ -20,7 +20,8 @@ def task_text(task: TaskView) -> str:
         lines.append(f"  output    {_json(task.output)}")
     if task.error is not None:
         lines.append(f"  error     {task.error.kind}: {task.error.message}")
-    lines.append(f"  steps     {len(task.steps)}")
+    shown = f" (the first {len(task.steps)})" if task.steps_next_after is not None else ""
+    lines.append(f"  steps     {task.steps_total}{shown}")
     for step in task.steps:
         took = (step.finished_at - step.started_at).total_seconds() * 1000
         result = (
@@ -30,6 +31,8 @@ def task_text(task: TaskView) -> str:
             f"    {step.seq:>3}  {step.state} ({step.tool}, attempt {step.attempt})  "
             f"{step.status}  {_json(step.input)} -> {result}  [{took:.1f} ms]"
         )
+    if task.steps_next_after is not None:
+        lines.append(f"  more: taskrunner get-task {task.id} --all-steps")
     return "\n".join(lines)
 
 

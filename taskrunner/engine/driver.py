@@ -15,7 +15,7 @@ from typing import Protocol
 from taskrunner.engine.interpreter import Execution
 from taskrunner.engine.steps import CallTool, Decision, Fail, Finish, Step
 from taskrunner.engine.storable import unstorable_text
-from taskrunner.tools import INVALID_OUTPUT, ToolCallError, ToolRegistry
+from taskrunner.tools import INVALID_OUTPUT, JsonObject, ToolCallError, ToolRegistry
 
 
 class Journal(Protocol):
@@ -25,8 +25,9 @@ class Journal(Protocol):
         """Get ready to make `call` (wait out its delay, note the time); False to stop
         before it instead."""
 
-    def record(self, step: Step, decision: Decision) -> bool:
-        """Keep `step`, and what the execution decided after it; whether to go on."""
+    def record(self, step: Step, decision: Decision, checkpoint: JsonObject) -> bool:
+        """Keep `step`, what the execution decided after it, and where it now stands
+        (`Execution.checkpoint()`); whether to go on."""
 
     def settle(self, decision: Finish | Fail) -> None:
         """Keep how the run ends, when the drive found nothing left to call."""
@@ -42,7 +43,7 @@ def drive(execution: Execution, journal: Journal) -> Decision:
         step = call_tool(execution.plan.registry, decision)
         execution.record(step)
         decision = execution.decide()
-        if not journal.record(step, decision):
+        if not journal.record(step, decision, execution.checkpoint()):
             break
     return decision
 

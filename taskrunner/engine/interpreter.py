@@ -5,6 +5,9 @@ call a tool (after a delay, for a retry), finish with an output, or fail. `recor
 the result of that call and moves on. The same steps recorded give the same decisions,
 which is what makes a task resumable from its history: `replay()` feeds recorded steps
 back in and raises `UnexpectedStepError` when one is not what the flow expects there.
+Replaying costs a task's whole history; `Execution.checkpoint()` is the position itself,
+as JSON, and `Execution.resume()` takes it back up in O(1). The checkpoint names the step
+it follows (`seq`), so a store can tell whether it is the one its history ends with.
 
 What each state does is its kind's (`StatePlan.enter`, `StatePlan.on_step`); the
 execution only follows. Nothing here reads a clock, draws a random number or does I/O.
@@ -13,7 +16,7 @@ execution only follows. Nothing here reads a clock, draws a random number or doe
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, Self
 
 from pydantic import JsonValue
 
@@ -31,6 +34,9 @@ MAX_STEPS: Final = 10_000
 UNRESOLVED_REFERENCE: Final = "UnresolvedReference"
 STEP_LIMIT_EXCEEDED: Final = "StepLimitExceeded"
 
+CHECKPOINT_VERSION: Final = 1
+"""The shape of `Execution.checkpoint()`; a checkpoint of another shape is not resumed."""
+
 
 class Execution:
     """One task's position in its flow."""
@@ -41,6 +47,9 @@ class Execution:
         self.state = plan.flow.start
         self.outputs: dict[str, JsonValue] = {}
         self.steps: list[Step] = []
+        """The steps recorded by this execution (not those before a `resume`)."""
+        self.step_count = 0
+        """How many steps the task has recorded, from its start."""
         self.attempt = 1
         self.delay = 0.0
         self._decision: Decision | None = None
@@ -49,7 +58,7 @@ class Execution:
 
     @property
     def next_seq(self) -> int:
-        return len(self.steps) + 1
+        return self.step_count + 1
 
     def resolve(self, expression: Expression) -> JsonValue:
         return expression.resolve(self.data, self.outputs)
@@ -68,6 +77,7 @@ class Execution:
         if not isinstance(expected, CallTool) or not _matches(expected, step):
             raise UnexpectedStepError(_mismatch(expected, step))
         self.steps.append(step)
+        self.step_count += 1
         self._decision = None
         if step.status == "succeeded":
             self.outputs[step.state] = step.output
@@ -78,6 +88,57 @@ class Execution:
             self.attempt, self.delay = outcome.attempt, outcome.delay_seconds
         else:
             self._decision = outcome
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def checkpoint(self) -> JsonObject:
+        """Where the execution stands, as JSON: enough for `resume` to go on from here
+        without the steps before. A decision still to be made is not in it (it is made
+        again, the same), but a failure a step led to is, since no state's arrival says it."""
+        ended = self._decision if isinstance(self._decision, Fail) else None
+        return {
+            "version": CHECKPOINT_VERSION,
+            "seq": self.step_count,
+            "state": self.state,
+            "outputs": dict(self.outputs),
+            "attempt": self.attempt,
+            "delay": self.delay,
+            "failed": None
+            if ended is None
+            else {"state": ended.state, "kind": ended.error.kind, "message": ended.error.message},
+        }
+
+    @classmethod
+    def resume(cls, plan: FlowPlan, data: JsonObject, checkpoint: JsonObject) -> Self | None:
+        """The execution `checkpoint` describes, or None when it does not fit this flow
+        (another shape, an unknown state): then only a replay of the history will do."""
+        execution = cls(plan, data)
+        match checkpoint:
+            case {
+                "version": 1,
+                "seq": int(seq),
+                "state": str(state),
+                "outputs": dict(outputs),
+                "attempt": int(attempt),
+                "delay": int() | float() as delay,
+                "failed": failed,
+            } if state in plan.states and all(name in plan.states for name in outputs):
+                pass
+            case _:
+                return None
+        match failed:
+            case None:
+                pass
+            case {"state": str(where), "kind": str(kind), "message": str(message)}:
+                execution._decision = Fail(where, StepError(kind, message))
+            case _:
+                return None
+        execution.step_count = seq
+        execution.state = state
+        execution.outputs = dict(outputs)
+        execution.attempt = attempt
+        execution.delay = float(delay)
+        return execution
 
     @property
     def finished(self) -> bool:
@@ -92,7 +153,7 @@ class Execution:
         hops = 0
         while True:
             name = self.state
-            if len(self.steps) >= MAX_STEPS:
+            if self.step_count >= MAX_STEPS:
                 return Fail(name, StepError(STEP_LIMIT_EXCEEDED, f"{MAX_STEPS} steps recorded"))
             try:
                 arrival = self.plan.states[name].enter(self)

@@ -41,7 +41,7 @@ class _Memory:
             self.sleep(call.delay_seconds)
         return True
 
-    def record(self, step: Step, decision: Decision) -> bool:
+    def record(self, step: Step, decision: Decision, checkpoint: JsonObject) -> bool:
         return True
 
     def settle(self, decision: Finish | Fail) -> None:

@@ -169,6 +169,12 @@ class InMemoryTaskRepository:
         with self._lock:
             return list(self._steps.get(task_id, ()))
 
+    def steps_page(self, task_id: uuid.UUID, after: int, limit: int) -> list[StepRecord]:
+        with self._lock:
+            # Steps are appended in seq order (the service records them so).
+            steps = self._steps.get(task_id, [])
+            return [step for step in steps if step.seq > after][:limit]
+
     def list_tasks(self, where: TaskFilter, limit: int, after: Position | None) -> Page:
         with self._lock:
             found = [

@@ -77,6 +77,9 @@ class TaskRecord(TaskHead):
     lease_expires_at: datetime | None
     """…until then, unless it renews its lease; after that, another may take it over."""
     step_count: int
+    checkpoint: JsonObject | None
+    """Where the execution stood after the last step (`Execution.checkpoint()`), written
+    with it; None before the first step, and in rows older than the column."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,8 @@ class Progress:
     error: StepError | None = None
     finished_at: datetime | None = None
     run_after: datetime | None = None
+    checkpoint: JsonObject | None = None
+    """Written with a step only; a write without one leaves the task's checkpoint be."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +219,7 @@ def progressed(task: TaskRecord, progress: Progress, step_count: int | None) -> 
         lease_expires_at=task.lease_expires_at if held else None,
         run_after=progress.run_after if status == "pending" else None,
         step_count=task.step_count if step_count is None else step_count,
+        checkpoint=task.checkpoint if step_count is None else progress.checkpoint,
     )
 
 

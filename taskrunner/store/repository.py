@@ -89,6 +89,10 @@ class TaskRepository(Protocol):
     def steps_of(self, task_id: uuid.UUID) -> list[StepRecord]:
         """The recorded steps of a task, in order."""
 
+    def steps_page(self, task_id: uuid.UUID, after: int, limit: int) -> list[StepRecord]:
+        """At most `limit` recorded steps of a task, in order, those whose `seq` is
+        greater than `after` (no row for an unknown task)."""
+
     def list_tasks(self, where: TaskFilter, limit: int, after: Position | None) -> Page:
         """At most `limit` tasks, newest first, strictly after `after`."""
 

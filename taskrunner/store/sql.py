@@ -223,6 +223,13 @@ class SqlTaskRepository:
         return [StepRecord(**row._mapping) for row in found]
 
     @translated
+    def steps_page(self, task_id: uuid.UUID, after: int, limit: int) -> list[StepRecord]:
+        given = {"task_id": task_id, "after": after, "limit": limit}
+        with self._single.connect() as connection:
+            found = connection.execute(stmt.SELECT_STEPS_PAGE, given).all()
+        return [StepRecord(**row._mapping) for row in found]
+
+    @translated
     def list_tasks(self, where: TaskFilter, limit: int, after: Position | None) -> Page:
         query = stmt.select_heads(where.status is not None, where.flow is not None, bool(after))
         given: dict[str, object] = {"limit": limit + 1, "status": where.status, "flow": where.flow}
@@ -347,4 +354,5 @@ def _progress(
     }
     if step_count is not None:
         parameters["p_step_count"] = step_count
+        parameters["p_checkpoint"] = progress.checkpoint
     return parameters

@@ -111,7 +111,9 @@ PROGRESS: Final = (
 )
 """A held task's new state (`Progress`); returns the status it now has, or no row when the
 runner does not hold it."""
-PROGRESS_WITH_STEP: Final = PROGRESS.values(step_count=_param("step_count"))
+PROGRESS_WITH_STEP: Final = PROGRESS.values(
+    step_count=_param("step_count"), checkpoint=_param("checkpoint")
+)
 
 
 def append_step(source: FromClause | None = None) -> Insert:
@@ -260,6 +262,13 @@ SELECT_TASK_BY_KEY: Final = select(TASKS).where(TASKS.c.idempotency_key == bindp
 SELECT_STEPS: Final = (
     select(STEPS).where(STEPS.c.task_id == bindparam("task_id")).order_by(STEPS.c.seq)
 )
+SELECT_STEPS_PAGE: Final = (
+    select(STEPS)
+    .where(STEPS.c.task_id == bindparam("task_id"), STEPS.c.seq > bindparam("after"))
+    .order_by(STEPS.c.seq)
+    .limit(bindparam("limit"))
+)
+"""A page of a task's steps, served by the primary key (`task_id`, `seq`)."""
 SELECT_FLOW_DEFINITION: Final = select(FLOW_VERSIONS.c.definition).where(
     FLOW_VERSIONS.c.digest == bindparam("digest")
 )

@@ -106,6 +106,8 @@ class TaskRow(Base):
     lease_expires_at: Mapped[datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     step_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Where the interpreter stood after step `step_count`: a claim resumes from it.
+    checkpoint: Mapped[JsonObject | None]
 
     __table_args__ = (
         CheckConstraint(

@@ -87,6 +87,7 @@ def task_record(status: TaskStatus, flow: str = "echo", **changes: Any) -> TaskR
         lease_owner=None,
         lease_expires_at=None,
         step_count=0,
+        checkpoint=None,
     )
     return replace(record, **changes)
 
@@ -285,6 +286,21 @@ def test_the_owners_steps_are_appended_in_seq_order(repository: TaskRepository) 
     assert repository.steps_of(uuid.uuid4()) == []
 
 
+def test_steps_are_read_a_page_at_a_time_after_a_seq(repository: TaskRepository) -> None:
+    task = stored(repository, running_task())
+    other = stored(repository, running_task())
+    steps = [step_record(task.id, seq) for seq in range(1, 6)]
+    for seq, step in enumerate(steps, start=1):
+        repository.record_step(OWNER, step, still_running(seq))
+    repository.record_step(OWNER, step_record(other.id, 1), still_running(1))
+    assert repository.steps_page(task.id, 0, 2) == steps[:2]
+    assert repository.steps_page(task.id, 2, 2) == steps[2:4]
+    assert repository.steps_page(task.id, 4, 2) == steps[4:]
+    assert repository.steps_page(task.id, 5, 2) == []
+    assert repository.steps_page(task.id, 0, 100) == steps
+    assert repository.steps_page(uuid.uuid4(), 0, 100) == []
+
+
 def test_a_failed_step_reads_back_with_its_error(repository: TaskRepository) -> None:
     task = stored(repository, running_task())
     step = step_record(
@@ -314,6 +330,34 @@ def test_a_pending_progress_hands_the_task_back_until_its_backoff_ends(
     assert (after.lease_owner, after.lease_expires_at) == (None, None)
     assert repository.claim(OTHER, 5, at(29), at(89)) == []
     assert [found.id for found in repository.claim(OTHER, 5, at(30), at(90))] == [task.id]
+
+
+CHECKPOINT = {"seq": 1, "state": "second", "outputs": {"first": {"n": 1.0, "s": "é"}}}
+
+
+def test_a_step_stores_its_checkpoint_and_a_claim_returns_it(
+    repository: TaskRepository,
+) -> None:
+    task = stored(repository, running_task())
+    backoff = Progress("pending", "second", at(2), run_after=at(3), checkpoint=CHECKPOINT)
+    after = recorded(repository, task, step_record(task.id, 1), backoff)
+    assert (after.checkpoint, after.step_count) == (CHECKPOINT, 1)
+    [claimed] = repository.claim(OTHER, 5, at(3), at(63))
+    assert (claimed.checkpoint, claimed.step_count) == (CHECKPOINT, 1)
+    assert claimed.checkpoint is not None
+    assert type(claimed.checkpoint["outputs"]["first"]["n"]) is float  # type: ignore[index,call-overload]
+
+
+def test_a_write_without_a_step_keeps_the_checkpoint(repository: TaskRepository) -> None:
+    task = stored(repository, running_task())
+    recorded(
+        repository, task, step_record(task.id, 1), replace(still_running(2), checkpoint=CHECKPOINT)
+    )
+    done = Progress("succeeded", "done", at(3), output={}, finished_at=at(3), checkpoint={"seq": 9})
+    repository.update_task(task.id, OWNER, done)
+    after = repository.get_task(task.id)
+    assert after is not None
+    assert (after.status, after.checkpoint, after.step_count) == ("succeeded", CHECKPOINT, 1)
 
 
 def test_a_succeeded_progress_finishes_the_task_with_its_output(
@@ -814,6 +858,7 @@ CALLS: Final = [
     pytest.param(lambda r: r.cancel(uuid.uuid4(), at(1)), id="cancel"),
     pytest.param(lambda r: r.get_task(uuid.uuid4()), id="get_task"),
     pytest.param(lambda r: r.steps_of(uuid.uuid4()), id="steps_of"),
+    pytest.param(lambda r: r.steps_page(uuid.uuid4(), 0, 10), id="steps_page"),
     pytest.param(lambda r: r.list_tasks(TaskFilter(), 10, None), id="list_tasks"),
     pytest.param(lambda r: r.flow_definition(digest_of("echo")), id="flow_definition"),
 ]

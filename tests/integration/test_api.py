@@ -48,6 +48,7 @@ OPERATIONS: Final = {
     ("/tasks", "get"),
     ("/tasks/{task_id}", "get"),
     ("/tasks/{task_id}/cancel", "post"),
+    ("/tasks/{task_id}/steps", "get"),
     ("/flows", "get"),
     ("/flows/{name}", "get"),
     ("/schema/flow.json", "get"),

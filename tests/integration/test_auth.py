@@ -46,6 +46,7 @@ UNKNOWN_TOKEN: Final = new_key("stranger", "admin").token
 ENDPOINTS: Final = [
     ("GET", "/tasks", "read", 200),
     ("GET", "/tasks/{task}", "read", 200),
+    ("GET", "/tasks/{task}/steps", "read", 200),
     ("GET", "/flows", "read", 200),
     ("GET", "/flows/echo_add", "read", 200),
     ("GET", "/schema/flow.json", "read", 200),

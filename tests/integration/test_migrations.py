@@ -49,6 +49,7 @@ JSON_COLUMNS = {
     ("flow_versions", "definition"),
     ("tasks", "input"),
     ("tasks", "output"),
+    ("tasks", "checkpoint"),
     ("task_steps", "input"),
     ("task_steps", "output"),
 }

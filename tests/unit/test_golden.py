@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from taskrunner.engine.flow import Flow
-from taskrunner.engine.interpreter import replay
+from taskrunner.engine.interpreter import Execution, replay
 from taskrunner.engine.runner import InMemoryRunner, RunResult
 from taskrunner.engine.steps import Fail, Finish, Step, StepError
 from taskrunner.engine.validate import FlowChecker
@@ -145,3 +145,34 @@ def test_replaying_the_recorded_steps_reaches_the_same_end(
         assert end == Finish(case["state"], case["output"])
     else:
         assert end == Fail(case["state"], StepError(**case["error"]))
+
+
+@pytest.mark.parametrize(("path", "index", "case"), CASES)
+def test_a_checkpoint_after_any_step_resumes_to_the_same_steps_and_end(
+    registry: ToolRegistry,
+    load: Callable[[Path], Flow],
+    path: Path,
+    index: int,
+    case: dict[str, Any],
+) -> None:
+    """A claim resumes from the checkpoint stored with the task's last step: taken after
+    any step, through JSON as the store keeps it, it leads to the recorded rest."""
+    runner = InMemoryRunner(registry)
+    plan = runner.plan(load(path))
+    data = plan.validate_input(case["input"])
+    steps = [
+        Step(**{**step, "error": StepError(**step["error"]) if step["error"] else None})
+        for step in case["steps"]
+    ]
+    for done in range(len(steps) + 1):
+        stored = json.loads(json.dumps(replay(plan, data, steps[:done]).checkpoint()))
+        assert stored["seq"] == done
+        resumed = Execution.resume(plan, data, stored)
+        assert resumed is not None
+        for step in steps[done:]:
+            resumed.record(step)
+        end = resumed.decide()
+        if case["status"] == "succeeded":
+            assert end == Finish(case["state"], case["output"])
+        else:
+            assert end == Fail(case["state"], StepError(**case["error"]))

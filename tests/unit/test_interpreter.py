@@ -14,7 +14,7 @@ from taskrunner.engine.interpreter import MAX_STEPS, Execution, replay
 from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.runner import InMemoryRunner
 from taskrunner.engine.states.task import Retry
-from taskrunner.engine.steps import CallTool, Finish, Step, StepError
+from taskrunner.engine.steps import CallTool, Fail, Finish, Step, StepError
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import FlowInputError, UnexpectedStepError
 from taskrunner.tools import ToolRegistry
@@ -347,3 +347,55 @@ def test_a_task_that_never_ends_stops_at_the_step_limit(
     assert result.status == "failed"
     assert result.error == StepError("StepLimitExceeded", f"{MAX_STEPS} steps recorded")
     assert len(result.steps) == MAX_STEPS
+
+
+def test_a_checkpoint_resumes_where_the_execution_stood(
+    make_flow: Callable[[str], Flow], registry: ToolRegistry
+) -> None:
+    plan = FlowPlan(make_flow(RETRY % ("'*'", "'*'")), registry)
+    execution = Execution(plan, {"divisor": 2})
+    call = execution.decide()
+    assert isinstance(call, CallTool)
+    execution.record(call.failed("Flaky", "try again"))
+    checkpoint = execution.checkpoint()
+    assert checkpoint["seq"] == 1
+    assert (checkpoint["state"], checkpoint["attempt"], checkpoint["delay"]) == ("divide", 2, 2.0)
+    resumed = Execution.resume(plan, {"divisor": 2}, checkpoint)
+    assert resumed is not None
+    assert resumed.steps == []
+    assert resumed.decide() == execution.decide()
+
+
+def test_a_failure_a_step_led_to_is_kept_in_the_checkpoint(
+    make_flow: Callable[[str], Flow], registry: ToolRegistry
+) -> None:
+    plan = FlowPlan(make_flow(RETRY % ("DivisionByZero", "Other")), registry)
+    execution = Execution(plan, {"divisor": 0})
+    while not execution.finished:
+        call = execution.decide()
+        assert isinstance(call, CallTool)
+        execution.record(call.failed("Unknown", "not retried, not caught"))
+    resumed = Execution.resume(plan, {"divisor": 0}, execution.checkpoint())
+    assert resumed is not None
+    assert resumed.decide() == execution.decide()
+    assert isinstance(resumed.decide(), Fail)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version": 99},
+        {"state": "nowhere"},
+        {"outputs": {"nowhere": 1}},
+        {"seq": "1"},
+        {"attempt": None},
+        {"failed": {"state": "divide"}},
+    ],
+    ids=["version", "state", "outputs", "seq", "attempt", "failed"],
+)
+def test_a_checkpoint_that_does_not_fit_the_flow_is_not_resumed(
+    make_flow: Callable[[str], Flow], registry: ToolRegistry, change: dict[str, Any]
+) -> None:
+    plan = FlowPlan(make_flow(RETRY % ("'*'", "'*'")), registry)
+    checkpoint = {**Execution(plan, {"divisor": 2}).checkpoint(), **change}
+    assert Execution.resume(plan, {"divisor": 2}, checkpoint) is None

@@ -43,6 +43,7 @@ def finished(repository: InMemoryTaskRepository, age: timedelta, status: TaskSta
         lease_owner=None,
         lease_expires_at=None,
         step_count=0,
+        checkpoint=None,
     )
     version = FlowVersion("sha256:echo", "echo", {}, at)
     assert repository.create_task(task, version) is None
