@@ -20,7 +20,6 @@ Marked `outage` (about a minute and a half): `-m 'not outage'` leaves it out.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -28,19 +27,18 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from pgserver import PrivatePostgres, free_port
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from taskrunner.settings import normalize_database_url
 from taskrunner.store.tables import TaskRow, TaskStepRow
-from pgserver import PrivatePostgres, free_port
 
 pytestmark = pytest.mark.outage
 
@@ -92,8 +90,10 @@ def new_database(server: PrivatePostgres) -> Iterator[str]:
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(normalize_database_url(server.url)).set(database=name).render_as_string(
-            hide_password=False
+        yield (
+            make_url(normalize_database_url(server.url))
+            .set(database=name)
+            .render_as_string(hide_password=False)
         )
     finally:
         admin.dispose()
@@ -141,8 +141,12 @@ def processes(
                     stderr=stderr,
                 )
             started[name] = Process(name, popen, out, err)
+            # Faults start once every process is up: a process that cannot reach its
+            # database while it starts stops there, which is not what is tested here.
             if command[0] == "serve":
                 wait_until_up(started[name], command[command.index("--port") + 1])
+            else:
+                wait_until_running(started[name])
         yield started
     finally:
         for process in started.values():
@@ -169,6 +173,15 @@ def wait_until_up(process: Process, port: str) -> None:
     pytest.fail(f"{process.name} did not start:\n{process.output()}")
 
 
+def wait_until_running(process: Process) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.popen.poll() is None:
+        if "running" in process.stderr.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"{process.name} did not start:\n{process.output()}")
+
+
 def serve_command(port: int, *extra: str) -> list[str]:
     return ["serve", "--port", str(port), *extra]
 
@@ -183,6 +196,7 @@ class Answer:
     seconds: float
     headers: dict[str, str]
     task_id: str | None = None
+    problem: str | None = None
 
 
 @dataclass
@@ -203,11 +217,14 @@ class Traffic:
             with self._lock:
                 self.failures.append(f"{kind} {method} {path}: {type(exc).__name__}: {exc}")
             return Answer(kind, 0, time.monotonic() - began, {})
-        task_id = None
+        seconds = time.monotonic() - began
+        task_id = problem = None
         if kind.startswith("post") and response.status_code in (200, 201, 202):
             task_id = str(response.json()["id"])
+        elif response.status_code >= 400:
+            problem = str(response.json().get("type"))
         answer = Answer(
-            kind, response.status_code, time.monotonic() - began, dict(response.headers), task_id
+            kind, response.status_code, seconds, dict(response.headers), task_id, problem
         )
         with self._lock:
             self.answers.append(answer)
@@ -352,6 +369,9 @@ def test_restarts_and_a_frozen_database_lose_nothing_and_answer_503(
         tasks = wait_for_quiet(database_url, 60)
         _, steps = stored_tasks(database_url)
         ready_after = httpx.get(traffic.base + "/readyz", timeout=5)
+        # Every process lived through the faults.
+        exited = {name: p.popen.poll() for name, p in running.items() if p.popen.poll() is not None}
+        assert exited == {}, {name: running[name].output()[-2000:] for name in exited}
 
     answers = traffic.answers
     by_status = Counter((answer.kind, answer.status) for answer in answers)
@@ -393,7 +413,7 @@ def test_restarts_and_a_frozen_database_lose_nothing_and_answer_503(
     assert tasks.keys() <= told | located, tasks.keys() - told - located
     for task_id, task in tasks.items():
         assert task.status == "succeeded", (task_id, task.status, task.error_message)
-        assert task.output is not None and task.output["sum"] == 5
+        assert task.output == {"text": task.input["text"], "sum": 5}
         assert [(s.seq, s.state, s.status) for s in steps[task_id]] == [
             (1, "echo", "succeeded"),
             (2, "add", "succeeded"),
