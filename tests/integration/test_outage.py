@@ -20,6 +20,7 @@ Marked `outage` (about a minute and a half): `-m 'not outage'` leaves it out.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,13 +119,18 @@ class Process:
 
 @contextmanager
 def processes(
-    tmp_path: Path, database_url: str, flows: Path, commands: dict[str, list[str]]
+    tmp_path: Path,
+    database_url: str,
+    flows: Path,
+    commands: dict[str, list[str]],
+    **settings: str,
 ) -> Iterator[dict[str, Process]]:
     """Start each command (in order: the first is the API, waited for before the rest, so
     that it alone migrates the database), and stop them all with SIGTERM afterwards."""
     env = {
         **os.environ,
         **TIMEOUTS,
+        **settings,
         "DATABASE_URL": database_url,
         "TASKRUNNER_FLOWS_DIR": str(flows),
     }
@@ -429,3 +436,126 @@ def test_restarts_and_a_frozen_database_lose_nothing_and_answer_503(
     report(f"stderr lines: serve {serve_lines} ({failed_requests} 503s), workers {worker_lines}")
     assert serve_lines <= failed_requests + 30
     assert all(lines <= 60 for lines in worker_lines), worker_lines
+
+
+# -- starvation ----------------------------------------------------------------------------
+
+ALWAYS_FAILS = """\
+name: always_fails
+description: Divide by zero three times, three seconds apart, then fail.
+input:
+  dividend:
+    type: number
+start: divide
+states:
+  divide:
+    type: task
+    tool: divide
+    args:
+      dividend: $input.dividend
+      divisor: 0
+    retry:
+      max_attempts: 3
+      interval_seconds: 3
+      backoff_rate: 1
+      errors: [DivisionByZero]
+    next: done
+  done:
+    type: succeed
+    output:
+      quotient: $states.divide.quotient
+"""
+SYNCHRONOUS_RUNS = 40
+WAITING_READS = 20
+PROBES = 50
+
+
+def test_runs_waiting_out_delays_and_a_frozen_database_do_not_starve_healthz(
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "always_fails.yaml").write_text(ALWAYS_FAILS)
+    shutil.copy(FLOWS / "echo_add.yaml", flows / "echo_add.yaml")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    # The synchronous wait outlasts the two delays, so each run waits them out in the API.
+    with (
+        new_database(private_postgres) as database_url,
+        processes(
+            tmp_path,
+            database_url,
+            flows,
+            {"serve": serve_command(port)},
+            TASKRUNNER_SYNC_WAIT_SECONDS="10",
+        ) as running,
+        ThreadPoolExecutor(SYNCHRONOUS_RUNS + WAITING_READS) as pool,
+    ):
+        traffic = Traffic(base)
+
+        def run(client_number: int) -> Answer:
+            with httpx.Client(timeout=30) as client:
+                body = {"flow": "always_fails", "input": {"dividend": client_number}}
+                return traffic.send(client, "post-sync", "POST", "/tasks", json=body)
+
+        def read(_: int) -> Answer:
+            with httpx.Client(timeout=30) as client:
+                return traffic.send(client, "list-tasks", "GET", "/tasks?limit=5")
+
+        runs = [pool.submit(run, n) for n in range(SYNCHRONOUS_RUNS)]
+        # Once every run has made its first attempt, each waits out a delay in the API.
+        deadline = time.monotonic() + 30
+        while sum(t.step_count >= 1 for t in stored_tasks(database_url)[0].values()) < len(runs):
+            assert time.monotonic() < deadline, "the runs did not start"
+            time.sleep(0.1)
+        private_postgres.pause()
+        try:
+            reads = [pool.submit(read, n) for n in range(WAITING_READS)]
+            probes, others = [], []
+            with httpx.Client(timeout=5) as client:
+                source = (FLOWS / "echo_add.yaml").read_bytes()
+                for n in range(PROBES):
+                    probes.append(traffic.send(client, "healthz", "GET", "/healthz"))
+                    if n % 5 == 0:
+                        others.append(traffic.send(client, "flows", "GET", "/flows"))
+                        others.append(
+                            traffic.send(
+                                client,
+                                "validate",
+                                "POST",
+                                "/flows/validate",
+                                content=source,
+                                headers={"content-type": "application/yaml"},
+                            )
+                        )
+                    time.sleep(0.1)
+        finally:
+            private_postgres.resume()
+        answered = [future.result() for future in runs + reads]
+        tasks = wait_for_quiet(database_url, 60)
+        _, steps = stored_tasks(database_url)
+        assert running["serve"].popen.poll() is None
+
+    slowest_probe = max(answer.seconds for answer in probes)
+    report(
+        f"starvation: slowest /healthz {slowest_probe * 1000:.0f} ms over {len(probes)} "
+        f"probes; /flows and /flows/validate at most "
+        f"{max(a.seconds for a in others) * 1000:.0f} ms; answers "
+        f"{sorted(Counter((a.kind, a.status) for a in answered).items())}"
+    )
+    assert traffic.failures == []
+    assert [a.status for a in probes] == [200] * PROBES
+    assert slowest_probe < 0.1
+    assert {a.status for a in others} == {200}
+    assert max(a.seconds for a in others) < 1.0
+    # The runs really waited in the API (a delay is 3 s), and the reads on the database:
+    # each got an answer in bounded time, and no 5xx but 503.
+    assert min(a.seconds for a in answered if a.kind == "post-sync") > 2.5
+    assert {a.status for a in answered} <= {201, 202, 503}
+    assert any(a.status == 503 for a in answered if a.kind == "list-tasks")
+    assert max(a.seconds for a in answered) < 10 + 2 + 4
+    # And each task ended as its flow says: failed after three attempts.
+    assert len(tasks) == SYNCHRONOUS_RUNS
+    for task_id, task in tasks.items():
+        assert (task.status, task.error_kind) == ("failed", "DivisionByZero"), task_id
+        assert [s.attempt for s in steps[task_id]] == [1, 2, 3]
