@@ -51,9 +51,15 @@ class Offload:
         task_id: uuid.UUID | None = None,
         **kwargs: object,
     ) -> R:
-        """`function(*args, **kwargs)` in a thread of `store`, within the request timeout."""
+        """`function(*args, **kwargs)` in a thread of `store`, within the request timeout.
+
+        `task_id`, when given, is the id of the task `function` starts: it is passed on
+        as `task_id=`, and a timeout names it (the task may be stored by then)."""
         return await self._bounded(
-            partial(function, *args, **kwargs), self.store, self.request_timeout, task_id
+            _with_task_id(function, args, kwargs, task_id),
+            self.store,
+            self.request_timeout,
+            task_id,
         )
 
     def runs_busy(self) -> bool:
@@ -63,10 +69,12 @@ class Offload:
     async def run[R](
         self, function: Callable[..., R], *args: object, task_id: uuid.UUID, **kwargs: object
     ) -> R:
-        """A synchronous run in a thread of `runs`: it takes `sync_wait_seconds` at most, and
-        then its writes have the request timeout."""
+        """A synchronous run in a thread of `runs`, of the task `task_id` (passed on as
+        `task_id=`): it takes `sync_wait_seconds` at most, and then its writes have the
+        request timeout."""
         timeout = self.sync_wait + self.request_timeout
-        return await self._bounded(partial(function, *args, **kwargs), self.runs, timeout, task_id)
+        call = _with_task_id(function, args, kwargs, task_id)
+        return await self._bounded(call, self.runs, timeout, task_id)
 
     async def check[R](self, function: Callable[..., R], *args: object) -> R:
         """CPU-bound work that needs no database, in a thread of `checks`."""
@@ -88,3 +96,16 @@ class Offload:
             )
             error.task_id = task_id
             raise error from None
+
+
+def _with_task_id[R](
+    function: Callable[..., R],
+    args: tuple[object, ...],
+    kwargs: dict[str, object],
+    task_id: uuid.UUID | None,
+) -> Callable[[], R]:
+    # The id a timeout names must be the id the task is stored under: without it, the
+    # service would make up another, and the `Location` of the 503 would lead nowhere.
+    if task_id is not None:
+        kwargs = {**kwargs, "task_id": task_id}
+    return partial(function, *args, **kwargs)
