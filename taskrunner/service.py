@@ -408,14 +408,18 @@ class TaskService:
     ) -> bool:
         """Wait `seconds`, or less if the task is cancelled meanwhile: True if it was.
         A cancel made here sets `cancelled`; one made by another process is read from the
-        store every `CANCEL_POLL_SECONDS`."""
+        store every `CANCEL_POLL_SECONDS`. A store that cannot be read meanwhile does not
+        end the wait: the next step's write finds out whether the task is still held."""
         left = seconds
         while left > 0:
             if self._wait(cancelled, min(left, CANCEL_POLL_SECONDS)):
                 return True
             left -= CANCEL_POLL_SECONDS
             if left > 0:
-                found = self.repository.get_task(task_id)
+                try:
+                    found = self.repository.get_task(task_id)
+                except StoreError:
+                    continue
                 if found is None or found.cancel_requested or found.status not in ACTIVE:
                     return True
         return cancelled.is_set()

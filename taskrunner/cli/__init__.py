@@ -33,12 +33,16 @@ from taskrunner.errors import (
 from taskrunner.settings import Settings
 
 if TYPE_CHECKING:
+    import threading
+
     from taskrunner.catalog import FlowCatalog
     from taskrunner.runtime import Runtime
     from taskrunner.store.records import TaskStatus
     from taskrunner.views import TaskView
 
 EXIT_OK = 0
+START_RETRY_SECONDS = 2.0
+"""How often a starting worker tries again to reach its database."""
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 """The statuses `purge` may delete: `store.records.FINISHED`, spelt here so that the help
 does not import the store."""
@@ -434,7 +438,10 @@ def worker(
         signal.signal(signum, lambda *_: stop.set())
     from taskrunner.runtime import settle_memory
 
-    runtime = _open_runtime(settings)
+    runtime = _open_when_reachable(settings, stop)
+    if runtime is None:
+        typer.echo("taskrunner: worker stopped before the database could be reached", err=True)
+        return
     settle_memory()
     watcher = runtime.flow_watcher()
     watcher.start()
@@ -499,7 +506,11 @@ def _task_id(text: str) -> uuid.UUID:
 
 
 def _open_runtime(
-    settings: Settings, catalog: FlowCatalog | None = None, *, tasks_only: bool = False
+    settings: Settings,
+    catalog: FlowCatalog | None = None,
+    *,
+    tasks_only: bool = False,
+    quiet: bool = False,
 ) -> Runtime:
     """The runtime of a command. `tasks_only`, for the commands that only read or cancel
     tasks: no flow is loaded at all (no flow file can stop them), and the database must
@@ -515,10 +526,28 @@ def _open_runtime(
     return open_runtime(
         settings,
         catalog=catalog,
-        announce=lambda line: typer.echo(line, err=True),
+        announce=None if quiet else lambda line: typer.echo(line, err=True),
         warn=_warn,
         existing=tasks_only,
     )
+
+
+def _open_when_reachable(settings: Settings, stop: threading.Event) -> Runtime | None:
+    """The runtime of a long-running process, which starts whenever its database does: a
+    database that cannot be reached yet is tried again every few seconds, said once, until
+    it answers or `stop` is set (then None). Anything else stops the start at once."""
+    from taskrunner.errors import StoreUnavailableError
+
+    waiting = False
+    while not stop.is_set():
+        try:
+            return _open_runtime(settings, quiet=waiting)
+        except StoreUnavailableError as exc:
+            if not waiting:
+                typer.echo(f"taskrunner: waiting for the database: {exc.message}", err=True)
+                waiting = True
+            stop.wait(START_RETRY_SECONDS)
+    return None
 
 
 def _warn(line: str) -> None:

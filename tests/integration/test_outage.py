@@ -59,6 +59,7 @@ TIMEOUTS = {
     "TASKRUNNER_POLL_SECONDS": "0.2",
     "TASKRUNNER_FLOWS_RELOAD_SECONDS": "0",
 }
+ECHO_ADD_OPTIONS = ("--text", "a", "--a", "1", "--b", "2")
 LONGEST_ANSWER = 2 + 5 + 4.0
 """No answer may take longer: the request timeout, plus the synchronous wait (a
 synchronous run is given both), plus a margin for a loaded machine."""
@@ -559,3 +560,64 @@ def test_runs_waiting_out_delays_and_a_frozen_database_do_not_starve_healthz(
     for task_id, task in tasks.items():
         assert (task.status, task.error_kind) == ("failed", "DivisionByZero"), task_id
         assert [s.attempt for s in steps[task_id]] == [1, 2, 3]
+
+
+def test_a_worker_started_while_the_database_is_down_waits_for_it(tmp_path: Path) -> None:
+    server = PrivatePostgres()
+    try:
+        url = normalize_database_url(server.url)
+        env = {**os.environ, **TIMEOUTS, "DATABASE_URL": url, "TASKRUNNER_FLOWS_DIR": str(FLOWS)}
+        err = tmp_path / "worker.err"
+        with err.open("wb") as stderr:
+            worker = subprocess.Popen(
+                [sys.executable, "-c", CLI, "worker", "--concurrency", "1"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        try:
+            deadline = time.monotonic() + 60
+            while "waiting for the database" not in err.read_text():
+                assert worker.poll() is None, err.read_text()
+                assert time.monotonic() < deadline, err.read_text()
+                time.sleep(0.1)
+            time.sleep(3)  # a few more tries, each said nowhere
+            assert worker.poll() is None, err.read_text()
+            server.start()
+            process = Process("worker", worker, tmp_path / "none", err)
+            wait_until_running(process)
+            queued = subprocess.run(
+                [sys.executable, "-c", CLI, "run-flow", "--no-wait", *ECHO_ADD_OPTIONS],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert queued.returncode == 0, queued.stderr
+            task_id = queued.stdout.strip().splitlines()[-1]
+            deadline = time.monotonic() + 30
+            while status_of(url, task_id) != "succeeded":
+                assert time.monotonic() < deadline, err.read_text()
+                time.sleep(0.2)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+        lines = err.read_text().splitlines()
+        assert sum("waiting for the database" in line for line in lines) == 1, lines
+        assert not any("Traceback" in line for line in lines), lines
+    finally:
+        server.destroy()
+
+
+def status_of(database_url: str, task_id: str) -> str | None:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            status: str | None = connection.execute(
+                select(TaskRow.status).where(TaskRow.id == uuid.UUID(task_id))
+            ).scalar_one_or_none()
+            return status
+    finally:
+        engine.dispose()
