@@ -4,8 +4,9 @@ The in-memory runner and the durable service both advance runs through `drive`. 
 differs between them is their `Journal`'s: where steps go, whether a retry's delay is
 waited out here or handed back to a queue, and when to stop. Every call goes through
 `call_tool`: the tool's strict validation of its input and output, the state's timeout,
-and the check that the output can be stored. Any of those failing is a failed step with an
-error kind that `retry` and `catch` can match, never an exception.
+and the checks that the output can be stored and is not too large (`sizes.py`). Any of
+those failing is a failed step with an error kind that `retry` and `catch` can match,
+never an exception.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from taskrunner.engine.interpreter import Execution
+from taskrunner.engine.sizes import OUTPUT_TOO_LARGE, oversize
 from taskrunner.engine.steps import CallTool, Decision, Fail, Finish, Step
 from taskrunner.engine.storable import unstorable_text
 from taskrunner.tools import INVALID_OUTPUT, JsonObject, ToolCallError, ToolRegistry
@@ -58,4 +60,7 @@ def call_tool(registry: ToolRegistry, call: CallTool) -> Step:
     if where is not None:
         message = f"the output at {where} holds text the database cannot store"
         return call.failed(INVALID_OUTPUT, message)
+    too_large = oversize(output)
+    if too_large is not None:
+        return call.failed(OUTPUT_TOO_LARGE, f"the output is {too_large}")
     return call.succeeded(output)

@@ -22,6 +22,7 @@ from pydantic import JsonValue
 
 from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.refs import Expression, UnresolvedReferenceError
+from taskrunner.engine.sizes import OUTPUT_TOO_LARGE, oversize
 from taskrunner.engine.states.base import Again, Goto
 from taskrunner.engine.states.choice import same
 from taskrunner.engine.steps import CallTool, Decision, Fail, Finish, Step, StepError
@@ -167,6 +168,11 @@ class Execution:
                     continue
             except UnresolvedReferenceError as exc:
                 return Fail(name, StepError(UNRESOLVED_REFERENCE, str(exc)))
+            if isinstance(arrival, Finish):
+                too_large = oversize(arrival.output)
+                if too_large is not None:
+                    message = f"the task's output is {too_large}"
+                    return Fail(name, StepError(OUTPUT_TOO_LARGE, message))
             return arrival
 
 
