@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Final
+from urllib.parse import unquote
 
 from taskrunner.apikeys import ApiKeyring, parse_keys
 from taskrunner.durations import parse_duration
@@ -150,6 +151,8 @@ def default_database_url() -> str:
 
 def normalize_database_url(url: str) -> str:
     """A SQLAlchemy URL for PostgreSQL through psycopg 3, or for SQLite."""
+    if "\x00" in unquote(url):
+        raise SettingsError("DATABASE_URL holds a NUL character, which no path or name may hold")
     scheme, separator, rest = url.partition("://")
     if not separator:
         # Not echoed: what was meant as a URL may hold a password.

@@ -138,10 +138,13 @@ def _reason(error: Exception) -> str:
 def _make_directory_of(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreUnavailableError(
-            f"the SQLite database {path} cannot be made: {exc.strerror or exc}"
-        ) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise StoreError(sqlite_cannot_be_made(path, exc)) from None
+
+
+def sqlite_cannot_be_made(path: Path, error: OSError | ValueError) -> str:
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return f"the SQLite database {path} cannot be made: {reason}"
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -17,8 +17,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from taskrunner.errors import MigrationError
-from taskrunner.store.database import Database, translated
+from taskrunner.errors import MigrationError, StoreError
+from taskrunner.store.database import Database, sqlite_cannot_be_made, translated
 
 # The migrations ship inside the package, so an installed taskrunner finds them wherever it
 # runs. Found here, beside this module, rather than through Alembic's `package:dir` form,
@@ -49,7 +49,11 @@ def migrate(database: Database) -> None:
             command.upgrade(config, "head")
         return
     lock_path = _sqlite_lock_path(database)
-    with open(lock_path, "a+b") as lock:
+    try:
+        lock_file = open(lock_path, "a+b")  # noqa: SIM115 - closed by the `with` below
+    except (OSError, ValueError) as exc:
+        raise StoreError(sqlite_cannot_be_made(lock_path, exc)) from None
+    with lock_file as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             with database.engine.begin() as connection:
