@@ -21,6 +21,15 @@ EXIT_USAGE: Final = 2
 """A usage error: bad options, a refused input, a path that cannot be read."""
 EXIT_INTERNAL: Final = 70
 """A fault of taskrunner's (EX_SOFTWARE)."""
+MAX_LISTED_PROBLEMS: Final = 20
+"""How many of an input's problems an error lists; it counts the rest."""
+MAX_PROBLEM_CHARS: Final = 500
+"""How long one listed problem may be: it can quote a key of the client's, of any length."""
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with an ellipsis when it is longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class TaskrunnerError(Exception):
@@ -95,8 +104,13 @@ class FlowInputError(ClientError):
     problem = "invalid-input"
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
+        # A body of a megabyte can hold a hundred thousand unknown keys: the answer lists
+        # a few, so that it stays small, and says how many more there were.
+        listed = [clipped(item, MAX_PROBLEM_CHARS) for item in problems[:MAX_LISTED_PROBLEMS]]
+        if len(problems) > MAX_LISTED_PROBLEMS:
+            listed.append(f"... and {len(problems) - MAX_LISTED_PROBLEMS:,} more problem(s)")
+        self.problems = listed
+        super().__init__("; ".join(listed))
 
     @property
     def details(self) -> list[str]:

@@ -4,8 +4,9 @@ The in-memory runner and the durable service both advance runs through `drive`. 
 differs between them is their `Journal`'s: where steps go, whether a retry's delay is
 waited out here or handed back to a queue, and when to stop. Every call goes through
 `call_tool`: the tool's strict validation of its input and output, the state's timeout,
-and the check that the output can be stored. Any of those failing is a failed step with an
-error kind that `retry` and `catch` can match, never an exception.
+and the check that the output can be stored (its text, and how deeply it nests). Any of
+those failing is a failed step with an error kind that `retry` and `catch` can match,
+never an exception.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Protocol
 
 from taskrunner.engine.interpreter import Execution
 from taskrunner.engine.steps import CallTool, Decision, Fail, Finish, Step
-from taskrunner.engine.storable import unstorable_text
+from taskrunner.engine.storable import fault_message, unstorable
 from taskrunner.tools import INVALID_OUTPUT, ToolCallError, ToolRegistry
 
 
@@ -53,8 +54,7 @@ def call_tool(registry: ToolRegistry, call: CallTool) -> Step:
         output = registry.get(call.tool).invoke(call.arguments, timeout=call.timeout_seconds)
     except ToolCallError as exc:
         return call.failed(exc.kind, exc.message)
-    where = unstorable_text(output)
-    if where is not None:
-        message = f"the output at {where} holds text the database cannot store"
-        return call.failed(INVALID_OUTPUT, message)
+    fault = unstorable(output)
+    if fault is not None:
+        return call.failed(INVALID_OUTPUT, fault_message(fault, "the output"))
     return call.succeeded(output)
