@@ -264,6 +264,10 @@ def flow_schema(request: Request) -> dict[str, JsonValue]:
 
 class ValidationReport(BaseModel):
     valid: bool
+    omitted: int = Field(
+        default=0,
+        description="How many problems were left out: `problems` lists the first 100.",
+    )
     problems: list[dict[str, JsonValue]] = Field(
         description="As `taskrunner validate-flow --json` prints them.",
         examples=[
@@ -310,7 +314,9 @@ async def validate_flow(
     raw = await request.body()
     report = await run_in_threadpool(check_source, raw, file, _runtime(request).catalog.checker)
     return ValidationReport(
-        valid=not report.problems, problems=[item.as_json() for item in report.problems]
+        valid=not report.problems,
+        problems=[item.as_json() for item in report.problems],
+        omitted=report.omitted,
     )
 
 

@@ -48,7 +48,8 @@ def validate_flow(
         bool, typer.Option("--json", help="Print the problems as a JSON list.")
     ] = False,
 ) -> None:
-    """Check flow files and print every problem as FILE:LINE:COL: CODE message.
+    """Check flow files and print every problem as FILE:LINE:COL: CODE message (the first
+    100 of a file, then how many more there are).
 
     Exit status: 0 when every file is valid, 1 when a flow is invalid, 2 when a path is not
     a readable file.
@@ -61,7 +62,7 @@ def validate_flow(
     checker = FlowChecker(load_registry())
     problems = []
     status = EXIT_OK
-    unreadable = 0
+    unreadable = omitted = 0
     for path in files:
         try:
             report = check_file(Path(path), checker)
@@ -71,17 +72,22 @@ def validate_flow(
             unreadable += 1
             continue
         problems.extend(report.problems)
+        marker = report.omitted_marker()
+        if marker is not None:  # a report lists the first problems and counts the rest
+            problems.append(marker)
+            omitted += report.omitted
         if report.problems and status == EXIT_OK:
             status = EXIT_FAILED
     if as_json:
         typer.echo(json.dumps([item.as_json() for item in problems], indent=2))
     else:
         for item in problems:
-            typer.echo(str(item))
+            typer.echo(f"{item.file}: {item.message}" if item.code == "report.omitted" else item)
         invalid = len({item.file for item in problems})
         checked = len(files) - unreadable
+        count = len(problems) - sum(item.code == "report.omitted" for item in problems) + omitted
         summary = f"{checked} file(s) checked: "
-        summary += f"{len(problems)} problem(s) in {invalid} file(s)" if problems else "all valid"
+        summary += f"{count} problem(s) in {invalid} file(s)" if problems else "all valid"
         if unreadable:
             summary += f"; {unreadable} path(s) could not be read"
         typer.echo(summary, err=True)
