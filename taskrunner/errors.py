@@ -91,6 +91,20 @@ class BodyTooLargeError(ClientError):
     http_status = 413
 
 
+class BodyTimeoutError(ClientError):
+    """The client took too long to send the request body."""
+
+    problem = "body-timeout"
+    http_status = 408
+
+
+class ClientGoneError(ClientError):
+    """The client closed the connection before it had sent the whole request body."""
+
+    problem = "client-disconnected"
+    http_status = 400
+
+
 class JsonTextError(ClientError):
     """The text is not JSON that taskrunner accepts."""
 
@@ -189,6 +203,17 @@ class SettingsError(TaskrunnerError):
 
     problem = "invalid-settings"
     exit_status = EXIT_USAGE
+
+
+class ListenAddressError(ClientError):
+    """The address to listen on is not one a server can have."""
+
+
+class ListenError(TaskrunnerError):
+    """The server cannot listen on its address: in use, not this machine's, or not allowed."""
+
+    problem = "cannot-listen"
+    exit_status = EXIT_FAILED
 
 
 class MigrationError(TaskrunnerError):

@@ -10,7 +10,13 @@
 - `TASKRUNNER_POLL_SECONDS`: how often idle workers look for due tasks besides being
   woken by notifications (default 1);
 - `TASKRUNNER_WORKER_CONCURRENCY`: how many queued tasks the API's own, in-process
-  worker runs at once; `0` for none (default 2).
+  worker runs at once; `0` for none (default 2);
+- `TASKRUNNER_BODY_TIMEOUT_SECONDS`: how long a client may take to send a request's body
+  before it is answered 408 (default 15);
+- `TASKRUNNER_HEADER_TIMEOUT_SECONDS`: how long a client of `taskrunner serve` may take to
+  send a request's line and headers before it is answered 408 (default 10);
+- `TASKRUNNER_KEEP_ALIVE_SECONDS`: how long `taskrunner serve` keeps an idle connection
+  open for the client's next request (default 5).
 
 Relative paths in these variables are taken from the current directory. Of the defaults,
 only the embedded SQLite file depends on it (it is kept under the current directory).
@@ -29,6 +35,9 @@ from taskrunner.errors import SettingsError
 DEFAULT_SQLITE_PATH: Final = Path("var") / "taskrunner.sqlite3"
 DEFAULT_FLOWS_DIR: Final = Path(__file__).resolve().with_name("flows")
 MAX_BODY_BYTES: Final = 1024 * 1024
+BODY_TIMEOUT_SECONDS: Final = 15.0
+HEADER_TIMEOUT_SECONDS: Final = 10.0
+KEEP_ALIVE_SECONDS: Final = 5.0
 
 _TRUE: Final = {"1", "true", "yes", "on"}
 _FALSE: Final = {"0", "false", "no", "off"}
@@ -46,6 +55,9 @@ class Settings:
     lease_seconds: float = 30.0
     poll_seconds: float = 1.0
     worker_concurrency: int = 2
+    body_timeout_seconds: float = BODY_TIMEOUT_SECONDS
+    header_timeout_seconds: float = HEADER_TIMEOUT_SECONDS
+    keep_alive_seconds: float = KEEP_ALIVE_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +71,15 @@ class Settings:
             lease_seconds=_seconds(env, "TASKRUNNER_LEASE_SECONDS", default=30.0),
             poll_seconds=_seconds(env, "TASKRUNNER_POLL_SECONDS", default=1.0),
             worker_concurrency=_count(env, "TASKRUNNER_WORKER_CONCURRENCY", default=2),
+            body_timeout_seconds=_seconds(
+                env, "TASKRUNNER_BODY_TIMEOUT_SECONDS", default=BODY_TIMEOUT_SECONDS
+            ),
+            header_timeout_seconds=_seconds(
+                env, "TASKRUNNER_HEADER_TIMEOUT_SECONDS", default=HEADER_TIMEOUT_SECONDS
+            ),
+            keep_alive_seconds=_seconds(
+                env, "TASKRUNNER_KEEP_ALIVE_SECONDS", default=KEEP_ALIVE_SECONDS
+            ),
         )
 
     @property

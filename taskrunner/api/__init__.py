@@ -63,5 +63,9 @@ def create_app(
     problems.install(app)
     openapi.install(app)
     app.include_router(router)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes if settings else MAX_BODY_BYTES)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes if settings else MAX_BODY_BYTES,
+        timeout=settings.body_timeout_seconds if settings else None,
+    )
     return app

@@ -133,6 +133,7 @@ _TITLES: Final = {
     404: "Not Found",
     409: "Conflict",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",

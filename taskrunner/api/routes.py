@@ -36,6 +36,7 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         for status, description in {
             400: "The body is not well-formed JSON.",
             404: "No such flow or task.",
+            408: "The body did not arrive within the body timeout.",
             409: "The idempotency key started another task, or the task has finished.",
             413: "The body is larger than 1 MiB.",
             422: "The request is well-formed but cannot be served as it is.",
@@ -106,7 +107,7 @@ _START_TASK_BODY: Final = {
             "worker to run; or a task that this server lost on the way to another runner, "
             "still running there. Follow `Location`."
         },
-        **_problems(400, 404, 409, 413, 422, 503),
+        **_problems(400, 404, 408, 409, 413, 422, 503),
     },
 )
 async def start_task(
@@ -303,7 +304,7 @@ class ValidationReport(BaseModel):
             },
         }
     },
-    responses=_problems(413),
+    responses=_problems(408, 413),
 )
 async def validate_flow(
     request: Request,

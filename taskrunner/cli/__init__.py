@@ -261,15 +261,14 @@ def serve(
     for queued tasks unless --no-worker."""
     import dataclasses
 
-    import uvicorn
-
     from taskrunner.api import create_app
+    from taskrunner.api.server import serve as serve_http
     from taskrunner.runtime import settle_memory
 
     settings = Settings.from_env()
     if no_worker:
         settings = dataclasses.replace(settings, worker_concurrency=0)
-    uvicorn.run(create_app(settings, on_started=settle_memory), host=host, port=port)
+    serve_http(create_app(settings, on_started=settle_memory), settings, host, port)
 
 
 @app.command("worker")
