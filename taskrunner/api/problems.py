@@ -16,9 +16,13 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskrunner.errors import TaskrunnerError
+from taskrunner.errors import MAX_PROBLEM_CHARS, TaskrunnerError, clipped
 
 MEDIA_TYPE: Final = "application/problem+json"
+MAX_DETAIL_CHARS: Final = 4_000
+"""How long a problem's detail may be: it can quote the request, which may be a megabyte."""
+MAX_ERRORS: Final = 100
+"""How many `errors` a problem lists (each at most `MAX_PROBLEM_CHARS`)."""
 INTERNAL_DETAIL: Final = "an internal error occurred; it has been logged"
 log = logging.getLogger("taskrunner.api")
 
@@ -47,10 +51,11 @@ def problem(
         "type": f"urn:taskrunner:problem:{code}",
         "title": _TITLES.get(status, "Error"),
         "status": status,
-        "detail": _printable(detail),
+        "detail": _printable(clipped(detail, MAX_DETAIL_CHARS)),
     }
     if errors:
-        body["errors"] = [_printable(error) for error in errors]
+        listed = errors[:MAX_ERRORS]
+        body["errors"] = [_printable(clipped(error, MAX_PROBLEM_CHARS)) for error in listed]
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 

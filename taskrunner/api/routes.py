@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, JsonValue
 
 from taskrunner.api.problems import error_problem
+from taskrunner.engine.diagnostics import listing
 from taskrunner.errors import (
     InvalidRequestError,
     JsonTextError,
@@ -379,6 +380,6 @@ def _task_request(body: object) -> tuple[str, dict[str, object]]:
     if not isinstance(flow, str) or not isinstance(data, dict) or extra:
         raise InvalidRequestError(
             'the body must be {"flow": NAME, "input": {...}} with nothing else'
-            + (f"; unexpected: {', '.join(extra)}" if extra else "")
+            + (f"; unexpected: {listing(extra)}" if extra else "")
         )
     return flow, data

@@ -123,6 +123,14 @@ def test_thousands_of_unknown_keys_get_a_short_answer(client: TestClient) -> Non
     assert body["errors"][-1].startswith("... and ")
 
 
+def test_thousands_of_unexpected_members_are_counted_not_listed(client: TestClient) -> None:
+    extra = {f"k{index}": 0 for index in range(60_000)}
+    response = timed_post(client, "/tasks", json.dumps({"flow": "echo_add", "input": {}, **extra}))
+    body = assert_problem(response, 422, "invalid-request")
+    assert body["detail"].endswith("(59,990 more)")
+    assert len(response.content) < 1_000
+
+
 def test_a_megabyte_key_is_not_echoed_whole(client: TestClient) -> None:
     response = timed_post(
         client, "/tasks", json.dumps({"text": "hi", "a": 1, "b": 2, "k" * 10**6: 0})
