@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -193,25 +193,10 @@ def test_the_cli_refuses_deep_input_in_one_line(database_url: str, tmp_path: Pat
 # -- flow documents that would amplify --------------------------------------------------------
 
 
-def long_chain(states: int, refs: int) -> bytes:
-    lines = ["name: big", "input: {text: {type: string}}", "start: s0", "states:"]
-    for i in range(states):
-        lines += [f"  s{i}:", "    type: choice", "    rules:"]
-        lines += [
-            f"      - {{when: {{value: $states.t{(i * 7 + r) % states}.text, eq: x}}, "
-            f"next: s{i + 1}}}"
-            for r in range(refs)
-        ]
-        lines += [
-            f"    default: t{i}",
-            f"  t{i}: {{type: task, tool: echo, args: {{text: $input.text}}, next: s{i + 1}}}",
-        ]
-    lines.append(f"  s{states}: {{type: succeed}}")
-    return "\n".join(lines).encode()
-
-
-def test_validating_a_large_document_answers_briefly(client: TestClient) -> None:
-    raw = long_chain(499, 10)
+def test_validating_a_large_document_answers_briefly(
+    client: TestClient, chained_flow: Callable[..., bytes]
+) -> None:
+    raw = chained_flow(499, 10)
     assert 300_000 < len(raw) < 1024 * 1024
     response = timed_post(client, "/flows/validate", raw)
     assert response.status_code == 200
@@ -222,9 +207,11 @@ def test_validating_a_large_document_answers_briefly(client: TestClient) -> None
     assert len(response.content) < 100_000
 
 
-def test_validate_flow_counts_what_it_leaves_out(tmp_path: Path) -> None:
+def test_validate_flow_counts_what_it_leaves_out(
+    tmp_path: Path, chained_flow: Callable[..., bytes]
+) -> None:
     path = tmp_path / "big.yaml"
-    path.write_bytes(long_chain(300, 5))
+    path.write_bytes(chained_flow(300, 5))
     text = subprocess.run([*ENTRY, "validate-flow", str(path)], capture_output=True, text=True)
     assert text.returncode == 1
     lines = text.stdout.splitlines()

@@ -6,6 +6,7 @@ unknown names)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -18,25 +19,6 @@ from taskrunner.flowfile.reader import MAX_BYTES
 # A generous bound for a megabyte of YAML on a loaded two-core machine; the quadratic
 # checker took 10 s and more on documents of a third of that size.
 SECONDS = 8.0
-
-
-def chain(states: int, refs: int = 1) -> bytes:
-    """`states` choice states chained, each with `refs` rules reading the output of a task
-    state that has not run on every path: long `ref.not-run` paths, many of them."""
-    lines = ["name: big", "input: {text: {type: string}}", "start: s0", "states:"]
-    for i in range(states):
-        lines += [f"  s{i}:", "    type: choice", "    rules:"]
-        lines += [
-            f"      - {{when: {{value: $states.t{(i * 7 + r) % states}.text, eq: x}}, "
-            f"next: s{i + 1}}}"
-            for r in range(refs)
-        ]
-        lines += [
-            f"    default: t{i}",
-            f"  t{i}: {{type: task, tool: echo, args: {{text: $input.text}}, next: s{i + 1}}}",
-        ]
-    lines.append(f"  s{states}: {{type: succeed}}")
-    return "\n".join(lines).encode()
 
 
 def unknown_targets(states: int) -> bytes:
@@ -64,15 +46,16 @@ def assert_bounded(report: FlowReport) -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "at_least"),
+    ("document", "at_least"),
     [
-        pytest.param(chain(499, 10), 4_000, id="long-reference-chains"),
-        pytest.param(unknown_targets(1_000), 1_000, id="thousand-unknown-targets"),
+        pytest.param("chained", 4_000, id="long-reference-chains"),
+        pytest.param("unknown", 1_000, id="thousand-unknown-targets"),
     ],
 )
 def test_a_large_invalid_document_lists_the_first_problems_and_counts_the_rest(
-    checker: FlowChecker, raw: bytes, at_least: int
+    checker: FlowChecker, chained_flow: Callable[..., bytes], document: str, at_least: int
 ) -> None:
+    raw = chained_flow(499, 10) if document == "chained" else unknown_targets(1_000)
     report, seconds = timed(raw, checker)
     assert seconds < SECONDS
     assert len(report.problems) == MAX_PROBLEMS
@@ -85,9 +68,11 @@ def test_a_large_invalid_document_lists_the_first_problems_and_counts_the_rest(
     assert f"{report.omitted:,} more problem(s)" in marker.message
 
 
-def test_a_long_path_without_an_output_is_shown_by_its_ends(checker: FlowChecker) -> None:
-    # The last state reads the output of the first task, which a path of 999 states skips.
-    report, seconds = timed(chain(499, 1), checker)
+def test_a_long_path_without_an_output_is_shown_by_its_ends(
+    checker: FlowChecker, chained_flow: Callable[..., bytes]
+) -> None:
+    # Late states read the outputs of early tasks, which paths of hundreds of states skip.
+    report, seconds = timed(chained_flow(499, 1), checker)
     assert seconds < SECONDS
     hints = [p.hint for p in report.problems if p.code == "ref.not-run" and p.hint]
     longest = max(hints, key=len)
@@ -96,8 +81,10 @@ def test_a_long_path_without_an_output_is_shown_by_its_ends(checker: FlowChecker
     assert len(longest) < 300
 
 
-def test_a_thousand_and_one_states_is_one_short_problem(checker: FlowChecker) -> None:
-    report, _ = timed(chain(500), checker)
+def test_a_thousand_and_one_states_is_one_short_problem(
+    checker: FlowChecker, chained_flow: Callable[..., bytes]
+) -> None:
+    report, _ = timed(chained_flow(500), checker)
     [problem] = report.problems
     assert problem.code == "schema.range"
     assert problem.message == "an object has more members than 1000"
