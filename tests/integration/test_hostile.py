@@ -28,9 +28,11 @@ from fastapi.testclient import TestClient
 
 from taskrunner.catalog import FlowCatalog
 from taskrunner.engine.validate import FlowChecker
+from taskrunner.errors import SettingsError
 from taskrunner.flowfile import MAX_PROBLEMS
 from taskrunner.jsontext import MAX_DEPTH
 from taskrunner.service import TaskService
+from taskrunner.settings import HEADER_TIMEOUT_SECONDS, KEEP_ALIVE_SECONDS, Settings
 from taskrunner.store.database import Database
 from taskrunner.store.sql import SqlTaskRepository
 from taskrunner.tools import INVALID_OUTPUT, load_registry
@@ -237,8 +239,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, list[str]]]:
-    """`taskrunner serve` on SQLite with one-second body and header timeouts: its port, and
-    the lines it has printed so far."""
+    """`taskrunner serve` on SQLite with one-second body, header and keep-alive timeouts:
+    its port, and the lines it has printed so far."""
     port = free_port()
     database = tmp_path_factory.mktemp("edge") / "taskrunner.sqlite3"
     env = {
@@ -246,6 +248,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, list
         "DATABASE_URL": f"sqlite:///{database}",
         "TASKRUNNER_BODY_TIMEOUT_SECONDS": str(EDGE_TIMEOUT),
         "TASKRUNNER_HEADER_TIMEOUT_SECONDS": str(EDGE_TIMEOUT),
+        "TASKRUNNER_KEEP_ALIVE_SECONDS": str(EDGE_TIMEOUT),
     }
     process = subprocess.Popen(
         [*ENTRY, "serve", "--port", str(port)],
@@ -339,6 +342,34 @@ def test_a_silent_connection_is_closed(server: tuple[int, list[str]]) -> None:
     started = time.monotonic()
     assert exchange(server[0], [b""])[0] == 0
     assert time.monotonic() - started < EDGE_TIMEOUT + 3
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_time(
+    server: tuple[int, list[str]],
+) -> None:
+    with socket.create_connection(("127.0.0.1", server[0]), timeout=BOUND) as connection:
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answered = b""
+        while not _whole(answered):
+            answered += connection.recv(65_536)
+        assert answered.startswith(b"HTTP/1.1 200")
+        idle = time.monotonic()
+        assert connection.recv(65_536) == b""  # closed by the server
+        assert EDGE_TIMEOUT * 0.5 < time.monotonic() - idle < EDGE_TIMEOUT + 3
+
+
+def test_the_edge_settings_are_read_and_checked() -> None:
+    settings = Settings.from_env({"TASKRUNNER_BODY_TIMEOUT_SECONDS": "2.5"})
+    assert settings.body_timeout_seconds == 2.5
+    assert settings.header_timeout_seconds == HEADER_TIMEOUT_SECONDS
+    assert settings.keep_alive_seconds == KEEP_ALIVE_SECONDS
+    for name in (
+        "TASKRUNNER_BODY_TIMEOUT_SECONDS",
+        "TASKRUNNER_HEADER_TIMEOUT_SECONDS",
+        "TASKRUNNER_KEEP_ALIVE_SECONDS",
+    ):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: "forever"})
 
 
 def test_a_slow_body_gets_408(server: tuple[int, list[str]]) -> None:
