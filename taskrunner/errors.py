@@ -26,6 +26,15 @@ EXIT_INTERRUPTED: Final = 130
 """Interrupted (Ctrl-C)."""
 EXIT_INTERNAL: Final = 70
 """A fault of taskrunner's (EX_SOFTWARE)."""
+MAX_LISTED_PROBLEMS: Final = 20
+"""How many of an input's problems an error lists; it counts the rest."""
+MAX_PROBLEM_CHARS: Final = 500
+"""How long one listed problem may be: it can quote a key of the client's, of any length."""
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with an ellipsis when it is longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class TaskrunnerError(Exception):
@@ -92,6 +101,20 @@ class BodyTooLargeError(ClientError):
     http_status = 413
 
 
+class BodyTimeoutError(ClientError):
+    """The client took too long to send the request body."""
+
+    problem = "body-timeout"
+    http_status = 408
+
+
+class ClientGoneError(ClientError):
+    """The client closed the connection before it had sent the whole request body."""
+
+    problem = "client-disconnected"
+    http_status = 400
+
+
 class JsonTextError(ClientError):
     """The text is not JSON that taskrunner accepts."""
 
@@ -105,8 +128,13 @@ class FlowInputError(ClientError):
     problem = "invalid-input"
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
+        # A body of a megabyte can hold a hundred thousand unknown keys: the answer lists
+        # a few, so that it stays small, and says how many more there were.
+        listed = [clipped(item, MAX_PROBLEM_CHARS) for item in problems[:MAX_LISTED_PROBLEMS]]
+        if len(problems) > MAX_LISTED_PROBLEMS:
+            listed.append(f"... and {len(problems) - MAX_LISTED_PROBLEMS:,} more problem(s)")
+        self.problems = listed
+        super().__init__("; ".join(listed))
 
     @property
     def details(self) -> list[str]:
@@ -284,6 +312,17 @@ class UnprotectedServerError(SettingsError):
             "set TASKRUNNER_API_KEYS_FILE (see `taskrunner api-key new`), "
             "or pass --insecure to serve without authentication"
         )
+
+
+class ListenAddressError(ClientError):
+    """The address to listen on is not one a server can have."""
+
+
+class ListenError(TaskrunnerError):
+    """The server cannot listen on its address: in use, not this machine's, or not allowed."""
+
+    problem = "cannot-listen"
+    exit_status = EXIT_FAILED
 
 
 class MigrationError(TaskrunnerError):

@@ -40,8 +40,9 @@ from taskrunner.engine.interpreter import Execution, replay
 from taskrunner.engine.model import FLOW_NAME_PATTERN
 from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.steps import StepError
-from taskrunner.engine.storable import unstorable_text
+from taskrunner.engine.storable import fault_message, unstorable
 from taskrunner.errors import (
+    FlowInputError,
     IdempotencyConflictError,
     InvalidRequestError,
     LeaseLostError,
@@ -53,6 +54,7 @@ from taskrunner.errors import (
     UnexpectedStepError,
     UnstorableDataError,
 )
+from taskrunner.jsontext import shown_pointer
 from taskrunner.leases import LeaseKeeper
 from taskrunner.runs import StoredRun, ended
 from taskrunner.store.records import (
@@ -561,9 +563,13 @@ def _check_idempotency_key(key: str) -> None:
 
 
 def _refuse_unstorable(data: object) -> None:
-    where = unstorable_text(data)
-    if where is not None:
-        raise UnstorableDataError(where)
+    fault = unstorable(data)
+    if fault is None:
+        return
+    if fault.too_deep:
+        # The API and the CLI refuse such JSON as they read it; a library caller may not.
+        raise FlowInputError([fault_message(fault, "the input")])
+    raise UnstorableDataError(shown_pointer(fault.pointer))
 
 
 def _canonical(data: object) -> str:

@@ -32,6 +32,12 @@
   a worker; unset or `off`, nothing is deleted (the default);
 - `TASKRUNNER_RETENTION_INTERVAL`: seconds between two rounds of that deletion (default
   60).
+- `TASKRUNNER_BODY_TIMEOUT_SECONDS`: how long a client may take to send a request's body
+  before it is answered 408 (default 15);
+- `TASKRUNNER_HEADER_TIMEOUT_SECONDS`: how long a client of `taskrunner serve` may take to
+  send a request's line and headers before it is answered 408 (default 10);
+- `TASKRUNNER_KEEP_ALIVE_SECONDS`: how long `taskrunner serve` keeps an idle connection
+  open for the client's next request (default 5).
 
 Relative paths in these variables are taken from the current directory. Of the defaults,
 only the embedded SQLite file depends on it (it is kept under the current directory).
@@ -55,6 +61,9 @@ DEFAULT_SQLITE_PATH: Final = Path("var") / "taskrunner.sqlite3"
 DEFAULT_FLOWS_DIR: Final = Path(__file__).resolve().with_name("flows")
 MAX_BODY_BYTES: Final = 1024 * 1024
 MAX_KEY_FILE_BYTES: Final = 1024 * 1024
+BODY_TIMEOUT_SECONDS: Final = 15.0
+HEADER_TIMEOUT_SECONDS: Final = 10.0
+KEEP_ALIVE_SECONDS: Final = 5.0
 
 _TRUE: Final = {"1", "true", "yes", "on"}
 _FALSE: Final = {"0", "false", "no", "off"}
@@ -98,6 +107,9 @@ class Settings:
     retention: timedelta | None = None
     """Finished tasks older than this are deleted in the background; None: kept."""
     retention_interval: float = 60.0
+    body_timeout_seconds: float = BODY_TIMEOUT_SECONDS
+    header_timeout_seconds: float = HEADER_TIMEOUT_SECONDS
+    keep_alive_seconds: float = KEEP_ALIVE_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -127,6 +139,15 @@ class Settings:
             api_keys=_api_keys(env),
             retention=_retention(env, "TASKRUNNER_RETENTION"),
             retention_interval=_seconds(env, "TASKRUNNER_RETENTION_INTERVAL", default=60.0),
+            body_timeout_seconds=_seconds(
+                env, "TASKRUNNER_BODY_TIMEOUT_SECONDS", default=BODY_TIMEOUT_SECONDS
+            ),
+            header_timeout_seconds=_seconds(
+                env, "TASKRUNNER_HEADER_TIMEOUT_SECONDS", default=HEADER_TIMEOUT_SECONDS
+            ),
+            keep_alive_seconds=_seconds(
+                env, "TASKRUNNER_KEEP_ALIVE_SECONDS", default=KEEP_ALIVE_SECONDS
+            ),
         )
 
     @property

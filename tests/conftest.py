@@ -211,3 +211,32 @@ def service(database: Database, catalog: FlowCatalog) -> TaskService:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+# -- generated flow documents -------------------------------------------------------------
+
+
+def _chained_flow(states: int, refs: int = 1) -> bytes:
+    """A large invalid flow: `states` choice states chained, each with `refs` rules reading
+    the output of a task state that has not run on every path (long `ref.not-run` paths,
+    many of them), each with a task state as its default."""
+    lines = ["name: big", "input: {text: {type: string}}", "start: s0", "states:"]
+    for i in range(states):
+        lines += [f"  s{i}:", "    type: choice", "    rules:"]
+        lines += [
+            f"      - {{when: {{value: $states.t{(i * 7 + r) % states}.text, eq: x}}, "
+            f"next: s{i + 1}}}"
+            for r in range(refs)
+        ]
+        lines += [
+            f"    default: t{i}",
+            f"  t{i}: {{type: task, tool: echo, args: {{text: $input.text}}, next: s{i + 1}}}",
+        ]
+    lines.append(f"  s{states}: {{type: succeed}}")
+    return "\n".join(lines).encode()
+
+
+@pytest.fixture(scope="session")
+def chained_flow() -> Callable[..., bytes]:
+    """`chained_flow(STATES, REFS)`: a large invalid flow document, for bounds on validation."""
+    return _chained_flow

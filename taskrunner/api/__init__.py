@@ -108,7 +108,11 @@ def create_app(
     openapi.install(app)
     app.include_router(router)
     app.include_router(flows.router)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes if settings else MAX_BODY_BYTES)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes if settings else MAX_BODY_BYTES,
+        timeout=settings.body_timeout_seconds if settings else None,
+    )
     app.add_middleware(StartupErrors)
     return app
 

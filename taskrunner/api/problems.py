@@ -17,9 +17,18 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskrunner.errors import StoreUnavailableError, TaskrunnerError
+from taskrunner.errors import (
+    MAX_PROBLEM_CHARS,
+    StoreUnavailableError,
+    TaskrunnerError,
+    clipped,
+)
 
 MEDIA_TYPE: Final = "application/problem+json"
+MAX_DETAIL_CHARS: Final = 4_000
+"""How long a problem's detail may be: it can quote the request, which may be a megabyte."""
+MAX_ERRORS: Final = 100
+"""How many `errors` a problem lists (each at most `MAX_PROBLEM_CHARS`)."""
 INTERNAL_DETAIL: Final = "an internal error occurred; it has been logged"
 log = logging.getLogger("taskrunner.api")
 
@@ -49,10 +58,11 @@ def problem(
         "type": f"urn:taskrunner:problem:{code}",
         "title": _TITLES.get(status, "Error"),
         "status": status,
-        "detail": _printable(detail),
+        "detail": _printable(clipped(detail, MAX_DETAIL_CHARS)),
     }
     if errors:
-        body["errors"] = [_printable(error) for error in errors]
+        listed = errors[:MAX_ERRORS]
+        body["errors"] = [_printable(clipped(error, MAX_PROBLEM_CHARS)) for error in listed]
     sent = dict(headers or {})
     if retry_after is not None:
         sent["Retry-After"] = str(retry_after)
@@ -160,6 +170,7 @@ _TITLES: Final = {
     404: "Not Found",
     409: "Conflict",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",

@@ -15,6 +15,7 @@ from taskrunner.api.flows import FlowListing, FlowSummary, flow_listing
 from taskrunner.api.offload import Offload
 from taskrunner.api.problems import error_problem
 from taskrunner.apikeys import ApiKey
+from taskrunner.engine.diagnostics import listing
 from taskrunner.engine.model import FLOW_NAME_PATTERN
 from taskrunner.errors import (
     InvalidRequestError,
@@ -49,6 +50,7 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         for status, description in {
             400: "The body is not well-formed JSON.",
             404: "No such flow or task, or the flow's file is invalid (skipped).",
+            408: "The body did not arrive within the body timeout.",
             409: "The idempotency key started another task, or the task has finished.",
             413: "The body is larger than 1 MiB.",
             422: "The request is well-formed but cannot be served as it is.",
@@ -126,7 +128,7 @@ _START_TASK_BODY: Final = {
             "would outlast them, or it runs elsewhere (a key's earlier request, another "
             "runner). Follow `Location`."
         },
-        **_problems(400, 404, 409, 413, 422, 503),
+        **_problems(400, 404, 408, 409, 413, 422, 503),
     },
 )
 async def start_task(
@@ -334,6 +336,10 @@ async def flow_schema(request: Request) -> dict[str, JsonValue]:
 
 class ValidationReport(BaseModel):
     valid: bool
+    omitted: int = Field(
+        default=0,
+        description="How many problems were left out: `problems` lists the first 100.",
+    )
     problems: list[dict[str, JsonValue]] = Field(
         description="As `taskrunner validate-flow --json` prints them.",
         examples=[
@@ -371,7 +377,7 @@ class ValidationReport(BaseModel):
             },
         }
     },
-    responses=_problems(413),
+    responses=_problems(408, 413),
 )
 async def validate_flow(
     request: Request,
@@ -383,7 +389,9 @@ async def validate_flow(
     checker = _runtime(request).catalog.checker
     report = await _offload(request).check(check_source, raw, file, checker)
     return ValidationReport(
-        valid=not report.problems, problems=[item.as_json() for item in report.problems]
+        valid=not report.problems,
+        problems=[item.as_json() for item in report.problems],
+        omitted=report.omitted,
     )
 
 
@@ -445,6 +453,6 @@ def _task_request(body: object) -> tuple[str, dict[str, object]]:
     if not isinstance(flow, str) or not isinstance(data, dict) or extra:
         raise InvalidRequestError(
             'the body must be {"flow": NAME, "input": {...}} with nothing else'
-            + (f"; unexpected: {', '.join(extra)}" if extra else "")
+            + (f"; unexpected: {listing(extra)}" if extra else "")
         )
     return flow, data

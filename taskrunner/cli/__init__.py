@@ -67,7 +67,8 @@ def validate_flow(
         bool, typer.Option("--json", help="Print the problems as a JSON list.")
     ] = False,
 ) -> None:
-    """Check flow files and print every problem as FILE:LINE:COL: CODE message.
+    """Check flow files and print every problem as FILE:LINE:COL: CODE message (the first
+    100 of a file, then how many more there are).
 
     Exit status: 0 when every file is valid, 1 when a flow is invalid, 2 when a path is not
     a readable file.
@@ -80,7 +81,7 @@ def validate_flow(
     checker = FlowChecker(load_registry())
     problems = []
     status = EXIT_OK
-    unreadable = 0
+    unreadable = omitted = 0
     for path in files:
         try:
             report = check_file(Path(path), checker)
@@ -90,17 +91,22 @@ def validate_flow(
             unreadable += 1
             continue
         problems.extend(report.problems)
+        marker = report.omitted_marker()
+        if marker is not None:  # a report lists the first problems and counts the rest
+            problems.append(marker)
+            omitted += report.omitted
         if report.problems and status == EXIT_OK:
             status = EXIT_FAILED
     if as_json:
         typer.echo(json.dumps([item.as_json() for item in problems], indent=2))
     else:
         for item in problems:
-            typer.echo(str(item))
+            typer.echo(f"{item.file}: {item.message}" if item.code == "report.omitted" else item)
         invalid = len({item.file for item in problems})
         checked = len(files) - unreadable
+        count = len(problems) - sum(item.code == "report.omitted" for item in problems) + omitted
         summary = f"{checked} file(s) checked: "
-        summary += f"{len(problems)} problem(s) in {invalid} file(s)" if problems else "all valid"
+        summary += f"{count} problem(s) in {invalid} file(s)" if problems else "all valid"
         if unreadable:
             summary += f"; {unreadable} path(s) could not be read"
         typer.echo(summary, err=True)
@@ -389,9 +395,8 @@ def serve(
     if settings.api_keys is None and not insecure and not _is_loopback(host):
         raise UnprotectedServerError(host)
 
-    import uvicorn
-
     from taskrunner.api import create_app
+    from taskrunner.api.server import serve as serve_http
     from taskrunner.catalog import directory_fingerprint
     from taskrunner.runtime import settle_memory
 
@@ -401,14 +406,7 @@ def serve(
     # (the app would find it too, but in its lifespan, where uvicorn shows a traceback).
     directory_fingerprint(settings.flows_dir)
     app = create_app(settings, on_started=settle_memory, reload_on_sighup=True)
-    try:
-        uvicorn.run(app, host=host, port=port)
-    except SystemExit:
-        # The server could not start; the app has said why in one line.
-        error = getattr(app.state, "startup_error", None)
-        if error is None:
-            raise
-        raise typer.Exit(error.exit_status) from None
+    serve_http(app, settings, host, port)
 
 
 @app.command("worker")

@@ -11,7 +11,7 @@ from pydantic import JsonValue
 from taskrunner.engine.flow import Flow
 from taskrunner.engine.inputs import INPUT_KINDS, InputTextError
 from taskrunner.engine.model import InputField
-from taskrunner.errors import InputOptionError, JsonTextError
+from taskrunner.errors import InputOptionError, JsonTextError, clipped
 from taskrunner.jsontext import parse_json
 
 MAX_INPUT_BYTES = 1024 * 1024
@@ -89,4 +89,4 @@ def _convert(name: str, spec: InputField, text: str) -> JsonValue:
     try:
         return kind.from_text(text)
     except InputTextError:
-        raise InputOptionError(f"--{name} {text!r}: not {kind.article}") from None
+        raise InputOptionError(f"--{name} {clipped(text, 80)!r}: not {kind.article}") from None

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import replace
+from typing import Final
 
 from pydantic import JsonValue, ValidationError
 
 from taskrunner.engine import types
-from taskrunner.engine.diagnostics import Diagnostic, closest, pointer, suggest
+from taskrunner.engine.diagnostics import Diagnostic, closest, listing, pointer
 from taskrunner.engine.flow import Language, builtin_language
 from taskrunner.engine.graph import Edge, Graph
 from taskrunner.engine.inputs import INPUT_KINDS
@@ -30,6 +31,16 @@ from taskrunner.engine.refs import Reference, ReferenceSyntaxError, parse_value
 from taskrunner.engine.states.base import State, Transition, transitions_in
 from taskrunner.engine.types import ToolTypes, ValueType
 from taskrunner.tools import ToolRegistry
+
+MAX_SUGGESTIONS: Final = 100
+"""How many `did you mean` searches one document gets: each compares a word with every
+name (a thousand states), so a document with thousands of unknown names would make the
+work quadratic. Past it, a hint lists the names instead."""
+MAX_ROUTES: Final = 100
+"""How many `ref.not-run` hints spell out a path without the output: each is a search of
+the chart. Past it, the hint says only that there is such a path."""
+MAX_ROUTE_SHOWN: Final = 8
+"""How many states of such a path a hint shows: its first and last few."""
 
 
 class MeaningChecker:
@@ -81,6 +92,8 @@ class _Analysis:
         self.input_names, self.input_type = _input_type(document.get("input"))
         self.reachable: set[str] = set()
         self.outputs: dict[str, frozenset[str]] = {}
+        self.suggestions_left = MAX_SUGGESTIONS
+        self.routes_left = MAX_ROUTES
 
     def run(self) -> Iterator[Diagnostic]:
         yield from self._chart()
@@ -123,16 +136,16 @@ class _Analysis:
                 "flow.unknown-start",
                 f"the start state `{self.start_text}` does not exist",
                 "/start",
-                suggest(self.start_text, names) or f"states: {', '.join(names)}",
+                self._suggest(self.start_text, names) or f"states: {listing(names)}",
             )
         for edge in list(self.graph.edges):
             if edge.target not in self.states:
-                meant = closest(edge.target, names)
+                meant = self._closest(edge.target, names)
                 yield Diagnostic(
                     "flow.unknown-state",
                     f"transition to `{edge.target}`, which is not a state",
                     edge.path,
-                    f"did you mean `{meant}`?" if meant else f"states: {', '.join(names)}",
+                    f"did you mean `{meant}`?" if meant else f"states: {listing(names)}",
                 )
                 if meant:  # follow the evident intent, so the typo does not cascade
                     self.graph.add(replace(edge, target=meant))
@@ -257,7 +270,7 @@ class _Analysis:
                     "ref.unknown-input",
                     f"`{ref.text}`: the flow declares no input field `{ref.path[0]}`",
                     path,
-                    suggest(ref.path[0], names) or f"declared: {', '.join(names) or 'none'}",
+                    self._suggest(ref.path[0], names) or f"declared: {listing(names) or 'none'}",
                 )
         else:
             problem = self._producer_problem(state, ref, path)
@@ -275,8 +288,8 @@ class _Analysis:
                     "ref.unknown-field",
                     f"`{ref.text}`: `{subject}` ({current.describe()}) has no field `{segment}`",
                     path,
-                    suggest(segment, exc.known)
-                    or (f"fields: {', '.join(exc.known)}" if exc.known else None),
+                    self._suggest(segment, exc.known)
+                    or (f"fields: {listing(exc.known)}" if exc.known else None),
                 )
             walked.append(segment)
         return current
@@ -290,7 +303,7 @@ class _Analysis:
                 "ref.unknown-state",
                 f"`{ref.text}`: there is no state `{producer}`",
                 path,
-                suggest(producer, names) or f"{producing} states: {', '.join(names) or 'none'}",
+                self._suggest(producer, names) or f"{producing} states: {listing(names) or 'none'}",
             )
         kind = self.kinds.get(producer)
         if kind is not None and not kind.has_output:
@@ -311,14 +324,39 @@ class _Analysis:
                 "before it first succeeds",
                 path,
             )
-        route = self.graph.path_without_output(self.start, state, producer)
-        shown = " -> ".join(route) if route else None
         return Diagnostic(
             "ref.not-run",
             f"`{ref.text}`: `{producer}` has not succeeded on every path to `{state}`",
             path,
-            f"a path without its output: {shown}" if shown else None,
+            self._route_hint(state, producer),
         )
+
+    def _route_hint(self, state: str, producer: str) -> str | None:
+        if self.start is None:
+            return None
+        if self.routes_left <= 0:
+            return f"some path from `{self.start}` reaches `{state}` without its output"
+        self.routes_left -= 1
+        route = self.graph.path_without_output(self.start, state, producer)
+        if not route:
+            return None
+        if len(route) > MAX_ROUTE_SHOWN:
+            half = MAX_ROUTE_SHOWN // 2
+            hidden = len(route) - 2 * half
+            route = [*route[:half], f"… ({hidden:,} more)", *route[-half:]]
+        return f"a path without its output: {' -> '.join(route)}"
+
+    # -- hints ----------------------------------------------------------------------------
+
+    def _closest(self, word: str, names: list[str]) -> str | None:
+        if self.suggestions_left <= 0:
+            return None
+        self.suggestions_left -= 1
+        return closest(word, names)
+
+    def _suggest(self, word: str, names: list[str]) -> str | None:
+        meant = self._closest(word, names)
+        return f"did you mean `{meant}`?" if meant else None
 
 
 class _StateScope:

@@ -47,7 +47,13 @@ CODES: Final[dict[str, str]] = {
     "ref.not-run": "A reference to a state that has not run on every path to this point.",
     "ref.unknown-field": "A reference to a field that the data does not have.",
     "type.mismatch": "A value whose type does not fit where it goes.",
+    # the report itself
+    "report.omitted": "More problems than a report lists: how many were left out.",
 }
+
+
+MAX_LISTED_NAMES: Final = 10
+"""How many names a hint lists (`states: a, b, …`): a flow may have a thousand states."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,12 @@ def closest(word: str, choices: list[str]) -> str | None:
     """The one of `choices` that `word` most likely misspells, if one is close enough."""
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return close[0] if close else None
+
+
+def listing(names: list[str], limit: int = MAX_LISTED_NAMES) -> str:
+    """`names` joined for a hint: the first `limit` of them, and how many more there are."""
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, … ({len(names) - limit:,} more)"
 
 
 def suggest(word: str, choices: list[str]) -> str | None:

@@ -4,7 +4,8 @@ The in-memory runner and the durable service both advance runs through `drive`. 
 differs between them is their `Journal`'s: where steps go, whether a retry's delay is
 waited out here or handed back to a queue, and when to stop. Every call goes through
 `call_tool`: the tool's strict validation of its input and output, the state's timeout,
-and the checks that the output can be stored and is not too large (`sizes.py`). Any of
+and the checks that the output can be stored (its text, how deeply it nests) and is not
+too large (`sizes.py`). Any of
 those failing is a failed step with an error kind that `retry` and `catch` can match,
 never an exception.
 """
@@ -16,7 +17,7 @@ from typing import Protocol
 from taskrunner.engine.interpreter import Execution
 from taskrunner.engine.sizes import OUTPUT_TOO_LARGE, oversize
 from taskrunner.engine.steps import CallTool, Decision, Fail, Finish, Step
-from taskrunner.engine.storable import unstorable_text
+from taskrunner.engine.storable import fault_message, unstorable
 from taskrunner.tools import INVALID_OUTPUT, JsonObject, ToolCallError, ToolRegistry
 
 
@@ -56,10 +57,9 @@ def call_tool(registry: ToolRegistry, call: CallTool) -> Step:
         output = registry.get(call.tool).invoke(call.arguments, timeout=call.timeout_seconds)
     except ToolCallError as exc:
         return call.failed(exc.kind, exc.message)
-    where = unstorable_text(output)
-    if where is not None:
-        message = f"the output at {where} holds text the database cannot store"
-        return call.failed(INVALID_OUTPUT, message)
+    fault = unstorable(output)
+    if fault is not None:
+        return call.failed(INVALID_OUTPUT, fault_message(fault, "the output"))
     too_large = oversize(output)
     if too_large is not None:
         return call.failed(OUTPUT_TOO_LARGE, f"the output is {too_large}")

@@ -142,23 +142,24 @@ def _describe(error: ValidationError) -> Iterable[Diagnostic]:
             return
         meaning = _PATTERN_MEANING.get(str(error.validator_value), "the required form")
         yield Diagnostic("schema.pattern", f"{_describe_value(instance)} is not {meaning}", path)
+    elif keyword in _SIZE_KEYWORDS:
+        # jsonschema's own message spells out the whole value, which may be the document.
+        limit = f"{_SIZE_KEYWORDS[str(keyword)]} {error.validator_value}"
+        yield Diagnostic("schema.range", f"{_describe_value(instance)} has {limit}", path)
     elif keyword in _RANGE_KEYWORDS:
         yield Diagnostic("schema.range", error.message, path)
     else:
         yield Diagnostic("schema.invalid", error.message, path)
 
 
-_RANGE_KEYWORDS: Final = {
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
-    "minLength",
-    "maxLength",
-    "minItems",
-    "maxItems",
-    "minProperties",
-    "maxProperties",
+_RANGE_KEYWORDS: Final = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+_SIZE_KEYWORDS: Final = {
+    "minLength": "fewer characters than",
+    "maxLength": "more characters than",
+    "minItems": "fewer items than",
+    "maxItems": "more items than",
+    "minProperties": "fewer members than",
+    "maxProperties": "more members than",
 }
 
 

@@ -1,29 +1,25 @@
-"""What text a database can store: the rule every input and output of a task must meet."""
+"""What a database can store: the rule every input and output of a task must meet."""
 
 from __future__ import annotations
 
+from taskrunner.jsontext import MAX_DEPTH, JsonFault, find_fault, shown_pointer
 
-def unstorable_text(value: object, path: str = "") -> str | None:
-    """The JSON pointer of the first string (or key) that a database cannot store, if any:
-    PostgreSQL refuses the NUL character in text and JSONB, and no database stores lone
-    UTF-16 surrogates (which JSON's `\\ud800` escapes can produce)."""
-    if isinstance(value, str):
-        return None if _storable(value) else path or "/"
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not _storable(key):
-                return f"{path}/{key}"
-            if isinstance(item, str | dict | list):
-                found = unstorable_text(item, f"{path}/{key}")
-                if found is not None:
-                    return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if isinstance(item, str | dict | list):
-                found = unstorable_text(item, f"{path}/{index}")
-                if found is not None:
-                    return found
-    return None
+
+def unstorable(value: object) -> JsonFault | None:
+    """Where `value` first holds what a database cannot store, if anywhere: a string (or
+    key) with the NUL character, which PostgreSQL refuses in text and JSONB, or with a lone
+    UTF-16 surrogate (which JSON's `\\ud800` escapes can produce), which no database
+    stores; or nesting deeper than `MAX_DEPTH`, which the code that stores and shows
+    values does not walk safely."""
+    return find_fault(value, _storable)
+
+
+def fault_message(fault: JsonFault, what: str) -> str:
+    """`what` (such as "the output") and where it breaks the rule, for a message."""
+    where = shown_pointer(fault.pointer)
+    if fault.too_deep:
+        return f"{what} nests deeper than {MAX_DEPTH} levels (at {where})"
+    return f"{what} at {where} holds text the database cannot store"
 
 
 def _storable(text: str) -> bool:

@@ -6,13 +6,20 @@ import os
 import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Final
 
 from pydantic import JsonValue
 
 from taskrunner.engine.flow import Flow
 from taskrunner.engine.validate import FlowChecker
-from taskrunner.errors import UnreadableFlowFileError
+from taskrunner.errors import UnreadableFlowFileError, clipped
 from taskrunner.flowfile.reader import MAX_BYTES, ReadError, read_document
+
+MAX_PROBLEMS: Final = 100
+"""How many problems a report lists, the first by position; it counts the rest
+(`FlowReport.omitted`). A megabyte of YAML can hold a hundred thousand problems."""
+MAX_MESSAGE_CHARS: Final = 500
+"""How long a problem's message may be, and its hint: they can quote the document."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,16 @@ class FlowReport:
     file: str
     flow: Flow | None
     problems: list[Problem]
+    """At most `MAX_PROBLEMS`, the first by position."""
+    omitted: int = 0
+    """How many more problems there were."""
+
+    def omitted_marker(self) -> Problem | None:
+        """The problems left out, as one entry of a list of problems (`--json`)."""
+        if not self.omitted:
+            return None
+        message = f"... and {self.omitted:,} more problem(s), not listed"
+        return Problem(self.file, 0, 0, "report.omitted", "", message, None)
 
 
 def check_source(raw: bytes, file: str, checker: FlowChecker) -> FlowReport:
@@ -51,12 +68,24 @@ def check_source(raw: bytes, file: str, checker: FlowChecker) -> FlowReport:
         problem = Problem(file, line, column, exc.code, "", exc.message, None)
         return FlowReport(file, None, [problem])
     result = checker.check(document.data)
-    problems = []
+    located = []
     for item in result.diagnostics:
         line, column = document.source_map.locate(item.path, at_key=item.at_key)
-        problems.append(Problem(file, line, column, item.code, item.path, item.message, item.hint))
-    problems.sort(key=lambda p: (p.line, p.column, p.code))
-    return FlowReport(file, result.flow, problems)
+        located.append((line, column, item))
+    located.sort(key=lambda found: (found[0], found[1], found[2].code))
+    problems = [
+        Problem(
+            file,
+            line,
+            column,
+            item.code,
+            item.path,
+            clipped(item.message, MAX_MESSAGE_CHARS),
+            None if item.hint is None else clipped(item.hint, MAX_MESSAGE_CHARS),
+        )
+        for line, column, item in located[:MAX_PROBLEMS]
+    ]
+    return FlowReport(file, result.flow, problems, omitted=len(located) - len(problems))
 
 
 def read_flow_file(path: Path) -> bytes:

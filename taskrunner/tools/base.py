@@ -145,7 +145,10 @@ class Tool:
                 checked = self.output_model.model_validate(raw, strict=True)
             except ValidationError as exc:
                 raise ToolCallError(INVALID_OUTPUT, describe_validation_error(exc)) from None
-        dumped: JsonObject = checked.model_dump(mode="json")
+        try:
+            dumped: JsonObject = checked.model_dump(mode="json")
+        except ValueError as exc:  # pydantic's serialization errors, a value too deep among them
+            raise ToolCallError(INVALID_OUTPUT, f"the output cannot be serialized: {exc}") from None
         return dumped
 
 

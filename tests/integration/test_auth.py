@@ -312,10 +312,12 @@ def test_serve_refuses_a_non_loopback_host_without_keys(host: str, tmp_path: Pat
 def test_serve_listens_on_loopback_or_with_keys_or_when_told_it_is_insecure(
     host: str, extra: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import uvicorn
+    from taskrunner.api import server
 
     served: list[tuple[str, object]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: served.append((host, app)))
+    monkeypatch.setattr(
+        server, "serve", lambda app, settings, host, port: served.append((host, app))
+    )
     for name in ("TASKRUNNER_API_KEYS", "TASKRUNNER_API_KEYS_FILE"):
         monkeypatch.delenv(name, raising=False)
     result = CliRunner().invoke(cli_app, ["serve", "--host", host, *extra], env=env)

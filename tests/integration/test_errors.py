@@ -51,7 +51,7 @@ def test_every_error_says_what_it_means(kind: type[TaskrunnerError]) -> None:
     assert kind.problem
     assert kind.problem == kind.problem.lower()
     assert " " not in kind.problem
-    assert kind.http_status in {400, 401, 403, 404, 409, 413, 422, 500, 503}
+    assert kind.http_status in {400, 401, 403, 404, 408, 409, 413, 422, 500, 503}
     assert kind.exit_status in {EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL}
     assert (kind.retry_after is not None) == (kind.http_status == 503)
     message = kind.default_message()

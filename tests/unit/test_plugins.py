@@ -47,7 +47,15 @@ def plugin_path(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("plugin_path")
 def test_a_tool_from_another_package_is_registered() -> None:
     registry = load_registry()
-    assert registry.names() == ["add", "divide", "echo", "test.cstring", "test.nap", "test.shout"]
+    assert registry.names() == [
+        "add",
+        "divide",
+        "echo",
+        "test.cstring",
+        "test.nap",
+        "test.nest",
+        "test.shout",
+    ]
     assert registry.get("test.shout").invoke({"text": "hi"}) == {"text": "HI!"}
 
 

@@ -4,6 +4,8 @@ so that `importlib.metadata` finds the distribution below."""
 
 from __future__ import annotations
 
+from pydantic import JsonValue
+
 from taskrunner.tools import ToolError, ToolModel, tool
 
 
@@ -66,3 +68,21 @@ def cstring(args: CStringInput) -> CStringOutput:
     """End the text with a NUL character, as C strings end: an output that no database
     can store, so that tests can see what becomes of one."""
     return CStringOutput(text=args.text + "\x00")
+
+
+class NestInput(ToolModel):
+    depth: int
+
+
+class NestOutput(ToolModel):
+    value: JsonValue
+
+
+@tool("test.nest")
+def nest(args: NestInput) -> NestOutput:
+    """A value nested `depth` levels deep (`{"in": {"in": ...}}`): an output too deep to
+    store once `depth` passes the JSON depth limit."""
+    value: JsonValue = "bottom"
+    for _ in range(args.depth):
+        value = {"in": value}
+    return NestOutput.model_construct(value=value)  # as built: no validation on the way
