@@ -24,6 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from taskrunner.catalog import FlowCatalog
+from taskrunner.engine.sizes import MAX_OUTPUT_BYTES, OUTPUT_TOO_LARGE
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.flowfile import MAX_PROBLEMS
 from taskrunner.jsontext import MAX_DEPTH
@@ -86,11 +87,21 @@ def test_json_at_the_limit_is_read(client: TestClient) -> None:
     assert body["errors"] == ["text: Input should be a valid string"]
 
 
-def test_a_huge_string_within_the_cap_runs(client: TestClient) -> None:
+def test_a_huge_string_within_the_cap_runs_into_the_output_limit(client: TestClient) -> None:
     text = "x" * 1_000_000
     response = timed_post(client, "/tasks", json.dumps({"text": text, "a": 1, "b": 2}))
     assert response.status_code == 201
-    assert response.json()["output"] == {"text": text, "sum": 3}
+    task = response.json()
+    assert (task["status"], task["output"]) == ("failed", None)
+    assert task["error"]["kind"] == OUTPUT_TOO_LARGE
+    (step,) = task["steps"]
+    assert (step["status"], step["output"]) == ("failed", None)
+    assert step["error"]["kind"] == OUTPUT_TOO_LARGE
+    # The input and the step's input, once each; never the output.
+    assert len(response.content) < 2 * len(text) + 10_000
+    under = "x" * (MAX_OUTPUT_BYTES - 20)
+    response = timed_post(client, "/tasks", json.dumps({"text": under, "a": 1, "b": 2}))
+    assert response.json()["output"] == {"text": under, "sum": 3}
 
 
 @pytest.mark.parametrize(
