@@ -335,13 +335,14 @@ class MigrationError(TaskrunnerError):
 # -- flows and tools ------------------------------------------------------------------------
 
 
-class FlowCatalogError(TaskrunnerError):
+class FlowCatalogError(ClientError):
     """The flows directory cannot be loaded."""
 
     problem = "invalid-flows"
     exit_status = EXIT_FAILED
     # At start-up this stops the process; asked for a reload (`POST /flows/reload`), the
-    # flows loaded before are kept, and the server's state is what the client must fix.
+    # flows loaded before are kept, and the server's state is what the caller (an admin)
+    # must fix: a conflict with the state of the server, not a fault of it.
     http_status = 409
 
     def __init__(self, message: str, problems: list[str] | None = None) -> None:

@@ -144,7 +144,8 @@ async def start_task(
             description="Start at most one task per key: the same key and input give the "
             "same task; the same key with another input is a 409. Each API key has keys of "
             "its own. 1 to 255 visible ASCII characters.",
-            pattern=IDEMPOTENCY_KEY_PATTERN.pattern,
+            # Said in the OpenAPI document; checked by the service, which says it plainly.
+            json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN.pattern},
         ),
     ] = None,
 ) -> Response:

@@ -155,7 +155,7 @@ def test_a_tool_output_nested_too_deeply_is_a_failed_step(
         "  done: {type: succeed}\n"
     )
     catalog = FlowCatalog.load(tmp_path, FlowChecker(load_registry()))
-    service = TaskService(SqlTaskRepository(database), catalog, sleep=lambda _: None)
+    service = TaskService(SqlTaskRepository(database), catalog, wait=lambda _event, _seconds: False)
     try:
         for depth, status in [
             (MAX_DEPTH - 1, "succeeded"),
