@@ -24,16 +24,10 @@ from taskrunner.errors import (
     StoreUnavailableError,
 )
 from taskrunner.flowfile import check_source
+from taskrunner.idempotency import IDEMPOTENCY_KEY_PATTERN, scoped_idempotency_key
 from taskrunner.jsontext import parse_json
 from taskrunner.runtime import Runtime
-from taskrunner.service import (
-    DEFAULT_PAGE,
-    DEFAULT_STEP_PAGE,
-    IDEMPOTENCY_KEY_PATTERN,
-    MAX_PAGE,
-    MAX_STEP_PAGE,
-    scoped_idempotency_key,
-)
+from taskrunner.service import DEFAULT_PAGE, DEFAULT_STEP_PAGE, MAX_PAGE, MAX_STEP_PAGE
 from taskrunner.store.records import TaskStatus
 from taskrunner.views import StepPage, TaskPage, TaskView
 
