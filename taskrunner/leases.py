@@ -9,6 +9,8 @@ a lease runs out only when its process has stopped (or cannot reach the database
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +22,11 @@ from taskrunner.faults import Outage
 from taskrunner.store.repository import TaskRepository
 
 log = logging.getLogger("taskrunner.leases")
+
+
+def process_owner() -> str:
+    """A name for this process's leases, unique across machines and restarts."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class LeaseKeeper:

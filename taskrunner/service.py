@@ -16,12 +16,9 @@ step's write: `echo_add` run in the caller costs three commits.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import re
-import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -32,6 +29,7 @@ from typing import Final
 
 from pydantic import ValidationError
 
+from taskrunner.admission import admit, new_task
 from taskrunner.catalog import FlowCatalog
 from taskrunner.cursors import decode_cursor, encode_cursor
 from taskrunner.engine.driver import drive
@@ -40,9 +38,7 @@ from taskrunner.engine.interpreter import Execution, replay
 from taskrunner.engine.model import FLOW_NAME_PATTERN
 from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.steps import StepError
-from taskrunner.engine.storable import fault_message, unstorable
 from taskrunner.errors import (
-    FlowInputError,
     IdempotencyConflictError,
     InvalidRequestError,
     LeaseLostError,
@@ -52,22 +48,20 @@ from taskrunner.errors import (
     TaskNotFoundError,
     TaskrunnerError,
     UnexpectedStepError,
-    UnstorableDataError,
 )
-from taskrunner.jsontext import shown_pointer
-from taskrunner.leases import LeaseKeeper
+from taskrunner.leases import LeaseKeeper, process_owner
 from taskrunner.runs import StoredRun, ended
 from taskrunner.store.records import (
     ACTIVE,
     CANCELLED,
     CancelOutcome,
-    FlowVersion,
     TaskFilter,
     TaskRecord,
     TaskStatus,
 )
 from taskrunner.store.repository import TaskRepository
 from taskrunner.tools import JsonObject
+from taskrunner.versions import FlowVersions
 from taskrunner.views import (
     STEPS_IN_TASK,
     StepPage,
@@ -77,6 +71,7 @@ from taskrunner.views import (
     step_page_view,
     task_view,
 )
+from taskrunner.waits import CancellableWaits
 
 MAX_PAGE: Final = 500
 DEFAULT_PAGE: Final = 50
@@ -84,23 +79,14 @@ MAX_STEP_PAGE: Final = 1_000
 DEFAULT_STEP_PAGE: Final = 100
 DEFAULT_LEASE_SECONDS: Final = 30.0
 DEFAULT_SYNC_WAIT_SECONDS: Final = 30.0
-CANCEL_POLL_SECONDS: Final = 1.0
-"""How often a task waited on here is read again, to see a cancel made elsewhere."""
 UNEXPECTED_STEP: Final = "UnexpectedStep"
 FLOW_UNAVAILABLE: Final = "FlowUnavailable"
-MAX_IDEMPOTENCY_KEY: Final = 255
-IDEMPOTENCY_KEY_PATTERN: Final = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 log = logging.getLogger("taskrunner.service")
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def process_owner() -> str:
-    """A name for this process's leases, unique across machines and restarts."""
-    return f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
@@ -135,13 +121,8 @@ class TaskService:
         self.sync_wait_seconds = sync_wait_seconds
         self._clock = clock
         self._new_id = new_id
-        self._wait = wait
-        self._cancels: dict[uuid.UUID, threading.Event] = {}
-        """The tasks this process waits on (a delay, or another runner), by id: set when
-        one is cancelled here, so that the wait ends at once."""
-        self._cancels_lock = threading.Lock()
-        self._plans = {entry.flow.digest: entry.plan for entry in catalog}
-        self._versions: dict[str, FlowVersion] = {}
+        self._waits = CancellableWaits(repository, clock=clock, wait=wait)
+        self._versions = FlowVersions(repository, catalog)
 
     def use_catalog(self, catalog: FlowCatalog) -> None:
         """Start new tasks from `catalog` from now on (a reload of the flows).
@@ -151,8 +132,7 @@ class TaskService:
         its digest, so a flow changed or removed in the new catalog still runs for them.
         The swap is one assignment: a request sees the old catalog or the new, whole.
         """
-        for entry in catalog:
-            self._plans.setdefault(entry.flow.digest, entry.plan)
+        self._versions.know(catalog)
         self.catalog = catalog
 
     def close(self) -> None:
@@ -192,18 +172,20 @@ class TaskService:
         naming the task. If this process loses the task on the way (its lease ran out and
         a worker took it over), the task is answered as the store has it.
         """
-        flow, plan, clean = self._admit(flow_name, data, idempotency_key)
+        flow, plan, clean = admit(self.catalog, flow_name, data, idempotency_key)
         task = self._new_task(flow, clean, "running", idempotency_key, task_id)
         deadline = self._deadline() if bounded else None
         with self._stored(task.id):
-            existing = self.repository.create_task(task, self._version(flow, task.created_at))
+            existing = self.repository.create_task(
+                task, self._versions.version(flow, task.created_at)
+            )
         if existing is not None:
             with self._stored(existing.id):
                 return self._found(existing, flow_name, clean, deadline or self._deadline())
         with (
             self._stored(task.id),
             self.leases.holding(task.id),
-            self._cancellable(task.id) as cancelled,
+            self._waits.cancellable(task.id) as cancelled,
         ):
             run = self._run(task, here=True, deadline=deadline, cancelled=cancelled)
             try:
@@ -225,10 +207,12 @@ class TaskService:
         task_id: uuid.UUID | None = None,
     ) -> Started:
         """Start a task and leave it, pending, for a worker to run."""
-        flow, _, clean = self._admit(flow_name, data, idempotency_key)
+        flow, _, clean = admit(self.catalog, flow_name, data, idempotency_key)
         task = self._new_task(flow, clean, "pending", idempotency_key, task_id)
         with self._stored(task.id):
-            existing = self.repository.create_task(task, self._version(flow, task.created_at))
+            existing = self.repository.create_task(
+                task, self._versions.version(flow, task.created_at)
+            )
         if existing is not None:
             return self._found(existing, flow_name, clean, None)
         return Started(task_view(task, []), created=True)
@@ -278,7 +262,7 @@ class TaskService:
             run.end(ended("cancelled", state, self._clock(), CANCELLED))
             return
         try:
-            plan = self._plan(claimed.flow_digest)
+            plan = self._versions.plan(claimed.flow_digest, self.catalog.checker)
         except (TaskrunnerError, ValidationError) as exc:
             error = StepError(FLOW_UNAVAILABLE, f"the flow version cannot be run here: {exc}")
             run.end(ended("failed", state, self._clock(), error))
@@ -311,10 +295,7 @@ class TaskService:
         step. Raises `TaskNotFoundError`, or `TaskFinishedError` for a finished task."""
         outcome = self.repository.cancel(task_id, self._clock())
         if outcome == "requested":
-            with self._cancels_lock:
-                waiting = self._cancels.get(task_id)
-            if waiting is not None:
-                waiting.set()
+            self._waits.cancelled_here(task_id)
         if outcome == "missing":
             raise TaskNotFoundError(task_id)
         task = self.get_task(task_id)
@@ -377,7 +358,7 @@ class TaskService:
         cancelled: threading.Event | None = None,
     ) -> StoredRun:
         def wait(seconds: float) -> bool:
-            return cancelled is not None and self._wait_cancellable(task.id, cancelled, seconds)
+            return cancelled is not None and self._waits.wait(task.id, cancelled, seconds)
 
         return StoredRun(
             self.repository,
@@ -392,39 +373,6 @@ class TaskService:
 
     def _deadline(self) -> datetime:
         return self._clock() + timedelta(seconds=self.sync_wait_seconds)
-
-    @contextmanager
-    def _cancellable(self, task_id: uuid.UUID) -> Iterator[threading.Event]:
-        """While the block runs, a cancel of `task_id` in this process sets the event."""
-        event = threading.Event()
-        with self._cancels_lock:
-            self._cancels[task_id] = event
-        try:
-            yield event
-        finally:
-            with self._cancels_lock:
-                self._cancels.pop(task_id, None)
-
-    def _wait_cancellable(
-        self, task_id: uuid.UUID, cancelled: threading.Event, seconds: float
-    ) -> bool:
-        """Wait `seconds`, or less if the task is cancelled meanwhile: True if it was.
-        A cancel made here sets `cancelled`; one made by another process is read from the
-        store every `CANCEL_POLL_SECONDS`. A store that cannot be read meanwhile does not
-        end the wait: the next step's write finds out whether the task is still held."""
-        left = seconds
-        while left > 0:
-            if self._wait(cancelled, min(left, CANCEL_POLL_SECONDS)):
-                return True
-            left -= CANCEL_POLL_SECONDS
-            if left > 0:
-                try:
-                    found = self.repository.get_task(task_id)
-                except StoreError:
-                    continue
-                if found is None or found.cancel_requested or found.status not in ACTIVE:
-                    return True
-        return cancelled.is_set()
 
     def _let_go(self, run: StoredRun) -> None:
         """Hand a task interrupted here back to the queue, if the store can be reached."""
@@ -451,42 +399,15 @@ class TaskService:
         task_id: uuid.UUID | None,
     ) -> TaskRecord:
         now = self._clock()
-        held = status == "running"
-        return TaskRecord(
-            id=task_id or self._new_id(),
-            flow_name=flow.name,
-            flow_digest=flow.digest,
-            status=status,
-            current_state=flow.start,
-            error_kind=None,
-            error_message=None,
-            cancel_requested=False,
-            created_at=now,
-            updated_at=now,
-            started_at=now if held else None,
-            finished_at=None,
-            input=data,
-            output=None,
+        return new_task(
+            flow,
+            data,
+            status,
+            task_id=task_id or self._new_id(),
             idempotency_key=idempotency_key,
-            run_after=None if held else now,
-            lease_owner=self.owner if held else None,
-            lease_expires_at=self.leases.expiry() if held else None,
-            step_count=0,
-            checkpoint=None,
+            now=now,
+            leases=self.leases,
         )
-
-    def _admit(
-        self, flow_name: str, data: Mapping[str, object], idempotency_key: str | None
-    ) -> tuple[Flow, FlowPlan, JsonObject]:
-        entry = self.catalog.get(flow_name)
-        if idempotency_key is not None:
-            _check_idempotency_key(idempotency_key)
-        # Unstorable text is named as such before validation can misreport it; defaults
-        # come from the flow, and are checked once applied.
-        _refuse_unstorable(data)
-        clean = entry.plan.validate_input(data)
-        _refuse_unstorable(clean)
-        return entry.flow, entry.plan, clean
 
     def _found(
         self, existing: TaskRecord, flow_name: str, data: JsonObject, until: datetime | None
@@ -499,77 +420,13 @@ class TaskService:
                 "with a different flow or input"
             )
         if until is not None and existing.status in ACTIVE:
-            return Started(self._await(existing.id, until), created=False)
+            return Started(
+                self._waits.until_finished(existing.id, until, self.get_task), created=False
+            )
         steps = (
             self.repository.steps_page(existing.id, 0, STEPS_IN_TASK) if existing.step_count else []
         )
         return Started(task_view(existing, steps), created=False)
-
-    def _await(self, task_id: uuid.UUID, until: datetime) -> TaskView:
-        """The task once it has finished, or as it is at `until`: it runs elsewhere (a
-        worker, or another request), so it is read again at growing intervals."""
-        interval = 0.05
-        with self._cancellable(task_id) as cancelled:
-            while True:
-                task = self.get_task(task_id)
-                left = (until - self._clock()).total_seconds()
-                if task.status not in ACTIVE or left <= 0:
-                    return task
-                self._wait(cancelled, min(interval, left))
-                interval = min(2 * interval, CANCEL_POLL_SECONDS)
-
-    def _version(self, flow: Flow, now: datetime) -> FlowVersion:
-        """The flow version a new task runs, made once per version."""
-        version = self._versions.get(flow.digest)
-        if version is None:
-            definition: JsonObject = json.loads(flow.canonical)
-            version = self._versions[flow.digest] = FlowVersion(
-                flow.digest, flow.name, definition, now
-            )
-        return version
-
-    def _plan(self, digest: str) -> FlowPlan:
-        plan = self._plans.get(digest)
-        if plan is None:
-            definition = self.repository.flow_definition(digest)
-            if definition is None:
-                raise TaskrunnerError(f"the flow version {digest} is not stored")
-            flow = self.catalog.checker.language.parse(definition)
-            if flow.digest != digest:
-                raise TaskrunnerError(f"the stored flow version {digest} does not match it")
-            plan = self._plans[digest] = FlowPlan(flow, self.catalog.checker.registry)
-        return plan
-
-
-def scoped_idempotency_key(caller: str | None, key: str | None) -> str | None:
-    """The idempotency key as stored for `caller` (an API key's name; None when the API has
-    no keys, and so one scope): `CALLER/KEY`, or `CALLER#SHA256(KEY)` when that would pass
-    255 characters. A name holds neither `/` nor `#`, so one caller's keys never meet
-    another's, and both forms stay within the stored key's length and pattern."""
-    if key is None or caller is None:
-        return key
-    _check_idempotency_key(key)
-    scoped = f"{caller}/{key}"
-    if len(scoped) <= MAX_IDEMPOTENCY_KEY:
-        return scoped
-    return f"{caller}#{hashlib.sha256(key.encode()).hexdigest()}"
-
-
-def _check_idempotency_key(key: str) -> None:
-    if not IDEMPOTENCY_KEY_PATTERN.match(key):
-        raise InvalidRequestError(
-            "an idempotency key is 1 to 255 visible ASCII characters, without spaces"
-        )
-
-
-def _refuse_unstorable(data: object) -> None:
-    fault = unstorable(data)
-    if fault is None:
-        return
-    if fault.too_deep:
-        # The API and the CLI refuse such JSON as they read it; a library caller may not.
-        raise FlowInputError([fault_message(fault, "the input")])
-    raise UnstorableDataError(shown_pointer(fault.pointer))
 
 
 def _canonical(data: object) -> str:

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from taskrunner.api import flows, openapi, problems
 from taskrunner.api.limits import BodyLimit
 from taskrunner.api.offload import Offload
-from taskrunner.api.routes import router
+from taskrunner.api.routes import health_router, router
 from taskrunner.errors import TaskrunnerError
 from taskrunner.flowwatch import FlowWatcher
 from taskrunner.runtime import open_runtime
@@ -108,6 +108,7 @@ def create_app(
     openapi.install(app)
     app.include_router(router)
     app.include_router(flows.router)
+    app.include_router(health_router)
     app.add_middleware(
         BodyLimit,
         limit=settings.max_body_bytes if settings else MAX_BODY_BYTES,

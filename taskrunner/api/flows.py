@@ -1,4 +1,5 @@
-"""The flows as the API lists them, skipped files included, and their reload.
+"""The flows' endpoints: the flows, one flow, the schema of flow documents, a flow
+document checked, and the reload of the flows directory.
 
 `GET /flows` lists each loaded flow as it always has (`name`, `description`, `version`),
 now with `valid: true` and its `file`; after them, one entry per flow file that was
@@ -9,14 +10,16 @@ directory again at once and answers the same list.
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, JsonValue
 
 from taskrunner.api.auth import require
+from taskrunner.api.routes import READ, offload_of, problem_responses, runtime_of
 from taskrunner.catalog import FlowCatalog
-from taskrunner.runtime import Runtime
+from taskrunner.flowfile import check_source
 
 router = APIRouter()
 
@@ -90,6 +93,135 @@ def flow_listing(catalog: FlowCatalog) -> FlowListing:
     return listing
 
 
+class FlowDetail(FlowSummary):
+    input_schema: dict[str, JsonValue] = Field(description="The JSON Schema of a task's input.")
+    definition: dict[str, JsonValue] = Field(description="The definition, as canonical JSON.")
+
+
+@router.get(
+    "/flows",
+    response_model=FlowListing,
+    tags=["flows"],
+    summary="The flows, and the flow files skipped",
+    dependencies=READ,
+)
+async def list_flows(request: Request) -> FlowListing:
+    """Each loaded flow (`valid: true`), by name; then each flow file that was skipped
+    (`valid: false`: invalid, unreadable, or defining a flow that an earlier file
+    defines), with its problems."""
+    return flow_listing(runtime_of(request).catalog)
+
+
+@router.get(
+    "/flows/{name}",
+    response_model=FlowDetail,
+    tags=["flows"],
+    summary="A flow: its definition and the schema of its input",
+    dependencies=READ,
+    responses={
+        404: {
+            "description": "No such flow (`unknown-flow`), or its file was skipped "
+            "(`invalid-flow-file`: `GET /flows` shows its problems)."
+        }
+    },
+)
+async def get_flow(request: Request, name: str) -> FlowDetail:
+    entry = runtime_of(request).catalog.get(name)
+    flow = entry.flow
+    return FlowDetail(
+        name=flow.name,
+        description=flow.description,
+        version=flow.digest,
+        file=entry.path.name,
+        input_schema=entry.plan.input_model.model_json_schema(),
+        definition=json.loads(flow.canonical),
+    )
+
+
+@router.get(
+    "/schema/flow.json",
+    tags=["flows"],
+    summary="The JSON Schema of flow documents",
+    dependencies=READ,
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "$schema": "https://json-schema.org/draft/2020-12/schema",
+                        "title": "taskrunner flow",
+                        "type": "object",
+                    }
+                }
+            }
+        }
+    },
+)
+async def flow_schema(request: Request) -> dict[str, JsonValue]:
+    return runtime_of(request).catalog.checker.schema
+
+
+class ValidationReport(BaseModel):
+    valid: bool
+    omitted: int = Field(
+        default=0,
+        description="How many problems were left out: `problems` lists the first 100.",
+    )
+    problems: list[dict[str, JsonValue]] = Field(
+        description="As `taskrunner validate-flow --json` prints them.",
+        examples=[
+            [
+                {
+                    "file": "flow.yaml",
+                    "line": 11,
+                    "column": 11,
+                    "code": "flow.unknown-state",
+                    "path": "/states/echo/next",
+                    "message": "transition to `ad`, which is not a state",
+                    "hint": "did you mean `add`?",
+                }
+            ]
+        ],
+    )
+
+
+@router.post(
+    "/flows/validate",
+    response_model=ValidationReport,
+    tags=["flows"],
+    summary="Check a flow document (YAML) and list every problem",
+    # `read`, not open: checking costs CPU, and strangers should not be able to spend it.
+    dependencies=READ,
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/yaml": {
+                    "schema": {"type": "string"},
+                    "example": "name: broken\nstart: echo\nstates:\n  echo:\n"
+                    "    type: task\n    tool: echo\n    args: {text: hi}\n    next: ad\n",
+                }
+            },
+        }
+    },
+    responses=problem_responses(408, 413),
+)
+async def validate_flow(
+    request: Request,
+    file: Annotated[
+        str, Query(max_length=256, description="The file name to show in the problems.")
+    ] = "flow.yaml",
+) -> ValidationReport:
+    raw = await request.body()
+    checker = runtime_of(request).catalog.checker
+    report = await offload_of(request).check(check_source, raw, file, checker)
+    return ValidationReport(
+        valid=not report.problems,
+        problems=[item.as_json() for item in report.problems],
+        omitted=report.omitted,
+    )
+
+
 @router.post(
     "/flows/reload",
     response_model=FlowListing,
@@ -109,5 +241,4 @@ def reload_flows(request: Request) -> FlowListing:
     started with, even if their flow changed or is gone. (The server also reloads by
     itself when a file changes, every `TASKRUNNER_FLOWS_RELOAD_SECONDS`, and on
     `SIGHUP`.) It needs the `admin` scope when API keys are configured."""
-    runtime: Runtime = request.app.state.runtime
-    return flow_listing(runtime.flows.reload())
+    return flow_listing(runtime_of(request).flows.reload())

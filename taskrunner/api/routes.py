@@ -1,17 +1,18 @@
-"""The HTTP endpoints: thin. Each parses, calls the service, and returns a view."""
+"""The HTTP endpoints of tasks, and of health: thin. Each parses, calls the service, and
+returns a view. The flows' endpoints are in `api/flows.py`, which shares the helpers here.
+
+Health has a router of its own (`health_router`), included last, after the flows'."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import BaseModel
 
 from taskrunner.api.auth import require
-from taskrunner.api.flows import FlowListing, FlowSummary, flow_listing
 from taskrunner.api.offload import Offload
 from taskrunner.api.problems import error_problem
 from taskrunner.apikeys import ApiKey
@@ -23,17 +24,10 @@ from taskrunner.errors import (
     MalformedBodyError,
     StoreUnavailableError,
 )
-from taskrunner.flowfile import check_source
+from taskrunner.idempotency import IDEMPOTENCY_KEY_PATTERN, scoped_idempotency_key
 from taskrunner.jsontext import parse_json
 from taskrunner.runtime import Runtime
-from taskrunner.service import (
-    DEFAULT_PAGE,
-    DEFAULT_STEP_PAGE,
-    IDEMPOTENCY_KEY_PATTERN,
-    MAX_PAGE,
-    MAX_STEP_PAGE,
-    scoped_idempotency_key,
-)
+from taskrunner.service import DEFAULT_PAGE, DEFAULT_STEP_PAGE, MAX_PAGE, MAX_STEP_PAGE
 from taskrunner.store.records import TaskStatus
 from taskrunner.views import StepPage, TaskPage, TaskView
 
@@ -41,9 +35,10 @@ DEFAULT_FLOW: Final = "echo_add"
 READ: Final = [require("read")]
 RUN: Final = [require("run")]
 router = APIRouter()
+health_router = APIRouter()
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     # The content is filled in by taskrunner.api.openapi: application/problem+json.
     return {
         status: {"description": description}
@@ -60,12 +55,12 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def _runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def _offload(request: Request) -> Offload:
+def offload_of(request: Request) -> Offload:
     offload: Offload = request.app.state.offload
     return offload
 
@@ -128,7 +123,7 @@ _START_TASK_BODY: Final = {
             "would outlast them, or it runs elsewhere (a key's earlier request, another "
             "runner). Follow `Location`."
         },
-        **_problems(400, 404, 408, 409, 413, 422, 503),
+        **problem_responses(400, 404, 408, 409, 413, 422, 503),
     },
 )
 async def start_task(
@@ -156,7 +151,7 @@ async def start_task(
     without `flow` and `input` is the input of `echo_add`."""
     body = _json_body(await request.body())
     flow, data = _task_request(body)
-    service, offload = _runtime(request).service, _offload(request)
+    service, offload = runtime_of(request).service, offload_of(request)
     asked_async = _prefers_async(prefer)
     task_id = service.new_task_id()
     scoped = scoped_idempotency_key(caller.name if caller else None, idempotency_key)
@@ -185,15 +180,15 @@ async def start_task(
     dependencies=RUN,
     responses={
         202: {"description": "The task is running: it stops before its next step."},
-        **_problems(404, 409, 422, 503),
+        **problem_responses(404, 409, 422, 503),
     },
 )
 async def cancel_task(request: Request, task_id: uuid.UUID) -> Response:
     """Cancel a pending task at once (200), or ask a running one to stop before its next
     step (202); one that is waiting out a retry's delay ends at once. A finished task
     cannot be cancelled (409). A cancelled task never runs again."""
-    service = _runtime(request).service
-    outcome, task = await _offload(request).call(service.cancel_task, task_id)
+    service = runtime_of(request).service
+    outcome, task = await offload_of(request).call(service.cancel_task, task_id)
     return _json(task, 202 if outcome == "requested" else 200)
 
 
@@ -203,7 +198,7 @@ async def cancel_task(request: Request, task_id: uuid.UUID) -> Response:
     tags=["tasks"],
     summary="List tasks, newest first",
     dependencies=READ,
-    responses=_problems(422, 503),
+    responses=problem_responses(422, 503),
 )
 async def list_tasks(
     request: Request,
@@ -220,8 +215,8 @@ async def list_tasks(
     ] = None,
 ) -> Response:
     """Task summaries (no input, output or steps), newest first, a page at a time."""
-    service = _runtime(request).service
-    page = await _offload(request).call(
+    service = runtime_of(request).service
+    page = await offload_of(request).call(
         service.list_tasks, status=status, flow=flow, limit=limit, cursor=cursor
     )
     return _json(page)
@@ -233,13 +228,13 @@ async def list_tasks(
     tags=["tasks"],
     summary="A task with its first steps",
     dependencies=READ,
-    responses=_problems(404, 422, 503),
+    responses=problem_responses(404, 422, 503),
 )
 async def get_task(request: Request, task_id: uuid.UUID) -> Response:
     """The task, with its first 100 steps at most: `steps_total` says how many it has,
     and `steps_next_after`, when not null, where `GET /tasks/{id}/steps` goes on."""
-    service = _runtime(request).service
-    return _json(await _offload(request).call(service.get_task, task_id))
+    service = runtime_of(request).service
+    return _json(await offload_of(request).call(service.get_task, task_id))
 
 
 @router.get(
@@ -248,7 +243,7 @@ async def get_task(request: Request, task_id: uuid.UUID) -> Response:
     tags=["tasks"],
     summary="A page of a task's steps, in order",
     dependencies=READ,
-    responses=_problems(404, 422, 503),
+    responses=problem_responses(404, 422, 503),
 )
 async def task_steps(
     request: Request,
@@ -262,141 +257,12 @@ async def task_steps(
 ) -> Response:
     """The task's steps after `after`, a page at a time; pass `next_after` back as `after`
     for the next page (null on the last)."""
-    service = _runtime(request).service
-    page = await _offload(request).call(service.task_steps, task_id, after=after, limit=limit)
+    service = runtime_of(request).service
+    page = await offload_of(request).call(service.task_steps, task_id, after=after, limit=limit)
     return _json(page)
 
 
-class FlowDetail(FlowSummary):
-    input_schema: dict[str, JsonValue] = Field(description="The JSON Schema of a task's input.")
-    definition: dict[str, JsonValue] = Field(description="The definition, as canonical JSON.")
-
-
-@router.get(
-    "/flows",
-    response_model=FlowListing,
-    tags=["flows"],
-    summary="The flows, and the flow files skipped",
-    dependencies=READ,
-)
-async def list_flows(request: Request) -> FlowListing:
-    """Each loaded flow (`valid: true`), by name; then each flow file that was skipped
-    (`valid: false`: invalid, unreadable, or defining a flow that an earlier file
-    defines), with its problems."""
-    return flow_listing(_runtime(request).catalog)
-
-
-@router.get(
-    "/flows/{name}",
-    response_model=FlowDetail,
-    tags=["flows"],
-    summary="A flow: its definition and the schema of its input",
-    dependencies=READ,
-    responses={
-        404: {
-            "description": "No such flow (`unknown-flow`), or its file was skipped "
-            "(`invalid-flow-file`: `GET /flows` shows its problems)."
-        }
-    },
-)
-async def get_flow(request: Request, name: str) -> FlowDetail:
-    entry = _runtime(request).catalog.get(name)
-    flow = entry.flow
-    return FlowDetail(
-        name=flow.name,
-        description=flow.description,
-        version=flow.digest,
-        file=entry.path.name,
-        input_schema=entry.plan.input_model.model_json_schema(),
-        definition=json.loads(flow.canonical),
-    )
-
-
-@router.get(
-    "/schema/flow.json",
-    tags=["flows"],
-    summary="The JSON Schema of flow documents",
-    dependencies=READ,
-    responses={
-        200: {
-            "content": {
-                "application/json": {
-                    "example": {
-                        "$schema": "https://json-schema.org/draft/2020-12/schema",
-                        "title": "taskrunner flow",
-                        "type": "object",
-                    }
-                }
-            }
-        }
-    },
-)
-async def flow_schema(request: Request) -> dict[str, JsonValue]:
-    return _runtime(request).catalog.checker.schema
-
-
-class ValidationReport(BaseModel):
-    valid: bool
-    omitted: int = Field(
-        default=0,
-        description="How many problems were left out: `problems` lists the first 100.",
-    )
-    problems: list[dict[str, JsonValue]] = Field(
-        description="As `taskrunner validate-flow --json` prints them.",
-        examples=[
-            [
-                {
-                    "file": "flow.yaml",
-                    "line": 11,
-                    "column": 11,
-                    "code": "flow.unknown-state",
-                    "path": "/states/echo/next",
-                    "message": "transition to `ad`, which is not a state",
-                    "hint": "did you mean `add`?",
-                }
-            ]
-        ],
-    )
-
-
-@router.post(
-    "/flows/validate",
-    response_model=ValidationReport,
-    tags=["flows"],
-    summary="Check a flow document (YAML) and list every problem",
-    # `read`, not open: checking costs CPU, and strangers should not be able to spend it.
-    dependencies=READ,
-    openapi_extra={
-        "requestBody": {
-            "required": False,
-            "content": {
-                "application/yaml": {
-                    "schema": {"type": "string"},
-                    "example": "name: broken\nstart: echo\nstates:\n  echo:\n"
-                    "    type: task\n    tool: echo\n    args: {text: hi}\n    next: ad\n",
-                }
-            },
-        }
-    },
-    responses=_problems(408, 413),
-)
-async def validate_flow(
-    request: Request,
-    file: Annotated[
-        str, Query(max_length=256, description="The file name to show in the problems.")
-    ] = "flow.yaml",
-) -> ValidationReport:
-    raw = await request.body()
-    checker = _runtime(request).catalog.checker
-    report = await _offload(request).check(check_source, raw, file, checker)
-    return ValidationReport(
-        valid=not report.problems,
-        problems=[item.as_json() for item in report.problems],
-        omitted=report.omitted,
-    )
-
-
-@router.get(
+@health_router.get(
     "/healthz",
     tags=["health"],
     summary="The process is up",
@@ -406,17 +272,17 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get(
+@health_router.get(
     "/readyz",
     tags=["health"],
     summary="The database can be reached",
     responses={
         200: {"content": {"application/json": {"example": {"status": "ready"}}}},
-        **_problems(503),
+        **problem_responses(503),
     },
 )
 async def readyz(request: Request) -> Response:
-    if await _offload(request).call(_runtime(request).service.ready):
+    if await offload_of(request).call(runtime_of(request).service.ready):
         return JSONResponse({"status": "ready"})
     return error_problem(StoreUnavailableError())
 

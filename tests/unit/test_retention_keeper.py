@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from taskrunner.cli import FINISHED_STATUSES
+from taskrunner.cli.tasks import FINISHED_STATUSES
 from taskrunner.durations import format_duration, parse_duration
 from taskrunner.errors import InvalidDurationError, SettingsError, StoreUnavailableError
 from taskrunner.retention import RetentionKeeper, purge_finished
