@@ -89,6 +89,7 @@ _START_TASK_BODY: Final = {
                             "a": {"type": "number"},
                             "b": {"type": "number"},
                         },
+                        "required": ["text", "a", "b"],
                     },
                 ]
             },
