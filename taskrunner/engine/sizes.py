@@ -17,9 +17,14 @@ MAX_OUTPUT_BYTES: Final = 256 * 1024
 OUTPUT_TOO_LARGE: Final = "OutputTooLarge"
 
 
+_COMPACT: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""Made once: `json.dumps` with options makes an encoder at every call."""
+
+
 def oversize(value: object, limit: int = MAX_OUTPUT_BYTES) -> str | None:
     """Why `value` is too large to store as an output, if it is."""
-    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    text = _COMPACT.encode(value)
+    size = len(text) if text.isascii() else len(text.encode())
     if size <= limit:
         return None
     return f"{what_size(size)} as JSON, over the limit of {what_size(limit)}"
