@@ -23,6 +23,7 @@ from typing import Final
 
 from taskrunner.durations import format_duration
 from taskrunner.errors import StoreError
+from taskrunner.faults import Outage
 from taskrunner.service import utc_now
 from taskrunner.store.records import FINISHED, Purged, TaskStatus
 from taskrunner.store.repository import TaskRepository
@@ -78,7 +79,7 @@ class RetentionKeeper:
         self.batch_size = batch_size
         self.pause = pause
         self._clock = clock
-        self._failing = False
+        self._outage = Outage(log, "retention: deleting old tasks")
 
     def run(self, stop: threading.Event) -> None:
         """A round now, then one every `interval` seconds, until `stop` is set."""
@@ -97,20 +98,12 @@ class RetentionKeeper:
                 between=lambda: not stop.wait(self.pause),
             )
         except StoreError as exc:
-            if not self._failing:
-                log.warning(
-                    "retention: could not delete old tasks (%s); trying again every %gs",
-                    exc.message,
-                    self.interval,
-                )
-            self._failing = True
+            self._outage.failed(exc)
             return Purged()
         except Exception:  # a bug here must not take the worker down with it
             log.exception("retention: deleting old tasks failed")
             return Purged()
-        if self._failing:
-            log.warning("retention: deleting old tasks works again")
-            self._failing = False
+        self._outage.worked()
         if purged.tasks:
             log.info(
                 "retention: deleted %d task(s) and %d step(s) finished more than %s ago",

@@ -11,7 +11,7 @@ directory again at once and answers the same list.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, JsonValue
@@ -22,6 +22,18 @@ from taskrunner.catalog import FlowCatalog
 from taskrunner.flowfile import check_source
 
 router = APIRouter()
+
+
+EXAMPLE_PROBLEM: Final[dict[str, JsonValue]] = {
+    "file": "flow.yaml",
+    "line": 11,
+    "column": 11,
+    "code": "flow.unknown-state",
+    "path": "/states/echo/next",
+    "message": "transition to `ad`, which is not a state",
+    "hint": "did you mean `add`?",
+}
+"""A problem as `validate-flow --json` prints it, for the examples of the document."""
 
 
 class FlowSummary(BaseModel):
@@ -51,19 +63,7 @@ class SkippedFlowFile(BaseModel):
     problems: list[dict[str, JsonValue]] = Field(
         description="As `taskrunner validate-flow --json` prints them; empty when the "
         "file cannot be read, or defines a flow that an earlier file (by name) defines.",
-        examples=[
-            [
-                {
-                    "file": "broken.yaml",
-                    "line": 11,
-                    "column": 11,
-                    "code": "flow.unknown-state",
-                    "path": "/states/echo/next",
-                    "message": "transition to `ad`, which is not a state",
-                    "hint": "did you mean `add`?",
-                }
-            ]
-        ],
+        examples=[[{**EXAMPLE_PROBLEM, "file": "broken.yaml"}]],
     )
 
 
@@ -169,19 +169,7 @@ class ValidationReport(BaseModel):
     )
     problems: list[dict[str, JsonValue]] = Field(
         description="As `taskrunner validate-flow --json` prints them.",
-        examples=[
-            [
-                {
-                    "file": "flow.yaml",
-                    "line": 11,
-                    "column": 11,
-                    "code": "flow.unknown-state",
-                    "path": "/states/echo/next",
-                    "message": "transition to `ad`, which is not a state",
-                    "hint": "did you mean `add`?",
-                }
-            ]
-        ],
+        examples=[[EXAMPLE_PROBLEM]],
     )
 
 

@@ -5,6 +5,7 @@ cannot be made, a URL that would leak its password, a Ctrl-C during a run."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -16,22 +17,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+SLOW_RETRY = ROOT / "tests" / "flows" / "slow" / "slow_retry.yaml"
 ENTRY = [sys.executable, "-c", "from taskrunner.cli import main; main()"]
 HELLO = ["--text", "hello", "--a", "2", "--b", "3"]
-SLOW_RETRY = """
-name: slow_retry
-input:
-  divisor: {type: number}
-start: divide
-states:
-  divide:
-    type: task
-    tool: divide
-    args: {dividend: 1, divisor: $input.divisor}
-    retry: {max_attempts: 3, interval_seconds: 60, errors: [DivisionByZero]}
-    next: done
-  done: {type: succeed, output: {quotient: $states.divide.quotient}}
-"""
 
 
 def taskrunner(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -79,7 +67,7 @@ def test_a_database_url_without_a_scheme_is_not_echoed(tmp_path: Path) -> None:
 def test_ctrl_c_during_a_run_hands_the_task_back_and_says_so(tmp_path: Path) -> None:
     flows = tmp_path / "flows"
     flows.mkdir()
-    (flows / "slow_retry.yaml").write_text(SLOW_RETRY)
+    shutil.copy(SLOW_RETRY, flows)
     database = tmp_path / "taskrunner.sqlite3"
     environment = {
         **os.environ,

@@ -28,31 +28,19 @@ from taskrunner.api import create_app
 from taskrunner.cli import app
 from taskrunner.settings import Settings
 
-FLOWS = Path(__file__).resolve().parents[2] / "taskrunner" / "flows"
+ROOT = Path(__file__).resolve().parents[2]
+FLOWS = ROOT / "taskrunner" / "flows"
+SLOW_RETRY = ROOT / "tests" / "flows" / "slow" / "slow_retry.yaml"
 ENTRY = [sys.executable, "-c", "from taskrunner.cli import main; main()"]
 HELLO = {"text": "hello", "a": 2, "b": 3}
 ASYNC = {"Prefer": "respond-async"}
-SLOW_RETRY = """
-name: slow_retry
-input:
-  divisor: {type: number}
-start: divide
-states:
-  divide:
-    type: task
-    tool: divide
-    args: {dividend: 1, divisor: $input.divisor}
-    retry: {max_attempts: 3, interval_seconds: 60, backoff_rate: 1, errors: [DivisionByZero]}
-    next: done
-  done: {type: succeed, output: {quotient: $states.divide.quotient}}
-"""
 
 
 @pytest.fixture
 def flows_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "flows"
     shutil.copytree(FLOWS, directory)
-    (directory / "slow_retry.yaml").write_text(SLOW_RETRY)
+    shutil.copy(SLOW_RETRY, directory)
     return directory
 
 

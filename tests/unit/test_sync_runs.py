@@ -9,39 +9,23 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from taskrunner.catalog import FlowCatalog
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import StoreUnavailableError
-from taskrunner.flowfile import check_source
+from taskrunner.flowfile import check_file
 from taskrunner.service import Started, TaskService
 from taskrunner.store.memory import InMemoryTaskRepository
 
-SLOW_RETRY = b"""
-name: slow_retry
-input:
-  divisor: {type: number}
-start: divide
-states:
-  divide:
-    type: task
-    tool: divide
-    args: {dividend: 1, divisor: $input.divisor}
-    retry:
-      max_attempts: 3
-      interval_seconds: 60
-      backoff_rate: 1
-      errors: [DivisionByZero]
-    next: done
-  done: {type: succeed, output: {quotient: $states.divide.quotient}}
-"""
+SLOW_RETRY = Path(__file__).resolve().parents[1] / "flows" / "slow" / "slow_retry.yaml"
 
 
 @pytest.fixture
 def catalog(checker: FlowChecker, catalog: FlowCatalog) -> FlowCatalog:
-    flow = check_source(SLOW_RETRY, "slow_retry.yaml", checker).flow
+    flow = check_file(SLOW_RETRY, checker).flow
     assert flow is not None
     return FlowCatalog.of([flow, *(entry.flow for entry in catalog)], checker)
 
