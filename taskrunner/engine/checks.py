@@ -283,7 +283,7 @@ class _Analysis:
             problem = self._producer_problem(state, ref, path)
             if problem is not None:
                 return problem
-            current = self._output_type(ref.state)
+            current = self.output_type_of(ref.state)
         walked: list[str] = []
         for segment in ref.path:
             try:
@@ -341,7 +341,7 @@ class _Analysis:
             self._route_hint(state, producer),
         )
 
-    def _output_type(self, name: str) -> ValueType:
+    def output_type_of(self, name: str) -> ValueType:
         """What `$states.NAME` is. A state whose type is being worked out (it refers to its
         own output, through its `initial`) is any value meanwhile."""
         if name not in self.output_types:
@@ -389,6 +389,9 @@ class _StateScope:
 
     def tool(self, name: str) -> ToolTypes | None:
         return self._analysis.tools.get(name)
+
+    def own_output(self) -> ValueType:
+        return self._analysis.output_type_of(self._name)
 
     def value(
         self,

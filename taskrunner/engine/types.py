@@ -241,5 +241,8 @@ def of_parts(parts: Mapping[str, ValueType], is_array: bool) -> ValueType:
 
 
 def _kinds_schema(part: ValueType) -> JsonValue:
-    kinds: list[JsonValue] = [kind for kind in sorted(part.kinds or ())]
-    return {} if part.kinds is None else {"type": kinds}
+    if part.kinds is None:
+        return {}
+    kinds: list[JsonValue] = []
+    kinds.extend(sorted(part.kinds))
+    return {"type": kinds}

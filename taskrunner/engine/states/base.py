@@ -58,6 +58,10 @@ class Scope(Protocol):
     def tool(self, name: str) -> ToolTypes | None:
         """The types of a registered tool, or None."""
 
+    def own_output(self) -> ValueType:
+        """The type of the state's own output (`output_type`, worked out once; where it
+        refers to itself through its `initial`, that part is any value)."""
+
     def value(
         self,
         value: JsonValue,
@@ -94,14 +98,19 @@ class Run(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Goto:
-    """Move on to `target` without a step. With `produced`, `output` is what the state
-    produced (what `$states.NAME` refers to from then on); `caught` is the error caught on
-    the way, if any (what `$error` refers to from then on)."""
+    """Move on to `target` without a step. `output`, if given, is what the state produced
+    (what `$states.NAME` refers to from then on); a state that produced null says so with
+    `null_output`. `caught` is the error caught on the way, if any (what `$error` refers
+    to from then on)."""
 
     target: str
     output: JsonValue = None
-    produced: bool = False
+    null_output: bool = False
     caught: JsonObject | None = None
+
+    @property
+    def produced(self) -> bool:
+        return self.output is not None or self.null_output
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,4 +285,4 @@ def check_initial(state: State, scope: Scope) -> Iterator[Diagnostic]:
             "write the value itself; write $$ for a literal $ and {{ for a literal {",
         )
         return
-    _ = yield from scope.value(initial[0], path, state.output_type(scope), "`initial`")
+    _ = yield from scope.value(initial[0], path, scope.own_output(), "`initial`")

@@ -71,7 +71,8 @@ class PassPlan(CallsNothing):
     next: str
 
     def enter(self, run: Run) -> Arrival:
-        return Goto(self.next, run.resolve(self.value), produced=True)
+        output = run.resolve(self.value)
+        return Goto(self.next, output, null_output=output is None)
 
 
 def _drained(checking: Generator[Diagnostic, None, ValueType | None]) -> ValueType | None:

@@ -158,7 +158,11 @@ class TaskPlan:
             return Again(step.attempt + 1, retry.delay_before(step.attempt + 1))
         for handler in self.state.catch:
             if _caught(handler.errors, error.kind):
-                caught: JsonObject = {"kind": error.kind, "message": error.message, "state": self.name}
+                caught: JsonObject = {
+                    "kind": error.kind,
+                    "message": error.message,
+                    "state": self.name,
+                }
                 return Goto(handler.next, caught=caught)
         return Fail(self.name, error)
 
