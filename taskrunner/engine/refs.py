@@ -29,6 +29,9 @@ ROOTS: Final = ("input", "states", "error")
 REFERENCE_PATTERN: Final = r"^\$(input|states|error)(\.[A-Za-z0-9_-]+)*$"
 """What the published schema accepts as a reference (the meaning pass checks the rest)."""
 _SEGMENT: Final = re.compile(r"^[A-Za-z0-9_-]+$")
+_TEMPLATE: Final = re.compile(r"\{\s*\$")
+"""What makes a string a template: `{$`, or `{ $`, which is reported rather than silently
+taken as text."""
 CAUGHT_ERROR: Final = "$error"
 """Where the outputs keep the error caught last: a key that no state name can be, so that
 it travels with the outputs (and the checkpoint) without a slot of its own."""
@@ -132,7 +135,7 @@ def parse_value(value: JsonValue) -> Expression:
         value = value[1:]
     elif value.startswith("$"):
         return parse_reference(value)
-    if "{$" in value:
+    if _TEMPLATE.search(value):
         return parse_template(value)
     return Constant(value)
 

@@ -71,10 +71,12 @@ def test_doubled_braces_and_a_leading_double_dollar_are_literal() -> None:
     assert parse_value("a {b} c") == Constant("a {b} c")
 
 
-@pytest.mark.parametrize("text", ["{$input.x", "a {} {$input.x}", "{$input.x} }", "{$a{$b}}"])
+@pytest.mark.parametrize(
+    "text", ["{$input.x", "a {} {$input.x}", "{$input.x} }", "{$a{$b}}", "Hi { $input.x }"]
+)
 def test_a_malformed_template_is_a_syntax_error(text: str) -> None:
     with pytest.raises(TemplateSyntaxError):
-        parse_template(text)
+        parse_value(text)
 
 
 @pytest.mark.parametrize("value", [None, {"a": 1}, [1]])

@@ -37,7 +37,7 @@ FailError = Annotated[
     str,
     StringConstraints(
         pattern=r"^([A-Za-z][A-Za-z0-9_.]{0,127}|\$(input|states|error)(\.[A-Za-z0-9_-]+)*"
-        r"|.*\{\$.*)$"
+        r"|.*\{\s*\$.*)$"
     ),
 ]
 
