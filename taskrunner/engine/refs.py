@@ -163,9 +163,14 @@ def parse_template(text: str) -> Template:
             position += 1
             continue
         end = text.find("}", position)
-        inner = text[position + 1 : end] if end != -1 else ""
-        if end == -1 or not inner.startswith("$") or "{" in inner:
-            shown = text[position : end + 1] if end != -1 else text[position:]
+        if end == -1:
+            raise TemplateSyntaxError(
+                f"{text!r}: the `{{` at character {position + 1} is never closed; close the "
+                "reference with `}`, or write `{{` for a literal brace"
+            )
+        inner = text[position + 1 : end]
+        if not inner.startswith("$") or "{" in inner:
+            shown = text[position : end + 1]
             raise TemplateSyntaxError(
                 f"{text!r}: `{shown}` at character {position + 1} is not a `{{$reference}}`; "
                 "write `{{` for a literal brace"

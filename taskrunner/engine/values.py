@@ -143,7 +143,7 @@ def _structure(
             item,
             path + pointer(key),
             inner,
-            f"{where}.{key}" if where else f"`{key}`",
+            _inside(where, key),
             literal_checked=literal_checked,
         )
         if part is None:
@@ -179,3 +179,10 @@ def _member(target: ValueType, key: str) -> ValueType | Diagnostic | None:
 def _required(target: ValueType) -> list[str]:
     required = target.schema.get("required") if target.schema is not None else None
     return [key for key in required if isinstance(key, str)] if isinstance(required, list) else []
+
+
+def _inside(where: str, key: str | int) -> str:
+    """How a part is named in messages: `` `initial.sum` `` inside `` `initial` ``."""
+    if len(where) > 1 and where.startswith("`") and where.endswith("`"):
+        return f"`{where[1:-1]}.{key}`"
+    return f"{where}.{key}" if where else f"`{key}`"
