@@ -25,7 +25,7 @@ from taskrunner.engine.refs import (
 from taskrunner.engine.runner import InMemoryRunner
 from taskrunner.engine.steps import CallTool, Finish, StepError
 from taskrunner.engine.validate import FlowChecker
-from taskrunner.tools import ToolRegistry
+from taskrunner.tools import ToolModel, ToolRegistry, tool
 
 
 @pytest.fixture
@@ -299,3 +299,70 @@ states:
   done: {type: succeed, output: {text: "v={$states.empty.v}"}}
 """
     assert _codes(checker, text) == ["template.not-scalar"]
+
+
+# -- references nested in a tool's arguments ------------------------------------------------
+
+
+class TotalInput(ToolModel):
+    values: list[float]
+    weights: dict[str, int] = {}
+
+
+class TotalOutput(ToolModel):
+    total: float
+
+
+@tool("total")
+def _total(args: TotalInput) -> TotalOutput:
+    """Add up a list of numbers."""
+    return TotalOutput(total=sum(args.values) + sum(args.weights.values()))
+
+
+TOTAL = """
+name: totals
+input:
+  a: {type: number}
+  name: {type: string}
+start: total
+states:
+  total:
+    type: task
+    tool: total
+    args:
+      values: [$input.a, 2, 0.5]
+      weights: {x: 1}
+    next: done
+  done:
+    type: succeed
+    output: {total: $states.total.total}
+"""
+
+
+@pytest.fixture
+def with_total(registry: ToolRegistry) -> ToolRegistry:
+    return ToolRegistry([*registry, _total])
+
+
+def test_references_nest_in_a_tools_list_argument(with_total: ToolRegistry) -> None:
+    result = FlowChecker(with_total).check(yaml.safe_load(TOTAL))
+    assert result.flow is not None, [str(item) for item in result.diagnostics]
+    assert InMemoryRunner(with_total).run(result.flow, {"a": 1, "name": "x"}).output == {
+        "total": 4.5
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "path"),
+    [
+        ("[$input.name, 2, 0.5]", "type.mismatch", "/states/total/args/values/0"),
+        ("[$input.a, two, 0.5]", "schema.type", "/states/total/args/values/1"),
+        ("[$input.b, 2, 0.5]", "ref.unknown-input", "/states/total/args/values/0"),
+    ],
+)
+def test_a_nested_argument_is_checked_where_it_is(
+    with_total: ToolRegistry, change: str, code: str, path: str
+) -> None:
+    text = TOTAL.replace("[$input.a, 2, 0.5]", change)
+    found = FlowChecker(with_total).check(yaml.safe_load(text)).diagnostics
+    assert [(item.code, item.path) for item in found] == [(code, path)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, JsonValue, RootModel, create_model
 from pydantic.fields import FieldInfo
@@ -183,7 +184,7 @@ def _task_model(item: Tool) -> type[BaseModel]:
     stem = "".join(part.capitalize() for part in re.split(r"[._]", item.name))
     arguments: dict[str, Any] = {}
     for name, info in item.input_model.model_fields.items():
-        annotation: Any = info.annotation
+        annotation: Any = _referable(info.annotation)
         if info.metadata:
             annotation = Annotated[(annotation, *info.metadata)]
         arguments[name] = (
@@ -209,6 +210,23 @@ def _task_model(item: Tool) -> type[BaseModel]:
         tool=(tool_name, Field(description=item.description)),
         args=(args_model, Field(...) if required else Field(default_factory=args_model)),
     )
+
+
+def _referable(annotation: Any) -> Any:
+    """`annotation`, where each item of a list and each value of a dict may also be a
+    reference: references nest in arguments (the meaning pass checks their types)."""
+    origin = get_origin(annotation)
+    arguments = get_args(annotation)
+    if origin is list:
+        return list[Union[_referable(arguments[0]), Reference]]  # type: ignore[misc]  # noqa: UP007
+    if origin is dict:
+        key, value = arguments
+        return dict[key, Union[_referable(value), Reference]]  # type: ignore[misc,valid-type]  # noqa: UP007
+    if origin is Annotated:
+        return Annotated[(_referable(arguments[0]), *annotation.__metadata__)]
+    if origin in (Union, UnionType):
+        return Union[tuple(_referable(item) for item in arguments)]  # noqa: UP007
+    return annotation
 
 
 def _caught(kinds: list[str], kind: str) -> bool:
