@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 import yaml
+from pydantic import Field
 
 from taskrunner.engine.flow import Flow
 from taskrunner.engine.interpreter import Execution, replay
@@ -306,7 +307,7 @@ states:
 
 class TotalInput(ToolModel):
     values: list[float]
-    weights: dict[str, int] = {}
+    weights: dict[str, int] = Field(default_factory=dict)
 
 
 class TotalOutput(ToolModel):
