@@ -30,18 +30,9 @@ from taskrunner.engine.model import MAX_STATES
 from taskrunner.engine.refs import Reference
 from taskrunner.engine.states.base import State, Transition, transitions_in
 from taskrunner.engine.types import ToolTypes, ValueType
-from taskrunner.engine.values import check_value
+from taskrunner.engine.values import CAUGHT_ERROR_TYPE, check_value
 from taskrunner.tools import ToolRegistry
 
-CAUGHT_ERROR_TYPE: Final = types.of_schema(
-    {
-        "type": "object",
-        "properties": {field: {"type": "string"} for field in ("kind", "message", "state")},
-        "required": ["kind", "message", "state"],
-        "additionalProperties": False,
-    }
-)
-"""The type of `$error`."""
 MAX_SUGGESTIONS: Final = 100
 """How many `did you mean` searches one document gets: each compares a word with every
 name (a thousand states), so a document with thousands of unknown names would make the

@@ -31,6 +31,15 @@ Resolver = Callable[[Reference, str], ValueType | Diagnostic]
 STRING: Final = ValueType(frozenset({"string"}))
 SCALARS: Final = frozenset({"string", "integer", "number", "boolean"})
 """What a template can show."""
+CAUGHT_ERROR_TYPE: Final = types.of_schema(
+    {
+        "type": "object",
+        "properties": {field: {"type": "string"} for field in ("kind", "message", "state")},
+        "required": ["kind", "message", "state"],
+        "additionalProperties": False,
+    }
+)
+"""The type of `$error`."""
 
 
 def check_value(
