@@ -169,6 +169,10 @@ class Execution:
                 arrival = self.plan.states[name].enter(self)
                 if isinstance(arrival, Goto):
                     if arrival.produced:
+                        too_large = oversize(arrival.output)
+                        if too_large is not None:
+                            message = f"the output of `{name}` is {too_large}"
+                            return Fail(name, StepError(OUTPUT_TOO_LARGE, message))
                         self.outputs[name] = arrival.output
                     hops += 1
                     if hops > len(self.plan.states):

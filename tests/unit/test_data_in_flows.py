@@ -367,3 +367,23 @@ def test_a_nested_argument_is_checked_where_it_is(
     text = TOTAL.replace("[$input.a, 2, 0.5]", change)
     found = FlowChecker(with_total).check(yaml.safe_load(text)).diagnostics
     assert [(item.code, item.path) for item in found] == [(code, path)]
+
+
+def test_a_pass_output_past_the_size_limit_fails_the_task(
+    make_flow: Callable[[str], Flow], registry: ToolRegistry
+) -> None:
+    flow = make_flow(
+        """
+name: big
+input:
+  text: {type: string}
+start: twice
+states:
+  twice: {type: pass, value: [$input.text, $input.text], next: done}
+  done: {type: succeed}
+"""
+    )
+    result = InMemoryRunner(registry).run(flow, {"text": "x" * 200_000})
+    assert (result.status, result.state) == ("failed", "twice")
+    assert result.error is not None
+    assert result.error.kind == "OutputTooLarge"
