@@ -27,9 +27,10 @@ from taskrunner.engine.flow import Language, builtin_language
 from taskrunner.engine.graph import Edge, Graph
 from taskrunner.engine.inputs import INPUT_KINDS
 from taskrunner.engine.model import MAX_STATES
-from taskrunner.engine.refs import Reference, ReferenceSyntaxError, parse_value
+from taskrunner.engine.refs import Reference
 from taskrunner.engine.states.base import State, Transition, transitions_in
 from taskrunner.engine.types import ToolTypes, ValueType
+from taskrunner.engine.values import CAUGHT_ERROR_TYPE, check_value
 from taskrunner.tools import ToolRegistry
 
 MAX_SUGGESTIONS: Final = 100
@@ -92,6 +93,9 @@ class _Analysis:
         self.input_names, self.input_type = _input_type(document.get("input"))
         self.reachable: set[str] = set()
         self.outputs: dict[str, frozenset[str]] = {}
+        self.caught: set[str] = set()
+        """The states that every path reaches through a `catch`: where `$error` exists."""
+        self.output_types: dict[str, ValueType] = {}
         self.suggestions_left = MAX_SUGGESTIONS
         self.routes_left = MAX_ROUTES
 
@@ -124,7 +128,9 @@ class _Analysis:
             here = pointer("states", name)
             for item in transitions:
                 path = here + pointer(*item.path)
-                graph.add(Edge(name, item.target, path, item.with_output))
+                # Every kind that catches errors lists its handlers under `catch`.
+                caught = item.path[:1] == ("catch",)
+                graph.add(Edge(name, item.target, path, item.with_output, caught))
             if not complete:
                 graph.incomplete.add(name)
         return graph
@@ -186,6 +192,7 @@ class _Analysis:
         for cycle in self.graph.cycles_among(transient):
             yield self._endless(cycle)
         self.outputs = self.graph.guaranteed_outputs(self.start, self.reachable)
+        self.caught = self.graph.caught_on_every_path(self.start, self.reachable)
 
     def _endless(self, cycle: list[str]) -> Diagnostic:
         named = {kind.kind for name in cycle if (kind := self.kinds[name]) is not None}
@@ -234,35 +241,26 @@ class _Analysis:
         *,
         literal_checked: bool,
     ) -> Generator[Diagnostic, None, ValueType | None]:
-        try:
-            expression = parse_value(value)
-        except ReferenceSyntaxError as exc:
-            yield Diagnostic("ref.syntax", str(exc), path, "write $$ for a literal $")
-            return None
-        if not isinstance(expression, Reference):
-            found = types.of_value(expression.value)
-            if target is not None and not literal_checked and not types.accepts(target, found):
-                yield Diagnostic(
-                    "type.mismatch",
-                    f"{where} takes {target.describe()}, but {value!r} is {found.describe()}",
-                    path,
-                )
-            return found
-        found_or_problem = self._resolve(state, expression, path)
-        if isinstance(found_or_problem, Diagnostic):
-            yield found_or_problem
-            return None
-        if target is not None and not types.accepts(target, found_or_problem):
-            yield Diagnostic(
-                "type.mismatch",
-                f"{where} takes {target.describe()}, but `{expression.text}` is "
-                f"{found_or_problem.describe()}",
-                path,
+        def resolve(reference: Reference, where: str) -> ValueType | Diagnostic:
+            return self._resolve(state, reference, where)
+
+        return (
+            yield from check_value(
+                resolve, value, path, target, where, literal_checked=literal_checked
             )
-        return found_or_problem
+        )
 
     def _resolve(self, state: str, ref: Reference, path: str) -> ValueType | Diagnostic:
-        if ref.state is None:
+        if ref.root == "error":
+            if self.start is not None and state in self.reachable and state not in self.caught:
+                return Diagnostic(
+                    "ref.no-error",
+                    f"`{ref.text}`: `{state}` can be reached without an error being caught",
+                    path,
+                    "use $error only in states that every path reaches through a `catch`",
+                )
+            current = CAUGHT_ERROR_TYPE
+        elif ref.state is None:
             current = self.input_type
             names = self.input_names
             if ref.path and ref.path[0] not in names:
@@ -276,8 +274,7 @@ class _Analysis:
             problem = self._producer_problem(state, ref, path)
             if problem is not None:
                 return problem
-            producer = self.readable.get(ref.state)
-            current = producer.output_type(_StateScope(self, ref.state)) if producer else types.ANY
+            current = self.output_type_of(ref.state)
         walked: list[str] = []
         for segment in ref.path:
             try:
@@ -317,12 +314,16 @@ class _Analysis:
             return None
         if producer in self.outputs.get(state, frozenset()):
             return None
+        written = self.readable.get(producer)
+        if written is not None and written.initial_output() is not None:
+            return None  # it has its `initial` value before it first runs
         if producer == state:
             return Diagnostic(
                 "ref.not-run",
                 f"`{ref.text}`: `{state}` cannot use its own output, which does not exist "
                 "before it first succeeds",
                 path,
+                "give the state an `initial` value for its output before its first run",
             )
         return Diagnostic(
             "ref.not-run",
@@ -330,6 +331,16 @@ class _Analysis:
             path,
             self._route_hint(state, producer),
         )
+
+    def output_type_of(self, name: str) -> ValueType:
+        """What `$states.NAME` is. A state whose type is being worked out (it refers to its
+        own output, through its `initial`) is any value meanwhile."""
+        if name not in self.output_types:
+            producer = self.readable.get(name)
+            self.output_types[name] = types.ANY
+            if producer is not None:
+                self.output_types[name] = producer.output_type(_StateScope(self, name))
+        return self.output_types[name]
 
     def _route_hint(self, state: str, producer: str) -> str | None:
         if self.start is None:
@@ -369,6 +380,9 @@ class _StateScope:
 
     def tool(self, name: str) -> ToolTypes | None:
         return self._analysis.tools.get(name)
+
+    def own_output(self) -> ValueType:
+        return self._analysis.output_type_of(self._name)
 
     def value(
         self,

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True, slots=True)
 class Edge:
     """A transition: where it goes, where it is written, and whether the state's output
-    exists when it is taken (it does after `next` of a task, not after a `catch`)."""
+    exists when it is taken (it does after `next` of a task, not after a `catch`), and
+    whether it is taken when an error is caught."""
 
     source: str
     target: str
     path: str
     with_output: bool
+    caught: bool = False
 
 
 @dataclass
@@ -116,6 +118,18 @@ class Graph:
                         queued.add(edge.target)
                         queue.append(edge.target)
         return held
+
+    def caught_on_every_path(self, start: str, reachable: set[str]) -> set[str]:
+        """The reachable states that no path from `start` reaches without going through a
+        caught error (the last one caught stays, so one on the way is enough)."""
+        uncaught = {start}
+        queue = deque([start])
+        while queue:
+            for edge in self.successors(queue.popleft()):
+                if not edge.caught and edge.target not in uncaught:
+                    uncaught.add(edge.target)
+                    queue.append(edge.target)
+        return reachable - uncaught
 
     def cycles_among(self, members: set[str]) -> list[list[str]]:
         """The cycles (strongly connected components) of the subgraph on `members`."""

@@ -21,7 +21,7 @@ from typing import Final, Self
 from pydantic import JsonValue
 
 from taskrunner.engine.plan import FlowPlan
-from taskrunner.engine.refs import Expression, UnresolvedReferenceError
+from taskrunner.engine.refs import CAUGHT_ERROR, Expression, UnresolvedReferenceError
 from taskrunner.engine.sizes import OUTPUT_TOO_LARGE, oversize
 from taskrunner.engine.states.base import Again, Goto
 from taskrunner.engine.states.choice import same
@@ -46,7 +46,12 @@ class Execution:
         self.plan = plan
         self.data = data
         self.state = plan.flow.start
-        self.outputs: dict[str, JsonValue] = {}
+        self.outputs: dict[str, JsonValue] = {
+            name: initial[0]
+            for name, state in plan.flow.states.items()
+            if (initial := state.initial_output()) is not None
+        }
+        """Each state's last output (or `initial`), and the error caught last."""
         self.steps: list[Step] = []
         """The steps recorded by this execution (not those before a `resume`)."""
         self.step_count = 0
@@ -84,6 +89,8 @@ class Execution:
             self.outputs[step.state] = step.output
         outcome = self.plan.states[step.state].on_step(self, step)
         if isinstance(outcome, Goto):
+            if outcome.caught is not None:
+                self.outputs[CAUGHT_ERROR] = outcome.caught
             self._move(outcome.target)
         elif isinstance(outcome, Again):
             self.attempt, self.delay = outcome.attempt, outcome.delay_seconds
@@ -123,7 +130,9 @@ class Execution:
                 "attempt": int(attempt),
                 "delay": int() | float() as delay,
                 "failed": failed,
-            } if state in plan.states and all(name in plan.states for name in outputs):
+            } if state in plan.states and all(
+                name in plan.states or name == CAUGHT_ERROR for name in outputs
+            ):
                 pass
             case _:
                 return None
@@ -159,11 +168,15 @@ class Execution:
             try:
                 arrival = self.plan.states[name].enter(self)
                 if isinstance(arrival, Goto):
-                    if arrival.output is not None:
+                    if arrival.produced:
+                        too_large = oversize(arrival.output)
+                        if too_large is not None:
+                            message = f"the output of `{name}` is {too_large}"
+                            return Fail(name, StepError(OUTPUT_TOO_LARGE, message))
                         self.outputs[name] = arrival.output
                     hops += 1
                     if hops > len(self.plan.states):
-                        raise UnresolvedReferenceError("choice states loop without a task")
+                        raise UnresolvedReferenceError("states loop without a task")
                     self._move(arrival.target)
                     continue
             except UnresolvedReferenceError as exc:

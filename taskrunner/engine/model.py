@@ -26,7 +26,8 @@ ErrorKind = Annotated[str, StringConstraints(pattern=ERROR_KIND_PATTERN)]
 ErrorCode = Annotated[str, StringConstraints(pattern=ERROR_CODE_PATTERN)]
 
 Value = JsonValue
-"""A literal JSON value, or a reference when it is a string that starts with `$`."""
+"""A JSON value: a reference when it is a string that starts with `$`, a template when a
+string contains `{$`, and an object or array may hold either at any depth (see `refs`)."""
 
 
 class Node(BaseModel):

@@ -211,3 +211,38 @@ class ToolTypes:
         arguments = {name: of_schema(prop, defs) for name, prop in properties.items()}
         output_schema = item.output_model.model_json_schema()
         return cls(arguments, of_schema(output_schema, output_schema.get("$defs")))
+
+
+def of_parts(parts: Mapping[str, ValueType], is_array: bool) -> ValueType:
+    """The type of an object (or array, keyed by position) built of values of these types:
+    a schema of exactly those fields (or items), so that references walk into it."""
+    defs: dict[str, JsonValue] = {}
+    schemas: dict[str, JsonValue] = {}
+    for key, part in parts.items():
+        defs.update(part.defs or {})
+        schemas[key] = dict(part.schema) if part.schema is not None else _kinds_schema(part)
+    schema: dict[str, JsonValue]
+    if is_array:
+        items = list({repr(item): item for item in schemas.values()}.values())
+        schema = {
+            "type": "array",
+            "items": items[0] if len(items) == 1 else ({"anyOf": items} if items else {}),
+            "minItems": len(schemas),
+            "maxItems": len(schemas),
+        }
+    else:
+        schema = {
+            "type": "object",
+            "properties": schemas,
+            "required": list(schemas),
+            "additionalProperties": False,
+        }
+    return of_schema(schema, defs or None)
+
+
+def _kinds_schema(part: ValueType) -> JsonValue:
+    if part.kinds is None:
+        return {}
+    kinds: list[JsonValue] = []
+    kinds.extend(sorted(part.kinds))
+    return {"type": kinds}

@@ -105,7 +105,11 @@ def test_each_claim_resumes_from_the_checkpoint_without_reading_the_history(
     row = row_of(database, task.id)
     assert row.step_count == 5
     assert row.checkpoint["seq"] == 5
-    assert row.checkpoint["outputs"] == {"again": {"text": "caught"}}
+    assert row.checkpoint["outputs"] == {
+        "again": {"text": "caught"},
+        # the caught error, what `$error` is, travels with the outputs
+        "$error": {"kind": "DivisionByZero", "message": "cannot divide by zero", "state": "divide"},
+    }
     done: TaskView = service.get_task(task.id)
     assert done.output == {"text": "caught"}
     assert [(step.state, step.attempt) for step in done.steps] == [

@@ -61,6 +61,9 @@ def test_echo_add_runs_and_is_stored(service: TaskService, database: Database) -
         ("safe_divide", {"dividend": 6, "divisor": 3}),
         ("classify_sum", {"a": 60, "b": 40}),
         ("classify_sum", {"a": -5, "b": 2}),
+        ("count_to", {"n": 3}),
+        ("divide_or_explain", {"dividend": 1, "divisor": 0}),
+        ("reshape_order", {"item": "pen", "price": 2.5}),
     ],
 )
 def test_the_stored_history_is_exactly_the_interpreters_trace(

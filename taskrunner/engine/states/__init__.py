@@ -8,9 +8,24 @@ from typing import Final
 from taskrunner.engine.states.base import State
 from taskrunner.engine.states.choice import ChoiceState
 from taskrunner.engine.states.fail import FailState
+from taskrunner.engine.states.pass_ import PassState
 from taskrunner.engine.states.succeed import SucceedState
 from taskrunner.engine.states.task import TaskState
 
-BUILTIN_KINDS: Final[tuple[type[State], ...]] = (TaskState, ChoiceState, SucceedState, FailState)
+BUILTIN_KINDS: Final[tuple[type[State], ...]] = (
+    TaskState,
+    ChoiceState,
+    PassState,
+    SucceedState,
+    FailState,
+)
 
-__all__ = ["BUILTIN_KINDS", "ChoiceState", "FailState", "State", "SucceedState", "TaskState"]
+__all__ = [
+    "BUILTIN_KINDS",
+    "ChoiceState",
+    "FailState",
+    "PassState",
+    "State",
+    "SucceedState",
+    "TaskState",
+]

@@ -26,7 +26,13 @@ from pydantic.fields import FieldInfo
 
 from taskrunner.engine.diagnostics import Diagnostic
 from taskrunner.engine.model import Node
-from taskrunner.engine.refs import Expression
+from taskrunner.engine.refs import (
+    Constant,
+    Expression,
+    ReferenceSyntaxError,
+    TemplateSyntaxError,
+    parse_value,
+)
 from taskrunner.engine.steps import CallTool, Fail, Finish, Step
 from taskrunner.engine.types import ANY, ToolTypes, ValueType
 from taskrunner.tools import JsonObject, ToolRegistry
@@ -51,6 +57,10 @@ class Scope(Protocol):
 
     def tool(self, name: str) -> ToolTypes | None:
         """The types of a registered tool, or None."""
+
+    def own_output(self) -> ValueType:
+        """The type of the state's own output (`output_type`, worked out once; where it
+        refers to itself through its `initial`, that part is any value)."""
 
     def value(
         self,
@@ -88,11 +98,19 @@ class Run(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Goto:
-    """Move on to `target` without a step; `output`, if given, is what the state produced
-    (what `$states.NAME` refers to from then on)."""
+    """Move on to `target` without a step. `output`, if given, is what the state produced
+    (what `$states.NAME` refers to from then on); a state that produced null says so with
+    `null_output`. `caught` is the error caught on the way, if any (what `$error` refers
+    to from then on)."""
 
     target: str
-    output: JsonObject | None = None
+    output: JsonValue = None
+    null_output: bool = False
+    caught: JsonObject | None = None
+
+    @property
+    def produced(self) -> bool:
+        return self.output is not None or self.null_output
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +200,11 @@ class State(Node):
         """The type of what `$states.NAME` refers to (for kinds that have an output)."""
         return ANY
 
+    def initial_output(self) -> tuple[JsonValue] | None:
+        """What `$states.NAME` is before the state first runs (its `initial`), as a
+        one-item tuple since null is a value; None when it has none."""
+        return None
+
     @classmethod
     def check_broken(cls, raw: Mapping[str, object], scope: Scope) -> Iterator[Diagnostic]:
         """Check what can be read of a state that failed the shape check: by default, the
@@ -241,3 +264,25 @@ def _fields_by_key(kind: type[State]) -> dict[str, FieldInfo]:
     found = dict(kind.model_fields)
     found.update({field.alias: field for field in kind.model_fields.values() if field.alias})
     return found
+
+
+def check_initial(state: State, scope: Scope) -> Iterator[Diagnostic]:
+    """The problems of a state's `initial`: a literal that must fit the state's output."""
+    initial = state.initial_output()
+    if initial is None:
+        return
+    path = scope.here + "/initial"
+    try:
+        literal = isinstance(parse_value(initial[0]), Constant)
+    except (ReferenceSyntaxError, TemplateSyntaxError):
+        literal = False
+    if not literal:
+        yield Diagnostic(
+            "state.initial",
+            "`initial` holds a reference or a template, but it is the value before any "
+            "state has run: it must be literal",
+            path,
+            "write the value itself; write $$ for a literal $ and {{ for a literal {",
+        )
+        return
+    _ = yield from scope.value(initial[0], path, scope.own_output(), "`initial`")

@@ -5,19 +5,29 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, RootModel, create_model
+from pydantic import BaseModel, Field, JsonValue, RootModel, create_model
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from taskrunner.engine.diagnostics import Diagnostic, pointer
-from taskrunner.engine.model import ErrorKind, Node, StateName, Value
+from taskrunner.engine.model import ErrorCode, ErrorKind, Node, StateName, Value
 from taskrunner.engine.refs import REFERENCE_PATTERN, Expression, parse_value
-from taskrunner.engine.states.base import Again, Arrival, Goto, Outcome, Run, Scope, State
+from taskrunner.engine.states.base import (
+    Again,
+    Arrival,
+    Goto,
+    Outcome,
+    Run,
+    Scope,
+    State,
+    check_initial,
+)
 from taskrunner.engine.steps import CallTool, Fail, Step, StepError
 from taskrunner.engine.types import ANY, ValueType
-from taskrunner.tools import Tool, ToolRegistry
+from taskrunner.tools import JsonObject, Tool, ToolRegistry
 
 
 class Retry(Node):
@@ -36,6 +46,15 @@ class Retry(Node):
     errors: list[ErrorKind] = Field(
         default=["*"], min_length=1, description="Error kinds to retry; `*` matches every kind."
     )
+    non_retryable: list[ErrorCode] = Field(
+        default_factory=list,
+        description="Error kinds never retried, even when `errors` matches them: they go "
+        "straight to `catch`.",
+    )
+
+    def retries(self, kind: str) -> bool:
+        """Whether an error of this kind is retried (attempts left aside)."""
+        return kind not in self.non_retryable and _caught(self.errors, kind)
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt number `attempt` (2 or more)."""
@@ -67,7 +86,15 @@ class TaskState(State):
         description="An attempt that takes longer fails with the error kind `Timeout`.",
     )
     retry: Retry | None = None
-    catch: list[Catch] = Field(default_factory=list, description="Checked in order.")
+    catch: list[Catch] = Field(
+        default_factory=list,
+        description="Checked in order. The target state sees the caught error as `$error`.",
+    )
+    initial: dict[str, JsonValue] | None = Field(
+        default=None,
+        description="What `$states.NAME` is before the state first runs, so that the state "
+        "can read its own previous output (a loop counter): an object of the tool's output.",
+    )
 
     TRANSITIONS = ("next", "catch")
     OUTPUT_TRANSITION = "next"
@@ -81,10 +108,14 @@ class TaskState(State):
             where = f"`{self.tool}.{argument}`"
             # A literal argument is checked against the tool's field by the schema.
             yield from scope.value(value, path, target, where, literal_checked=True)
+        yield from check_initial(self, scope)
 
     def output_type(self, scope: Scope) -> ValueType:
         tool = scope.tool(self.tool)
         return tool.output if tool else ANY
+
+    def initial_output(self) -> tuple[JsonValue] | None:
+        return (self.initial,) if self.initial is not None else None
 
     @classmethod
     def schema_variant(cls, tools: ToolRegistry) -> object:
@@ -124,11 +155,16 @@ class TaskPlan:
             return Goto(self.state.next)
         error = step.error or StepError("Unknown", "the step failed without an error")
         retry = self.state.retry
-        if retry and step.attempt < retry.max_attempts and _caught(retry.errors, error.kind):
+        if retry and step.attempt < retry.max_attempts and retry.retries(error.kind):
             return Again(step.attempt + 1, retry.delay_before(step.attempt + 1))
         for handler in self.state.catch:
             if _caught(handler.errors, error.kind):
-                return Goto(handler.next)
+                caught: JsonObject = {
+                    "kind": error.kind,
+                    "message": error.message,
+                    "state": self.name,
+                }
+                return Goto(handler.next, caught=caught)
         return Fail(self.name, error)
 
 
@@ -148,7 +184,7 @@ def _task_model(item: Tool) -> type[BaseModel]:
     stem = "".join(part.capitalize() for part in re.split(r"[._]", item.name))
     arguments: dict[str, Any] = {}
     for name, info in item.input_model.model_fields.items():
-        annotation: Any = info.annotation
+        annotation: Any = _referable(info.annotation)
         if info.metadata:
             annotation = Annotated[(annotation, *info.metadata)]
         arguments[name] = (
@@ -174,6 +210,23 @@ def _task_model(item: Tool) -> type[BaseModel]:
         tool=(tool_name, Field(description=item.description)),
         args=(args_model, Field(...) if required else Field(default_factory=args_model)),
     )
+
+
+def _referable(annotation: Any) -> Any:
+    """`annotation`, where each item of a list and each value of a dict may also be a
+    reference: references nest in arguments (the meaning pass checks their types)."""
+    origin = get_origin(annotation)
+    arguments = get_args(annotation)
+    if origin is list:
+        return list[Union[_referable(arguments[0]), Reference]]  # type: ignore[misc]  # noqa: UP007
+    if origin is dict:
+        key, value = arguments
+        return dict[key, Union[_referable(value), Reference]]  # type: ignore[misc,valid-type]  # noqa: UP007
+    if origin is Annotated:
+        return Annotated[(_referable(arguments[0]), *annotation.__metadata__)]
+    if origin in (Union, UnionType):
+        return Union[tuple(_referable(item) for item in arguments)]  # noqa: UP007
+    return annotation
 
 
 def _caught(kinds: list[str], kind: str) -> bool:
