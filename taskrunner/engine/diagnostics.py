@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 CODES: Final[dict[str, str]] = {
     # reading the text
@@ -47,9 +47,16 @@ CODES: Final[dict[str, str]] = {
     "ref.not-run": "A reference to a state that has not run on every path to this point.",
     "ref.unknown-field": "A reference to a field that the data does not have.",
     "type.mismatch": "A value whose type does not fit where it goes.",
+    "error.uncatchable": "`retry` or `catch` names an error kind that ends a task regardless.",
+    "error.unknown-kind": "Warning: `retry` or `catch` names a kind its tool never fails with.",
     # the report itself
     "report.omitted": "More problems than a report lists: how many were left out.",
 }
+
+
+Severity = Literal["error", "warning"]
+"""An error makes a flow invalid; a warning is reported but the flow is valid: something
+that is allowed, yet almost certainly not what was meant."""
 
 
 MAX_LISTED_NAMES: Final = 10
@@ -61,7 +68,8 @@ class Diagnostic:
     """One problem: what it is (`code`, `message`, `hint`) and where (`path`).
 
     `path` is a JSON pointer into the document. `at_key` places the problem on the key of
-    that member rather than on its value (an unknown key, an unreachable state).
+    that member rather than on its value (an unknown key, an unreachable state). Only
+    `severity="error"` problems make a flow invalid.
     """
 
     code: str
@@ -69,6 +77,7 @@ class Diagnostic:
     path: str = ""
     hint: str | None = None
     at_key: bool = False
+    severity: Severity = "error"
 
     def __post_init__(self) -> None:
         if self.code not in CODES:

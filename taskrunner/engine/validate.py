@@ -22,10 +22,19 @@ from taskrunner.tools import ToolRegistry
 
 @dataclass(frozen=True)
 class FlowCheck:
-    """The result of checking a document: the flow if it is valid, and every problem."""
+    """The result of checking a document: the flow if it is valid (it has no error, only
+    warnings if anything), and every problem, warnings included."""
 
     flow: Flow | None
     diagnostics: list[Diagnostic]
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [item for item in self.diagnostics if item.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [item for item in self.diagnostics if item.severity == "warning"]
 
 
 class FlowChecker:
@@ -45,13 +54,13 @@ class FlowChecker:
             return FlowCheck(None, [found])
         diagnostics = check_shape(document, self._validator)
         diagnostics += self._meaning.check(document)
-        if diagnostics:
+        if any(item.severity == "error" for item in diagnostics):
             return FlowCheck(None, diagnostics)
         try:
             flow = self.language.parse(document)
         except ValidationError as exc:  # the schema should have caught it; never lose it
             return FlowCheck(None, [_from_pydantic(item) for item in exc.errors()])
-        return FlowCheck(flow, [])
+        return FlowCheck(flow, diagnostics)
 
 
 def _from_pydantic(error: ErrorDetails) -> Diagnostic:

@@ -30,7 +30,7 @@ MIB: Final = 1024 * 1024
 PROBLEM: Final = "application/problem+json"
 HELLO: Final = {"text": "hello", "a": 2, "b": 3}
 JSON_HEADERS: Final = {"content-type": "application/json"}
-PROBLEM_KEYS: Final = {"file", "line", "column", "code", "path", "message", "hint"}
+PROBLEM_KEYS: Final = {"file", "line", "column", "code", "path", "message", "hint", "severity"}
 SUMMARY_KEYS: Final = {
     "id",
     "flow",

@@ -24,7 +24,7 @@ PROBLEM_LINE = re.compile(
     r"^(?P<file>.+):(?P<line>[1-9][0-9]*):(?P<column>[1-9][0-9]*): "
     r"(?P<code>[a-z]+\.[a-z]+(?:-[a-z]+)*) (?P<message>\S.*)$"
 )
-JSON_KEYS = {"file", "line", "column", "code", "path", "message", "hint"}
+JSON_KEYS = {"file", "line", "column", "code", "path", "message", "hint", "severity"}
 
 BROKEN = """\
 name: broken

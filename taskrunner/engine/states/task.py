@@ -12,6 +12,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from taskrunner.engine.diagnostics import Diagnostic, pointer
+from taskrunner.engine.errorkinds import RaisableKinds, check_kinds
 from taskrunner.engine.model import ErrorKind, Node, StateName, Value
 from taskrunner.engine.refs import REFERENCE_PATTERN, Expression, parse_value
 from taskrunner.engine.states.base import Again, Arrival, Goto, Outcome, Run, Scope, State
@@ -81,6 +82,16 @@ class TaskState(State):
             where = f"`{self.tool}.{argument}`"
             # A literal argument is checked against the tool's field by the schema.
             yield from scope.value(value, path, target, where, literal_checked=True)
+        raisable = (
+            RaisableKinds.of(self.tool, tool.errors, timeout=self.timeout_seconds is not None)
+            if tool
+            else None
+        )
+        if self.retry is not None:
+            yield from check_kinds(self.retry.errors, scope.here + "/retry/errors", raisable)
+        for index, handler in enumerate(self.catch):
+            path = scope.here + pointer("catch", index, "errors")
+            yield from check_kinds(handler.errors, path, raisable)
 
     def output_type(self, scope: Scope) -> ValueType:
         tool = scope.tool(self.tool)
