@@ -15,6 +15,7 @@ from pydantic_core import ErrorDetails
 from taskrunner.engine.checks import MeaningChecker
 from taskrunner.engine.diagnostics import Diagnostic, pointer
 from taskrunner.engine.flow import Flow, Language, builtin_language
+from taskrunner.engine.literals import check_literal_text
 from taskrunner.engine.schema import flow_json_schema
 from taskrunner.engine.shape import check_shape, make_validator
 from taskrunner.tools import ToolRegistry
@@ -53,7 +54,11 @@ class FlowChecker:
             found = Diagnostic("yaml.not-mapping", "a flow is a mapping of keys to values")
             return FlowCheck(None, [found])
         diagnostics = check_shape(document, self._validator)
-        diagnostics += self._meaning.check(document)
+        literal = list(check_literal_text(document))
+        # `default: $input.a` for an integer is one mistake, not also a type mismatch.
+        taken = {item.path for item in literal}
+        meaning = self._meaning.check(document)
+        diagnostics += [item for item in meaning if item.path not in taken] + literal
         if any(item.severity == "error" for item in diagnostics):
             return FlowCheck(None, diagnostics)
         try:
