@@ -343,7 +343,7 @@ def test_validate_a_valid_flow(client: TestClient) -> None:
         headers={"content-type": "application/yaml"},
     )
     assert response.status_code == 200, response.text
-    assert response.json() == {"valid": True, "problems": [], "omitted": 0}
+    assert response.json() == {"valid": True, "problems": [], "warnings": [], "omitted": 0}
 
 
 def test_validate_a_broken_flow_like_the_cli(client: TestClient, tmp_path: Path) -> None:
