@@ -178,10 +178,12 @@ def _task_model(item: Tool) -> type[BaseModel]:
     )
     required = any(info.is_required() for info in item.input_model.model_fields.values())
     tool_name: Any = Literal[item.name]
+    declared = ", ".join(f"`{kind}`" for kind in item.errors)
+    fails = f" It may fail with {declared}." if declared else ""
     return create_model(
         f"{stem}Task",
         __base__=TaskState,
-        __doc__=f"Call the tool `{item.name}`: {item.description}",
+        __doc__=f"Call the tool `{item.name}`: {item.description}{fails}",
         tool=(tool_name, Field(description=item.description)),
         args=(args_model, Field(...) if required else Field(default_factory=args_model)),
     )
