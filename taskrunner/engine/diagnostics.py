@@ -92,7 +92,12 @@ def pointer(*parts: str | int) -> str:
 
 
 def closest(word: str, choices: list[str]) -> str | None:
-    """The one of `choices` that `word` most likely misspells, if one is close enough."""
+    """The one of `choices` that `word` most likely misspells, if one is close enough: one
+    that differs only in case first (`TASK` for `task`), then the closest spelling."""
+    folded = word.casefold()
+    for choice in choices:
+        if choice.casefold() == folded:
+            return choice
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return close[0] if close else None
 

@@ -56,8 +56,8 @@ def literal_reference(value: object, path: str, where: str) -> Iterator[Diagnost
         if value.startswith("$") and not value.startswith("$$"):
             yield Diagnostic(
                 "ref.literal",
-                f"{where} is taken as written, so {_shown(value)} would be this text, "
-                "not a reference",
+                f"{where} is a literal value, not a reference: {_shown(value)} would be "
+                "kept as this text",
                 path,
                 _HINT,
             )

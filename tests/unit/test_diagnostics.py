@@ -123,7 +123,7 @@ def test_literal_reference_finds_dollar_strings_at_any_depth() -> None:
     assert found == [
         Diagnostic(
             "ref.literal",
-            "`e` is taken as written, so `$input.x` would be this text, not a reference",
+            "`e` is a literal value, not a reference: `$input.x` would be kept as this text",
             "/input/e/enum/a/0",
             "write $$ for a literal $",
         )
