@@ -47,7 +47,10 @@ CODES: Final[dict[str, str]] = {
     "ref.no-output": "A reference to a state that has no output (not a task state).",
     "ref.not-run": "A reference to a state that has not run on every path to this point.",
     "ref.unknown-field": "A reference to a field that the data does not have.",
-    "ref.literal": "A `$`-string in a place that takes text as written (a default).",
+    "ref.literal": (
+        "A `$`-string that would be kept as text: in a default, a description, or inside a "
+        "literal object."
+    ),
     "type.mismatch": "A value whose type does not fit where it goes.",
     "error.uncatchable": "`retry` or `catch` names an error kind that ends a task regardless.",
     "error.unknown-kind": "Warning: `retry` or `catch` names a kind its tool never fails with.",

@@ -9,7 +9,12 @@ never what was meant, so the checker says so (`ref.literal`):
 - in a `default`, any string that starts with a single `$`, at any depth: `$$` writes a
   literal `$` there as everywhere else (`$$5` is the text `$5`);
 - in a `description`, a text that is exactly a reference (`$input.a`): prose such as
-  `$5 a call` is left alone.
+  `$5 a call` is left alone;
+- inside a literal object or array of a task's `args` or a succeed state's `output`
+  (`{owner: $input.user}`), a string that is exactly a reference: a reference is a whole
+  value, so the engine keeps that one as text. Should the engine read such a value as
+  data with references in it (`parse_value` no longer a `Constant`), this check falls
+  silent by itself.
 
 `literal_reference` is the one test; another place that takes values literally (an
 input's `enum`, say) applies it to each of its values.
@@ -19,11 +24,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from typing import Final
 
 from pydantic import JsonValue
 
 from taskrunner.engine.diagnostics import Diagnostic, pointer
-from taskrunner.engine.refs import REFERENCE_PATTERN
+from taskrunner.engine.refs import REFERENCE_PATTERN, Constant, parse_value
 
 _HINT = "write $$ for a literal $"
 
@@ -47,6 +53,7 @@ def check_literal_text(document: Mapping[str, object]) -> Iterator[Diagnostic]:
             if isinstance(state, Mapping):
                 path = pointer("states", name, "description")
                 yield from _description(state.get("description"), path)
+                yield from _nested_references(state, pointer("states", name))
 
 
 def literal_reference(value: object, path: str, where: str) -> Iterator[Diagnostic]:
@@ -78,6 +85,39 @@ def unescape_literal(value: JsonValue) -> JsonValue:
     if isinstance(value, dict):
         return {key: unescape_literal(item) for key, item in value.items()}
     return value
+
+
+_DATA_KEYS: Final = {"task": "args", "succeed": "output"}
+"""Where each kind of state takes values that may be references, by its `type`."""
+
+
+def _nested_references(state: Mapping[str, object], here: str) -> Iterator[Diagnostic]:
+    key = _DATA_KEYS.get(str(state.get("type")))
+    values = state.get(key) if key else None
+    if not isinstance(values, Mapping):
+        return
+    for field, value in values.items():
+        if not isinstance(value, list | dict):
+            continue
+        if isinstance(parse_value(value), Constant):
+            yield from _references_inside(value, here + pointer(str(key), field))
+
+
+def _references_inside(value: JsonValue, path: str) -> Iterator[Diagnostic]:
+    if isinstance(value, str) and re.fullmatch(REFERENCE_PATTERN, value):
+        yield Diagnostic(
+            "ref.literal",
+            f"{_shown(value)} inside a literal object or array is kept as text: a reference "
+            "is a whole value",
+            path,
+            "pass the whole value as one reference (`$states.NAME`, `$input.NAME`)",
+        )
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _references_inside(item, path + pointer(index))
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield from _references_inside(item, path + pointer(name))
 
 
 def _description(value: object, path: str) -> Iterator[Diagnostic]:
