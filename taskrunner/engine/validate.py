@@ -29,14 +29,6 @@ class FlowCheck:
     flow: Flow | None
     diagnostics: list[Diagnostic]
 
-    @property
-    def errors(self) -> list[Diagnostic]:
-        return [item for item in self.diagnostics if item.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Diagnostic]:
-        return [item for item in self.diagnostics if item.severity == "warning"]
-
 
 class FlowChecker:
     """Checks flow documents against the tools of one registry and the state kinds of one
