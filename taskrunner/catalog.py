@@ -44,6 +44,12 @@ class CatalogEntry:
     flow: Flow
     plan: FlowPlan
     path: Path
+    warnings: tuple[Problem, ...] = ()
+    """What the validator warned of: the flow loads, and loading logs them."""
+
+    def warning_lines(self) -> list[str]:
+        """One line per warning, for a log or the command line's stderr."""
+        return [f"{self.path} loaded with a warning: {item}" for item in self.warnings]
 
 
 @dataclass(frozen=True)
@@ -101,12 +107,14 @@ class FlowCatalog:
             if isinstance(loaded, SkippedFile):
                 skipped.append(loaded)
                 continue
-            first = entries.get(loaded.name)
+            flow, warnings = loaded
+            first = entries.get(flow.name)
             if first is not None:
-                reason = f"defines the flow {loaded.name!r}, which {first.path.name} defines first"
-                skipped.append(SkippedFile(path, reason, name=loaded.name))
+                reason = f"defines the flow {flow.name!r}, which {first.path.name} defines first"
+                skipped.append(SkippedFile(path, reason, name=flow.name))
                 continue
-            entries[loaded.name] = CatalogEntry(loaded, FlowPlan(loaded, checker.registry), path)
+            plan = FlowPlan(flow, checker.registry)
+            entries[flow.name] = CatalogEntry(flow, plan, path, warnings)
         return cls(entries, checker, skipped=tuple(skipped), fingerprint=fingerprint)
 
     @classmethod
@@ -163,7 +171,7 @@ def directory_fingerprint(directory: Path) -> Fingerprint:
     return tuple(stamps)
 
 
-def _load_file(path: Path, checker: FlowChecker) -> Flow | SkippedFile:
+def _load_file(path: Path, checker: FlowChecker) -> tuple[Flow, tuple[Problem, ...]] | SkippedFile:
     try:
         raw = read_flow_file(path)
     except UnreadableFlowFileError as exc:
@@ -173,8 +181,8 @@ def _load_file(path: Path, checker: FlowChecker) -> Flow | SkippedFile:
     # server is no business of an API client.
     report = check_source(raw, path.name, checker)
     if report.flow is not None:
-        return report.flow
-    count = len(report.problems)
+        return report.flow, tuple(report.warnings)
+    count = len(report.errors)
     reason = f"has {count} problem{'s' if count != 1 else ''}"
     return SkippedFile(path, reason, tuple(report.problems), _declared_name(raw))
 

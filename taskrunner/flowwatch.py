@@ -23,14 +23,20 @@ from taskrunner.service import TaskService
 log = logging.getLogger("taskrunner.flows")
 
 
-def report_skipped(
+def report_flow_files(
     catalog: FlowCatalog, warn: Callable[[str], None], previous: FlowCatalog | None = None
 ) -> None:
-    """Say, once, each file that `catalog` skipped and `previous` did not (or not so)."""
+    """Say, once, each file that `catalog` skipped and `previous` did not (or not so), and
+    each validator warning of a loaded flow that `previous` did not have."""
     known = set(previous.skipped) if previous is not None else set()
     for skipped in catalog.skipped:
         if skipped not in known:
             warn(skipped.warning())
+    said = {line for entry in previous or () for line in entry.warning_lines()}
+    for entry in catalog:
+        for line in entry.warning_lines():
+            if line not in said:
+                warn(line)
 
 
 class FlowReloader:
@@ -57,7 +63,7 @@ class FlowReloader:
             if unchanged and not force:
                 return current
             catalog = FlowCatalog.load(self.directory, current.checker)
-            report_skipped(catalog, self._warn, current)
+            report_flow_files(catalog, self._warn, current)
             self.service.use_catalog(catalog)
         log.info(
             "flows reloaded from %s: %d flow(s), %d file(s) skipped",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from taskrunner.catalog import FlowCatalog, load_catalog
 from taskrunner.errors import NoDatabaseError
-from taskrunner.flowwatch import FlowReloader, FlowWatcher, log, report_skipped
+from taskrunner.flowwatch import FlowReloader, FlowWatcher, log, report_flow_files
 from taskrunner.retention import RetentionKeeper
 from taskrunner.service import TaskService
 from taskrunner.settings import Settings
@@ -81,7 +81,7 @@ def open_runtime(
     """
     if catalog is None:
         catalog = load_catalog(settings.flows_dir)
-        report_skipped(catalog, warn)
+        report_flow_files(catalog, warn)
     if announce is not None:
         announce(f"taskrunner: using {settings.describe_database()}")
     if existing:

@@ -32,8 +32,19 @@ EXAMPLE_PROBLEM: Final[dict[str, JsonValue]] = {
     "path": "/states/echo/next",
     "message": "transition to `ad`, which is not a state",
     "hint": "did you mean `add`?",
+    "severity": "error",
 }
 """A problem as `validate-flow --json` prints it, for the examples of the document."""
+EXAMPLE_WARNING: Final[dict[str, JsonValue]] = {
+    "file": "flow.yaml",
+    "line": 14,
+    "column": 19,
+    "code": "error.unknown-kind",
+    "path": "/states/divide/catch/0/errors/0",
+    "message": "the tool `divide` never raises `DivisionByZer`",
+    "hint": "did you mean `DivisionByZero`?",
+    "severity": "warning",
+}
 
 
 class FlowSummary(BaseModel):
@@ -162,14 +173,21 @@ async def flow_schema(request: Request) -> dict[str, JsonValue]:
 
 
 class ValidationReport(BaseModel):
-    valid: bool
+    valid: bool = Field(description="True when the flow has no error (warnings allowed).")
     omitted: int = Field(
         default=0,
-        description="How many problems were left out: `problems` lists the first 100.",
+        description="How many problems were left out: `problems` and `warnings` list the "
+        "first 100 together.",
     )
     problems: list[dict[str, JsonValue]] = Field(
-        description="As `taskrunner validate-flow --json` prints them.",
+        description="The errors, as `taskrunner validate-flow --json` prints them.",
         examples=[[EXAMPLE_PROBLEM]],
+    )
+    warnings: list[dict[str, JsonValue]] = Field(
+        default_factory=list,
+        description="What is allowed but probably not meant (`severity: warning`), in the "
+        "same form; they do not make the flow invalid.",
+        examples=[[EXAMPLE_WARNING]],
     )
 
 
@@ -204,8 +222,9 @@ async def validate_flow(
     checker = runtime_of(request).catalog.checker
     report = await offload_of(request).check(check_source, raw, file, checker)
     return ValidationReport(
-        valid=not report.problems,
-        problems=[item.as_json() for item in report.problems],
+        valid=report.flow is not None,
+        problems=[item.as_json() for item in report.errors],
+        warnings=[item.as_json() for item in report.warnings],
         omitted=report.omitted,
     )
 

@@ -51,10 +51,11 @@ def validate_flow(
     ] = False,
 ) -> None:
     """Check flow files and print every problem as FILE:LINE:COL: CODE message (the first
-    100 of a file, then how many more there are).
+    100 of a file, then how many more there are); a warning reads FILE:LINE:COL: warning
+    CODE message.
 
-    Exit status: 0 when every file is valid, 1 when a flow is invalid, 2 when a path is not
-    a readable file.
+    Exit status: 0 when every file is valid (warnings allowed), 1 when a flow is invalid,
+    2 when a path is not a readable file.
     """
     from taskrunner.engine.validate import FlowChecker
     from taskrunner.errors import UnreadableFlowFileError
@@ -65,6 +66,7 @@ def validate_flow(
     problems = []
     status = EXIT_OK
     unreadable = omitted = 0
+    invalid: set[str] = set()
     for path in files:
         try:
             report = check_file(Path(path), checker)
@@ -78,18 +80,22 @@ def validate_flow(
         if marker is not None:  # a report lists the first problems and counts the rest
             problems.append(marker)
             omitted += report.omitted
-        if report.problems and status == EXIT_OK:
-            status = EXIT_FAILED
+        if report.flow is None:
+            invalid.add(report.file)
+            if status == EXIT_OK:
+                status = EXIT_FAILED
     if as_json:
         typer.echo(json.dumps([item.as_json() for item in problems], indent=2))
     else:
         for item in problems:
             typer.echo(f"{item.file}: {item.message}" if item.code == "report.omitted" else item)
-        invalid = len({item.file for item in problems})
-        checked = len(files) - unreadable
-        count = len(problems) - sum(item.code == "report.omitted" for item in problems) + omitted
-        summary = f"{checked} file(s) checked: "
-        summary += f"{count} problem(s) in {invalid} file(s)" if problems else "all valid"
+        warned = sum(item.severity == "warning" for item in problems)
+        listed = len(problems) - sum(item.code == "report.omitted" for item in problems)
+        count = listed - warned + omitted
+        summary = f"{len(files) - unreadable} file(s) checked: "
+        summary += f"{count} problem(s) in {len(invalid)} file(s)" if invalid else "all valid"
+        if warned:
+            summary += f"; {warned} warning(s)"
         if unreadable:
             summary += f"; {unreadable} path(s) could not be read"
         typer.echo(summary, err=True)

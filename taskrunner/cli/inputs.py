@@ -10,6 +10,7 @@ from pydantic import JsonValue
 
 from taskrunner.engine.flow import Flow
 from taskrunner.engine.inputs import INPUT_KINDS, InputTextError
+from taskrunner.engine.literals import unescape_literal
 from taskrunner.engine.model import InputField
 from taskrunner.errors import InputOptionError, JsonTextError, clipped
 from taskrunner.jsontext import parse_json
@@ -33,7 +34,11 @@ def options_help(flow: Flow) -> str:
     options = {name: f"--{name} {spec.type.upper()}" for name, spec in flow.input.items()}
     width = max(len(option) for option in options.values())
     for name, spec in flow.input.items():
-        need = "Required." if spec.required else f"Default: {json.dumps(spec.default)}."
+        need = (
+            "Required."
+            if spec.required
+            else f"Default: {json.dumps(unescape_literal(spec.default))}."
+        )
         about = f" {spec.description}" if spec.description else ""
         lines.append(f"  {options[name]:<{width}}  {need}{about}")
     return "\n".join(lines)

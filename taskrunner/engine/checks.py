@@ -303,7 +303,9 @@ class _Analysis:
                 self._suggest(producer, names) or f"{producing} states: {listing(names) or 'none'}",
             )
         kind = self.kinds.get(producer)
-        if kind is not None and not kind.has_output:
+        if kind is None:  # its `type` is in error (`Task` for `task`): that is the problem
+            return None
+        if not kind.has_output:
             return Diagnostic(
                 "ref.no-output",
                 f"`{ref.text}`: `{producer}` is a {kind.kind} state, which has no output",

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 CODES: Final[dict[str, str]] = {
     # reading the text
     "yaml.encoding": "The file is not UTF-8 text.",
     "yaml.too-large": "The file is larger than the size limit.",
     "yaml.syntax": "The text is not well-formed YAML.",
+    "yaml.indentation": "A line is indented with a tab or a non-ASCII space (such as U+00A0).",
     "yaml.duplicate-key": "A mapping has the same key twice.",
     "yaml.key": "A mapping key is not a plain string.",
     "yaml.tag": "The document uses a YAML tag; flows are plain data.",
@@ -51,10 +52,18 @@ CODES: Final[dict[str, str]] = {
     "template.not-scalar": "A template part that is an object, an array or may be null.",
     "fail.error-kind": "A fail state's `error` template cannot build an error kind.",
     "state.initial": "An `initial` value that holds a reference or a template.",
+    "ref.literal": "A `$`-string that would be kept as text: in a default or a description.",
     "type.mismatch": "A value whose type does not fit where it goes.",
+    "error.uncatchable": "`retry` or `catch` names an error kind that ends a task regardless.",
+    "error.unknown-kind": "Warning: `retry` or `catch` names a kind its tool never fails with.",
     # the report itself
     "report.omitted": "More problems than a report lists: how many were left out.",
 }
+
+
+Severity = Literal["error", "warning"]
+"""An error makes a flow invalid; a warning is reported but the flow is valid: something
+that is allowed, yet almost certainly not what was meant."""
 
 
 MAX_LISTED_NAMES: Final = 10
@@ -66,7 +75,8 @@ class Diagnostic:
     """One problem: what it is (`code`, `message`, `hint`) and where (`path`).
 
     `path` is a JSON pointer into the document. `at_key` places the problem on the key of
-    that member rather than on its value (an unknown key, an unreachable state).
+    that member rather than on its value (an unknown key, an unreachable state). Only
+    `severity="error"` problems make a flow invalid.
     """
 
     code: str
@@ -74,6 +84,7 @@ class Diagnostic:
     path: str = ""
     hint: str | None = None
     at_key: bool = False
+    severity: Severity = "error"
 
     def __post_init__(self) -> None:
         if self.code not in CODES:
@@ -86,7 +97,12 @@ def pointer(*parts: str | int) -> str:
 
 
 def closest(word: str, choices: list[str]) -> str | None:
-    """The one of `choices` that `word` most likely misspells, if one is close enough."""
+    """The one of `choices` that `word` most likely misspells, if one is close enough: one
+    that differs only in case first (`TASK` for `task`), then the closest spelling."""
+    folded = word.casefold()
+    for choice in choices:
+        if choice.casefold() == folded:
+            return choice
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return close[0] if close else None
 

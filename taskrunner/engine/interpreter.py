@@ -20,6 +20,7 @@ from typing import Final, Self
 
 from pydantic import JsonValue
 
+from taskrunner.engine.errorkinds import STEP_LIMIT_EXCEEDED, UNRESOLVED_REFERENCE
 from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.refs import CAUGHT_ERROR, Expression, UnresolvedReferenceError
 from taskrunner.engine.sizes import OUTPUT_TOO_LARGE, oversize
@@ -31,9 +32,6 @@ from taskrunner.tools import JsonObject
 
 MAX_STEPS: Final = 10_000
 """A task that records this many steps fails with `StepLimitExceeded`."""
-
-UNRESOLVED_REFERENCE: Final = "UnresolvedReference"
-STEP_LIMIT_EXCEEDED: Final = "StepLimitExceeded"
 
 CHECKPOINT_VERSION: Final = 1
 """The shape of `Execution.checkpoint()`; a checkpoint of another shape is not resumed."""

@@ -12,6 +12,7 @@ from pydantic_core import ErrorDetails
 
 from taskrunner.engine.flow import Flow
 from taskrunner.engine.inputs import INPUT_KINDS
+from taskrunner.engine.literals import unescape_literal
 from taskrunner.engine.model import InputField
 from taskrunner.engine.states.base import StatePlan
 from taskrunner.errors import FlowInputError
@@ -48,7 +49,7 @@ def _input_model(flow_name: str, declared: Mapping[str, InputField]) -> type[Bas
         if spec.required:
             info = Field(description=spec.description)
         else:
-            default = spec.default
+            default = unescape_literal(spec.default)  # `$$5` is the text `$5`
             info = Field(
                 default_factory=lambda value=default: copy.deepcopy(value),
                 description=spec.description,

@@ -28,6 +28,7 @@ from taskrunner.engine.model import (
     STATE_NAME_PATTERN,
 )
 from taskrunner.engine.refs import REFERENCE_PATTERN
+from taskrunner.engine.spellings import KEY_ALIASES
 
 _PATTERN_MEANING: Final = {
     STATE_NAME_PATTERN: "a state name: a letter or `_`, then letters, digits, `_` or `-`, "
@@ -144,8 +145,7 @@ def _describe(error: ValidationError) -> Iterable[Diagnostic]:
         yield Diagnostic("schema.pattern", f"{_describe_value(instance)} is not {meaning}", path)
     elif keyword in _SIZE_KEYWORDS:
         # jsonschema's own message spells out the whole value, which may be the document.
-        limit = f"{_SIZE_KEYWORDS[str(keyword)]} {error.validator_value}"
-        yield Diagnostic("schema.range", f"{_describe_value(instance)} has {limit}", path)
+        yield Diagnostic("schema.range", _size_message(error), path)
     elif keyword in _RANGE_KEYWORDS:
         yield Diagnostic("schema.range", error.message, path)
     else:
@@ -154,13 +154,43 @@ def _describe(error: ValidationError) -> Iterable[Diagnostic]:
 
 _RANGE_KEYWORDS: Final = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
 _SIZE_KEYWORDS: Final = {
-    "minLength": "fewer characters than",
-    "maxLength": "more characters than",
-    "minItems": "fewer items than",
-    "maxItems": "more items than",
-    "minProperties": "fewer members than",
-    "maxProperties": "more members than",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
 }
+_COUNTED: Final = {
+    "states": ("state", "states"),
+    "rules": ("rule", "rules"),
+    "errors": ("error kind", "error kinds"),
+    "all": ("condition", "conditions"),
+    "any": ("condition", "conditions"),
+    "catch": ("handler", "handlers"),
+    "args": ("argument", "arguments"),
+    "input": ("input field", "input fields"),
+    "output": ("output field", "output fields"),
+}
+"""What the members of a collection are called, by the key that holds it."""
+
+
+def _size_message(error: ValidationError) -> str:
+    """One line however large the value: `at most 1,000 states; this flow has 1,001`."""
+    keyword = str(error.validator)
+    limit = error.validator_value if isinstance(error.validator_value, int) else 0
+    instance = error.instance
+    count = len(instance) if isinstance(instance, str | list | dict) else 0
+    key = error.absolute_path[-1] if error.absolute_path else ""
+    if keyword.endswith("Length"):
+        one, many = "character", "characters"
+    else:
+        default = ("item", "items") if keyword.endswith("Items") else ("member", "members")
+        one, many = _COUNTED.get(str(key), default)
+    bound = "at most" if keyword.startswith("max") else "at least"
+    holder = "this flow has" if list(error.absolute_path) == ["states"] else "this has"
+    found = f"{count:,}" if count else "none"
+    return f"{bound} {limit:,} {one if limit == 1 else many}; {holder} {found}"
 
 
 def _bad_name(error: ValidationError, path: str) -> Diagnostic:
@@ -201,7 +231,9 @@ def _unknown_keys(error: ValidationError, path: str) -> Iterable[Diagnostic]:
     for key in instance:
         if key in allowed:
             continue
-        hint = suggest(key, allowed) or (
+        alias = KEY_ALIASES.get(key.lower())
+        meant = f"did you mean `{alias}`?" if alias in allowed else suggest(key, allowed)
+        hint = meant or (
             f"allowed here: {', '.join(allowed)}" if allowed else "no keys are allowed here"
         )
         yield Diagnostic(

@@ -198,10 +198,12 @@ def _resolve(schema: Schema, defs: Schema | None) -> Schema:
 
 @dataclass(frozen=True)
 class ToolTypes:
-    """A tool's argument types and output type, read off its models' JSON Schemas."""
+    """A tool's argument types and output type, read off its models' JSON Schemas, and
+    the error kinds it declares."""
 
     arguments: dict[str, ValueType]
     output: ValueType
+    errors: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, item: Tool) -> ToolTypes:
@@ -210,7 +212,8 @@ class ToolTypes:
         properties = schema.get("properties", {})
         arguments = {name: of_schema(prop, defs) for name, prop in properties.items()}
         output_schema = item.output_model.model_json_schema()
-        return cls(arguments, of_schema(output_schema, output_schema.get("$defs")))
+        output = of_schema(output_schema, output_schema.get("$defs"))
+        return cls(arguments, output, item.errors)
 
 
 def of_parts(parts: Mapping[str, ValueType], is_array: bool) -> ValueType:

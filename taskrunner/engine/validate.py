@@ -15,6 +15,7 @@ from pydantic_core import ErrorDetails
 from taskrunner.engine.checks import MeaningChecker
 from taskrunner.engine.diagnostics import Diagnostic, pointer
 from taskrunner.engine.flow import Flow, Language, builtin_language
+from taskrunner.engine.literals import check_literal_text
 from taskrunner.engine.schema import flow_json_schema
 from taskrunner.engine.shape import check_shape, make_validator
 from taskrunner.tools import ToolRegistry
@@ -22,7 +23,8 @@ from taskrunner.tools import ToolRegistry
 
 @dataclass(frozen=True)
 class FlowCheck:
-    """The result of checking a document: the flow if it is valid, and every problem."""
+    """The result of checking a document: the flow if it is valid (it has no error, only
+    warnings if anything), and every problem, warnings included."""
 
     flow: Flow | None
     diagnostics: list[Diagnostic]
@@ -44,14 +46,18 @@ class FlowChecker:
             found = Diagnostic("yaml.not-mapping", "a flow is a mapping of keys to values")
             return FlowCheck(None, [found])
         diagnostics = check_shape(document, self._validator)
-        diagnostics += self._meaning.check(document)
-        if diagnostics:
+        literal = list(check_literal_text(document))
+        # `default: $input.a` for an integer is one mistake, not also a type mismatch.
+        taken = {item.path for item in literal}
+        meaning = self._meaning.check(document)
+        diagnostics += [item for item in meaning if item.path not in taken] + literal
+        if any(item.severity == "error" for item in diagnostics):
             return FlowCheck(None, diagnostics)
         try:
             flow = self.language.parse(document)
         except ValidationError as exc:  # the schema should have caught it; never lose it
             return FlowCheck(None, [_from_pydantic(item) for item in exc.errors()])
-        return FlowCheck(flow, [])
+        return FlowCheck(flow, diagnostics)
 
 
 def _from_pydantic(error: ErrorDetails) -> Diagnostic:

@@ -10,6 +10,7 @@ from typing import Final
 
 from pydantic import JsonValue
 
+from taskrunner.engine.diagnostics import Severity
 from taskrunner.engine.flow import Flow
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import UnreadableFlowFileError, clipped
@@ -33,9 +34,12 @@ class Problem:
     path: str
     message: str
     hint: str | None
+    severity: Severity = "error"
 
     def __str__(self) -> str:
-        text = f"{self.file}:{self.line}:{self.column}: {self.code} {self.message}"
+        # Errors keep the historical form that scripts parse; a warning says so.
+        marked = f"warning {self.code}" if self.severity == "warning" else self.code
+        text = f"{self.file}:{self.line}:{self.column}: {marked} {self.message}"
         return f"{text} (hint: {self.hint})" if self.hint else text
 
     def as_json(self) -> dict[str, JsonValue]:
@@ -47,9 +51,18 @@ class FlowReport:
     file: str
     flow: Flow | None
     problems: list[Problem]
-    """At most `MAX_PROBLEMS`, the first by position."""
+    """At most `MAX_PROBLEMS`, the first by position; warnings among them. A report with a
+    flow has warnings only."""
     omitted: int = 0
     """How many more problems there were."""
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [item for item in self.problems if item.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [item for item in self.problems if item.severity == "warning"]
 
     def omitted_marker(self) -> Problem | None:
         """The problems left out, as one entry of a list of problems (`--json`)."""
@@ -82,6 +95,7 @@ def check_source(raw: bytes, file: str, checker: FlowChecker) -> FlowReport:
             item.path,
             clipped(item.message, MAX_MESSAGE_CHARS),
             None if item.hint is None else clipped(item.hint, MAX_MESSAGE_CHARS),
+            item.severity,
         )
         for line, column, item in located[:MAX_PROBLEMS]
     ]

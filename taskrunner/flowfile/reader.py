@@ -8,7 +8,11 @@ The reader is deliberately narrower than YAML:
   because flows are JSON data;
 - mapping keys are always strings, taken as written, and a key may appear only once;
 - tags are refused; aliases are allowed, but counted as if expanded, so that an alias
-  bomb stops at `MAX_NODES` instead of exhausting memory; nesting stops at `MAX_DEPTH`.
+  bomb stops at `MAX_NODES` instead of exhausting memory; nesting stops at `MAX_DEPTH`;
+- a line indented with a space that is not the ASCII space (U+00A0 NO-BREAK SPACE, often
+  pasted from a web page or a word processor, and the other Unicode spaces) is refused at
+  that line, naming the character; so is a tab in the indentation of a line that YAML
+  cannot read (libyaml would report it lines later, or cryptically).
 
 It walks libyaml's event stream with an explicit stack (no recursion), so hostile input is
 refused in time and memory bounded by the limits above.
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -84,6 +90,9 @@ def read_document(raw: bytes) -> Document:
             "yaml.too-large", f"the file is larger than the limit of {MAX_BYTES:,} bytes"
         )
     text = _decode(raw)
+    misindented = next(_misindented(text, tabs=False), None)
+    if misindented is not None:
+        raise misindented
     builder = _Builder()
     try:
         for event in yaml.parse(text, Loader=_Loader):
@@ -91,6 +100,11 @@ def read_document(raw: bytes) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         position = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        # The tab that broke the parse is the last one before where libyaml gave up; a tab
+        # earlier may be the content of a block scalar, which is allowed.
+        tabbed = [item for item in _misindented(text, tabs=True) if item.position <= position]
+        if tabbed:
+            raise tabbed[-1] from None
         problem = " ".join(part for part in (exc.context, exc.problem) if part)
         # libyaml's own limit on flow nesting ([[[...) may fire before ours does.
         code = "yaml.too-deep" if "maximum nesting depth" in problem else "yaml.syntax"
@@ -104,6 +118,31 @@ def read_document(raw: bytes) -> Document:
     except yaml.YAMLError as exc:
         raise ReadError("yaml.syntax", " ".join(str(exc).split())) from None
     return builder.finish()
+
+
+_INDENT: Final = re.compile(r"^(?:[^\S\r\n]|[\u200b\u2060\ufeff])*")
+"""The leading blank of a line: white space (Python's `\\s` knows the Unicode spaces) and
+the zero-width characters that look like nothing."""
+_ODD_SPACE: Final = re.compile(r"[^ \t]")
+
+
+def _misindented(text: str, *, tabs: bool) -> Iterator[ReadError]:
+    """Each line indented with a space other than the ASCII space (or, with `tabs`, with a
+    tab), as the error to raise."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        indent = _INDENT.match(line)
+        lead = indent.group() if indent else ""
+        odd = _ODD_SPACE.search(lead)
+        index = odd.start() if odd else (lead.find("\t") if tabs else -1)
+        if index < 0:
+            continue
+        char = lead[index]
+        name = "CHARACTER TABULATION" if char == "\t" else unicodedata.name(char, "")
+        yield ReadError(
+            "yaml.indentation",
+            f"line {number} is indented with U+{ord(char):04X} {name}; use ASCII spaces",
+            (number, index + 1),
+        )
 
 
 def _position_of(text: str, index: int) -> Position:

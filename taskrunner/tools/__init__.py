@@ -1,6 +1,7 @@
 """Tool contracts: typed, pure functions that flows call by name."""
 
 from taskrunner.tools.base import (
+    GENERIC_ERROR,
     INVALID_INPUT,
     INVALID_OUTPUT,
     TIMEOUT,
@@ -15,6 +16,7 @@ from taskrunner.tools.base import (
 from taskrunner.tools.registry import ToolRegistry, builtin_registry, load_registry
 
 __all__ = [
+    "GENERIC_ERROR",
     "INVALID_INPUT",
     "INVALID_OUTPUT",
     "TIMEOUT",

@@ -15,6 +15,7 @@ JSON Schema: `"2"` is not an integer and `true` is not a number.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import re
 import threading
@@ -43,6 +44,11 @@ TOOL_NAME_PATTERN: Final = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
 INVALID_INPUT: Final = "InvalidToolInput"
 INVALID_OUTPUT: Final = "InvalidToolOutput"
 TIMEOUT: Final = "Timeout"
+GENERIC_ERROR: Final = "ToolError"
+"""The kind of a `ToolError` raised without one: every tool may raise it undeclared."""
+DECLARED_KIND_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.]{0,127}$"
+
+log = logging.getLogger("taskrunner.tools")
 
 
 def _number(value: object) -> int | float:
@@ -66,7 +72,7 @@ class ToolModel(BaseModel):
 class ToolError(Exception):
     """Raised by a tool to fail with a named error kind that flows can `catch` and `retry`."""
 
-    def __init__(self, message: str, *, kind: str = "ToolError") -> None:
+    def __init__(self, message: str, *, kind: str = GENERIC_ERROR) -> None:
         self.kind = kind
         self.message = message
         super().__init__(message)
@@ -83,16 +89,28 @@ class ToolCallError(Exception):
 
 @dataclass(frozen=True, eq=False)
 class Tool:
-    """A named, typed, pure function that a task state can call."""
+    """A named, typed, pure function that a task state can call.
+
+    `errors` are the kinds its function may raise with `ToolError`, besides the kinds every
+    tool may fail with (`engine/errorkinds.py`): the checker warns of a `retry` or `catch`
+    that names a kind its tool cannot raise.
+    """
 
     name: str
     description: str
     input_model: type[BaseModel]
     output_model: type[BaseModel]
     function: Callable[..., BaseModel] = field(repr=False)
+    errors: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_name(self.name)
+        for kind in self.errors:
+            if not isinstance(kind, str) or not re.fullmatch(DECLARED_KIND_PATTERN, kind):
+                raise ToolRegistryError(
+                    f"tool {self.name!r}: invalid error kind {kind!r}: a letter, then "
+                    "letters, digits, '_' or '.', such as 'DivisionByZero'"
+                )
 
     def invoke(
         self, arguments: Mapping[str, JsonValue], *, timeout: float | None = None
@@ -112,10 +130,21 @@ class Tool:
         try:
             result = self.function(parsed)
         except ToolError as exc:
+            self._note_undeclared(exc.kind)
             raise ToolCallError(exc.kind, exc.message) from None
         except Exception as exc:  # noqa: BLE001 - a tool's bug fails the step, never the runner
             raise ToolCallError(type(exc).__name__, str(exc) or type(exc).__name__) from None
         return self._output_json(result)
+
+    def _note_undeclared(self, kind: str) -> None:
+        # Recorded as raised all the same: the task's history must say what happened, and a
+        # `catch: ['*']` still sees it. The log is for the tool's author.
+        if kind not in self.errors and kind != GENERIC_ERROR:
+            log.warning(
+                "tool %r raised the error kind %r, which it does not declare in @tool(errors=...)",
+                self.name,
+                kind,
+            )
 
     def _invoke_within(self, arguments: Mapping[str, JsonValue], timeout: float) -> JsonObject:
         outcome: list[JsonObject | ToolCallError] = []
@@ -162,9 +191,12 @@ def describe_validation_error(error: ValidationError) -> str:
 
 
 def tool(
-    name: str, *, description: str | None = None
+    name: str, *, description: str | None = None, errors: tuple[str, ...] = ()
 ) -> Callable[[Callable[..., BaseModel]], Tool]:
-    """Make a `Tool` of a function annotated `(args: InputModel) -> OutputModel`."""
+    """Make a `Tool` of a function annotated `(args: InputModel) -> OutputModel`.
+
+    `errors`: the kinds of `ToolError` the function may raise (`("DivisionByZero",)`).
+    """
 
     _check_name(name)
 
@@ -177,6 +209,7 @@ def tool(
             input_model=input_model,
             output_model=output_model,
             function=function,
+            errors=tuple(errors),
         )
 
     return build

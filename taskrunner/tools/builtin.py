@@ -33,7 +33,7 @@ class AddOutput(ToolModel):
     sum: Annotated[Number, Field(description="a + b; an integer when both are integers.")]
 
 
-@tool("add")
+@tool("add", errors=("NumberOverflow",))
 def add(args: AddInput) -> AddOutput:
     """Add two numbers."""
     total = args.a + args.b
@@ -51,7 +51,7 @@ class DivideOutput(ToolModel):
     quotient: Annotated[float, Field(description="dividend / divisor.")]
 
 
-@tool("divide")
+@tool("divide", errors=("DivisionByZero", "NumberOverflow"))
 def divide(args: DivideInput) -> DivideOutput:
     """Divide two numbers; fails with `DivisionByZero` when the divisor is 0."""
     if args.divisor == 0:

@@ -30,7 +30,7 @@ MIB: Final = 1024 * 1024
 PROBLEM: Final = "application/problem+json"
 HELLO: Final = {"text": "hello", "a": 2, "b": 3}
 JSON_HEADERS: Final = {"content-type": "application/json"}
-PROBLEM_KEYS: Final = {"file", "line", "column", "code", "path", "message", "hint"}
+PROBLEM_KEYS: Final = {"file", "line", "column", "code", "path", "message", "hint", "severity"}
 SUMMARY_KEYS: Final = {
     "id",
     "flow",
@@ -350,7 +350,7 @@ def test_validate_a_valid_flow(client: TestClient) -> None:
         headers={"content-type": "application/yaml"},
     )
     assert response.status_code == 200, response.text
-    assert response.json() == {"valid": True, "problems": [], "omitted": 0}
+    assert response.json() == {"valid": True, "problems": [], "warnings": [], "omitted": 0}
 
 
 def test_validate_a_broken_flow_like_the_cli(client: TestClient, tmp_path: Path) -> None:
@@ -1025,3 +1025,39 @@ def test_minus_zero_is_read_as_zero_on_every_backend(client: TestClient) -> None
     assert '"a":0.0' in posted.text
     fetched = client.get(posted.headers["location"])
     assert canonical(fetched.json()) == canonical(posted.json())
+
+
+WARNED_FLOW: Final = """\
+name: warned
+start: divide
+states:
+  divide:
+    type: task
+    tool: divide
+    args: {dividend: 1, divisor: 0}
+    catch:
+      - errors: [DivisionByZer]
+        next: failed
+    next: done
+  done: {type: succeed}
+  failed: {type: fail, error: DivisionFailed}
+"""
+
+
+def test_validate_a_flow_with_only_warnings(client: TestClient) -> None:
+    response = client.post(
+        "/flows/validate",
+        content=WARNED_FLOW.encode(),
+        headers={"content-type": "application/yaml"},
+    )
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["valid"], report["problems"], report["omitted"]) == (True, [], 0)
+    [warning] = report["warnings"]
+    assert set(warning) == PROBLEM_KEYS
+    assert (warning["code"], warning["severity"], warning["line"]) == (
+        "error.unknown-kind",
+        "warning",
+        9,
+    )
+    assert warning["hint"] == "did you mean `DivisionByZero`?"

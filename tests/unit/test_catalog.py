@@ -242,3 +242,37 @@ def test_a_vanished_directory_keeps_the_flows_loaded(
     assert len(said) == 1, said
     assert "does not exist" in said[0]
     assert said[0].endswith("; the flows loaded before are kept")
+
+
+WARNED = """\
+name: warned
+start: echo
+states:
+  echo:
+    type: task
+    tool: echo
+    args: {text: hi}
+    catch:
+      - errors: [DivisionByZero]
+        next: failed
+    next: done
+  done: {type: succeed}
+  failed: {type: fail, error: EchoFailed}
+"""
+
+
+def test_a_flow_with_warnings_loads_and_each_warning_is_said_once(
+    flows: Path, checker: FlowChecker
+) -> None:
+    service = _service(flows, checker)
+    said: list[str] = []
+    reloader = FlowReloader(flows, service, warn=said.append)
+    (flows / "warned.yaml").write_text(WARNED)
+    catalog = reloader.reload()
+    assert catalog.names() == ["echo_add", "warned"]
+    assert not catalog.skipped
+    [warning] = catalog.get("warned").warnings
+    assert (warning.code, warning.severity, warning.line) == ("error.unknown-kind", "warning", 9)
+    assert said == [f"{flows / 'warned.yaml'} loaded with a warning: {warning}"]
+    reloader.reload()
+    assert len(said) == 1

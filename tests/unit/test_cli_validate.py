@@ -24,7 +24,7 @@ PROBLEM_LINE = re.compile(
     r"^(?P<file>.+):(?P<line>[1-9][0-9]*):(?P<column>[1-9][0-9]*): "
     r"(?P<code>[a-z]+\.[a-z]+(?:-[a-z]+)*) (?P<message>\S.*)$"
 )
-JSON_KEYS = {"file", "line", "column", "code", "path", "message", "hint"}
+JSON_KEYS = {"file", "line", "column", "code", "path", "message", "hint", "severity"}
 
 BROKEN = """\
 name: broken
@@ -408,3 +408,35 @@ def test_validate_flow_without_files_is_a_usage_error() -> None:
     result = run_main("validate-flow")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+# --- warnings ------------------------------------------------------------------------------
+
+WARNED = ROOT / "tests" / "flows" / "warnings" / "catch-kind-misspelt.yaml"
+
+
+def test_a_flow_with_only_warnings_is_valid_and_its_warnings_are_printed() -> None:
+    status, stdout, stderr = validate(str(WARNED))
+    assert status == 0
+    [line] = stdout.splitlines()
+    assert line.startswith(f"{WARNED}:12:18: warning error.unknown-kind ")
+    assert "(hint: did you mean `DivisionByZero`?)" in line
+    assert "1 file(s) checked: all valid; 1 warning(s)" in stderr
+
+
+def test_json_output_says_the_severity_of_each_problem() -> None:
+    status, stdout, _ = validate("--json", str(WARNED))
+    assert status == 0
+    [item] = json.loads(stdout)
+    assert set(item) == JSON_KEYS
+    assert (item["code"], item["severity"]) == ("error.unknown-kind", "warning")
+
+
+@pytest.mark.usefixtures("broken")
+def test_errors_keep_their_form_and_a_warning_does_not_make_a_file_invalid() -> None:
+    status, stdout, stderr = validate("--json", "broken.yaml", str(WARNED))
+    assert status == 1
+    severities = {(item["file"], item["severity"]) for item in json.loads(stdout)}
+    assert severities == {("broken.yaml", "error"), (str(WARNED), "warning")}
+    status, _, stderr = validate("broken.yaml", str(WARNED))
+    assert "2 file(s) checked: 2 problem(s) in 1 file(s); 1 warning(s)" in stderr

@@ -80,6 +80,25 @@ def test_the_plugin_tools_arguments_are_type_checked() -> None:
     ]
 
 
+@pytest.mark.usefixtures("plugin_path")
+def test_a_catch_of_the_plugin_tools_declared_kind_is_checked_against_it() -> None:
+    caught = SHOUT_FLOW.replace(
+        b"    next: done\n  done:",
+        b"    catch: [{errors: [NegativeTimes, NegativeTime], next: failed}]\n"
+        b"    next: done\n  failed: {type: fail, error: Refused}\n  done:",
+    )
+    report = check_source(caught, "shout.yaml", FlowChecker(load_registry()))
+    assert report.flow is not None
+    assert [(p.code, p.severity, p.path, p.hint) for p in report.problems] == [
+        (
+            "error.unknown-kind",
+            "warning",
+            "/states/shout/catch/0/errors/1",
+            "did you mean `NegativeTimes`?",
+        )
+    ]
+
+
 def test_without_the_plugin_the_tool_is_unknown() -> None:
     report = check_source(SHOUT_FLOW, "shout.yaml", FlowChecker(load_registry()))
     assert [(p.code, p.line) for p in report.problems] == [("tool.unknown", 9)]

@@ -10,6 +10,7 @@ from taskrunner.tools import (
     INVALID_INPUT,
     INVALID_OUTPUT,
     ToolCallError,
+    ToolError,
     ToolModel,
     ToolRegistry,
     tool,
@@ -156,3 +157,52 @@ def test_the_registry_looks_tools_up_by_name(registry: ToolRegistry) -> None:
 def test_the_registry_refuses_two_tools_of_one_name(registry: ToolRegistry) -> None:
     with pytest.raises(ToolRegistryError, match="two tools are named 'echo'"):
         ToolRegistry([registry.get("echo"), registry.get("echo")])
+
+
+def test_the_builtin_tools_declare_the_error_kinds_they_raise(registry: ToolRegistry) -> None:
+    assert registry.get("echo").errors == ()
+    assert registry.get("add").errors == ("NumberOverflow",)
+    assert registry.get("divide").errors == ("DivisionByZero", "NumberOverflow")
+
+
+@pytest.mark.parametrize("kind", ["", "division by zero", "*", "9Lives"])
+def test_a_declared_error_kind_has_the_form_of_a_kind(kind: str) -> None:
+    with pytest.raises(ToolRegistryError, match="invalid error kind"):
+
+        @tool("declares", errors=(kind,))
+        def declares(args: _In) -> _Out:
+            return _Out(n=args.n)
+
+
+def test_an_undeclared_kind_is_recorded_as_raised_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @tool("surprising", errors=("Declared",))
+    def surprising(args: _In) -> _Out:
+        raise ToolError("not what it said", kind="Undeclared" if args.n else "Declared")
+
+    with caplog.at_level("WARNING", logger="taskrunner.tools"):
+        with pytest.raises(ToolCallError) as declared:
+            surprising.invoke({"n": 0})
+        assert declared.value.kind == "Declared"
+        assert not caplog.records
+        with pytest.raises(ToolCallError) as undeclared:
+            surprising.invoke({"n": 1})
+    assert undeclared.value.kind == "Undeclared"
+    [record] = caplog.records
+    assert "'Undeclared'" in record.getMessage()
+    assert "'surprising'" in record.getMessage()
+
+
+def test_the_generic_kind_needs_no_declaration(caplog: pytest.LogCaptureFixture) -> None:
+    @tool("plain")
+    def plain(args: _In) -> _Out:
+        raise ToolError("something went wrong")
+
+    with (
+        caplog.at_level("WARNING", logger="taskrunner.tools"),
+        pytest.raises(ToolCallError) as caught,
+    ):
+        plain.invoke({"n": 1})
+    assert caught.value.kind == "ToolError"
+    assert not caplog.records

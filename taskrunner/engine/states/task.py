@@ -13,6 +13,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from taskrunner.engine.diagnostics import Diagnostic, pointer
+from taskrunner.engine.errorkinds import RaisableKinds, check_kinds
 from taskrunner.engine.model import ErrorCode, ErrorKind, Node, StateName, Value
 from taskrunner.engine.refs import REFERENCE_PATTERN, Expression, parse_value
 from taskrunner.engine.states.base import (
@@ -108,6 +109,18 @@ class TaskState(State):
             where = f"`{self.tool}.{argument}`"
             # A literal argument is checked against the tool's field by the schema.
             yield from scope.value(value, path, target, where, literal_checked=True)
+        raisable = (
+            RaisableKinds.of(self.tool, tool.errors, timeout=self.timeout_seconds is not None)
+            if tool
+            else None
+        )
+        if self.retry is not None:
+            yield from check_kinds(self.retry.errors, scope.here + "/retry/errors", raisable)
+            path = scope.here + "/retry/non_retryable"
+            yield from check_kinds(self.retry.non_retryable, path, raisable)
+        for index, handler in enumerate(self.catch):
+            path = scope.here + pointer("catch", index, "errors")
+            yield from check_kinds(handler.errors, path, raisable)
         yield from check_initial(self, scope)
 
     def output_type(self, scope: Scope) -> ValueType:
@@ -203,10 +216,12 @@ def _task_model(item: Tool) -> type[BaseModel]:
     )
     required = any(info.is_required() for info in item.input_model.model_fields.values())
     tool_name: Any = Literal[item.name]
+    declared = ", ".join(f"`{kind}`" for kind in item.errors)
+    fails = f" It may fail with {declared}." if declared else ""
     return create_model(
         f"{stem}Task",
         __base__=TaskState,
-        __doc__=f"Call the tool `{item.name}`: {item.description}",
+        __doc__=f"Call the tool `{item.name}`: {item.description}{fails}",
         tool=(tool_name, Field(description=item.description)),
         args=(args_model, Field(...) if required else Field(default_factory=args_model)),
     )

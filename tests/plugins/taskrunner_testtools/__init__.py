@@ -18,7 +18,7 @@ class ShoutOutput(ToolModel):
     text: str
 
 
-@tool("test.shout")
+@tool("test.shout", errors=("NegativeTimes",))
 def shout(args: ShoutInput) -> ShoutOutput:
     """Upper-case the text and append `times` exclamation marks."""
     if args.times < 0:
