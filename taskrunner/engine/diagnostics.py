@@ -47,6 +47,8 @@ CODES: Final[dict[str, str]] = {
     "ref.not-run": "A reference to a state that has not run on every path to this point.",
     "ref.unknown-field": "A reference to a field that the data does not have.",
     "type.mismatch": "A value whose type does not fit where it goes.",
+    "wait.duration": "A wait state has both `seconds` and `until`, or neither.",
+    "wait.timestamp": "A literal `until` that is not an RFC 3339 timestamp with an offset.",
     # the report itself
     "report.omitted": "More problems than a report lists: how many were left out.",
 }

@@ -10,7 +10,22 @@ from taskrunner.engine.states.choice import ChoiceState
 from taskrunner.engine.states.fail import FailState
 from taskrunner.engine.states.succeed import SucceedState
 from taskrunner.engine.states.task import TaskState
+from taskrunner.engine.states.wait import WaitState
 
-BUILTIN_KINDS: Final[tuple[type[State], ...]] = (TaskState, ChoiceState, SucceedState, FailState)
+BUILTIN_KINDS: Final[tuple[type[State], ...]] = (
+    TaskState,
+    ChoiceState,
+    SucceedState,
+    FailState,
+    WaitState,
+)
 
-__all__ = ["BUILTIN_KINDS", "ChoiceState", "FailState", "State", "SucceedState", "TaskState"]
+__all__ = [
+    "BUILTIN_KINDS",
+    "ChoiceState",
+    "FailState",
+    "State",
+    "SucceedState",
+    "TaskState",
+    "WaitState",
+]
