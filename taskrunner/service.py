@@ -188,6 +188,7 @@ class TaskService:
             self._waits.cancellable(task.id) as cancelled,
         ):
             run = self._run(task, here=True, deadline=deadline, cancelled=cancelled)
+            run.timeout_seconds = flow.timeout_seconds
             try:
                 drive(Execution(plan, clean), run)
             except LeaseLostError:
@@ -267,6 +268,7 @@ class TaskService:
             error = StepError(FLOW_UNAVAILABLE, f"the flow version cannot be run here: {exc}")
             run.end(ended("failed", state, self._clock(), error))
             return
+        run.timeout_seconds = plan.flow.timeout_seconds
         try:
             execution = self._position(plan, claimed)
         except UnexpectedStepError as exc:

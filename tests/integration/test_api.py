@@ -304,7 +304,12 @@ def test_flows_are_listed(client: TestClient) -> None:
     response = client.get("/flows")
     assert response.status_code == 200, response.text
     flows = response.json()
-    assert [flow["name"] for flow in flows] == ["classify_sum", "echo_add", "safe_divide"]
+    assert [flow["name"] for flow in flows] == [
+        "classify_sum",
+        "delayed_echo",
+        "echo_add",
+        "safe_divide",
+    ]
     for flow in flows:
         assert set(flow) == {"name", "description", "version", "valid", "file"}
         assert (flow["valid"], flow["file"]) == (True, f"{flow['name']}.yaml")
