@@ -207,6 +207,33 @@ def test_a_runner_that_dies_mid_wait_is_taken_over_without_waiting_from_zero(
     assert [step.attempt for step in done.steps if step.tool == "wait"] == [1, 2]
 
 
+def test_a_runner_killed_mid_wait_is_taken_over_when_its_lease_runs_out(
+    make_service: Callable[..., TaskService], clock: Clock
+) -> None:
+    def killed(_event: threading.Event, _seconds: float) -> bool:
+        raise SystemExit  # like SIGKILL, nothing is handed back: the lease must run out
+
+    caller = make_service("caller", wait=killed, lease_seconds=30)
+    with pytest.raises(SystemExit):
+        caller.run_task("wait_then_add", {"seconds": 45}, bounded=False)
+    [task] = caller.list_tasks().items
+    assert stored(caller, task.id).status == "running"
+
+    worker = make_service("worker")
+    clock.to(START + timedelta(seconds=29))
+    assert worker.claim_abandoned(10) == []
+    clock.to(START + timedelta(seconds=31))
+    [taken] = worker.claim_abandoned(10)
+    worker.resume(taken)
+    record = stored(worker, task.id)
+    assert (record.status, record.step_count) == ("pending", 1)
+    assert record.run_after == START + timedelta(seconds=45)  # what was left: 14 s
+
+    clock.to(START + timedelta(seconds=45))
+    work(worker)
+    assert worker.get_task(task.id).status == "succeeded"
+
+
 def test_a_cancelled_waiting_task_never_wakes(
     make_service: Callable[..., TaskService], clock: Clock
 ) -> None:
