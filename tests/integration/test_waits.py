@@ -32,6 +32,7 @@ from taskrunner.store.records import TaskRecord
 from taskrunner.store.sql import SqlTaskRepository
 from taskrunner.tools import ToolRegistry, load_registry
 from taskrunner.views import TaskView
+from taskrunner.worker import Worker
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 TIMED: Final = ROOT / "tests" / "flows" / "timed"
@@ -152,6 +153,39 @@ def test_a_queued_wait_goes_back_to_the_queue_until_its_wake_time(
         ("add", "add", 1, "succeeded"),
     ]
     assert done.steps[1].started_at == START + timedelta(seconds=60)
+
+
+def test_a_worker_runs_other_tasks_while_one_waits_and_wakes_it_on_time(
+    database: Database, timed_catalog: FlowCatalog
+) -> None:
+    service = TaskService(SqlTaskRepository(database), timed_catalog)
+    stop = threading.Event()
+    # One slot: were the wait held by the worker, the other task could not run meanwhile.
+    worker = Worker(service, concurrency=1, poll_seconds=0.05)
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    try:
+        waiting = service.enqueue_task("wait_then_add", {"seconds": 1}).task
+        thread.start()
+        deadline = time.monotonic() + 10
+        while stored(service, waiting.id).step_count == 0:
+            assert time.monotonic() < deadline, "the wait never began"
+            time.sleep(0.02)
+        other = service.enqueue_task("wait_then_add", {"seconds": 0}).task
+        while service.get_task(waiting.id).status != "succeeded":
+            assert time.monotonic() < deadline, "the waiting task never woke"
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join(10)
+        service.close()
+    woke, done = service.get_task(waiting.id), service.get_task(other.id)
+    begun = woke.steps[0].output
+    assert begun is not None
+    until = datetime.fromisoformat(str(begun["until"]))
+    assert woke.steps[1].started_at >= until
+    assert done.status == "succeeded"
+    assert done.finished_at is not None
+    assert done.finished_at < until
 
 
 def test_a_wait_until_a_time_from_the_input_wakes_then(
