@@ -57,13 +57,14 @@ class WaitState(State):
     TRANSITIONS = ("next",)
 
     def check(self, scope: Scope) -> Iterator[Diagnostic]:
-        return self._check(scope, self.model_fields_set & {"seconds", "until"})
+        written = {key for key in ("seconds", "until") if getattr(self, key) is not None}
+        return self._check(scope, written)
 
     @classmethod
     def check_broken(cls, raw: Mapping[str, object], scope: Scope) -> Iterator[Diagnostic]:
         # A `seconds` the shape pass refused is still there: no "neither" on top of it.
         state = cls.salvage(raw)
-        written = {key for key in ("seconds", "until") if key in raw}
+        written = {key for key in ("seconds", "until") if raw.get(key) is not None}
         return state._check(scope, written) if state is not None else iter(())
 
     def _check(self, scope: Scope, written: set[str]) -> Iterator[Diagnostic]:
