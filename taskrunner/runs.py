@@ -6,6 +6,12 @@ in progress, the next claim resumes without reading the history, and the task's 
 folded into its last step's commit. It keeps the task's record in hand, moved on as
 the store moves it (`records.progressed`), so that a caller who waits for the task gets it
 back without reading it again.
+
+Time is read here, not in the engine: when a wait begins (its wake time is recorded by
+the wait's first step), whether a call's `not_before` has come, and whether the task is
+past its deadline (`timeout_seconds` after it was created). A task past it fails with
+`TaskTimeout` before its next step, or as soon as a step ends past it; a task handed back
+to the queue is due no later than its deadline, so that it is woken then to fail.
 """
 
 from __future__ import annotations
@@ -15,7 +21,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from taskrunner.engine.steps import CallTool, Decision, Fail, Finish, Step, StepError
+from taskrunner.engine.steps import (
+    TASK_TIMEOUT,
+    CallTool,
+    Decision,
+    Fail,
+    Finish,
+    Step,
+    StepError,
+    task_timed_out,
+)
 from taskrunner.store.records import (
     CANCELLED,
     Progress,
@@ -37,7 +52,8 @@ class StoredRun:
     without another call); a worker instead hands the task back to the queue until the
     delay is over. A caller that waits only until `deadline` hands the task back to the
     queue once it is past, or when a delay would take it past. `stop`, once set, hands the
-    task back to the queue before its next step.
+    task back to the queue before its next step. Delays and waits that end past the
+    task's deadline (`timeout_seconds` after its creation) end at it instead.
     """
 
     def __init__(
@@ -51,6 +67,7 @@ class StoredRun:
         wait: Callable[[float], bool] = lambda _seconds: False,
         deadline: datetime | None = None,
         stop: threading.Event | None = None,
+        timeout_seconds: float | None = None,
     ) -> None:
         self.task = task
         """The task as the store now has it."""
@@ -64,15 +81,38 @@ class StoredRun:
         self._deadline = deadline
         self._stop = stop
         self._started = clock()
+        self.timeout_seconds = timeout_seconds
+        """The flow's whole-task limit, once known (the task's flow version says it)."""
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def time_left(self) -> float | None:
+        expires = self._expires()
+        return None if expires is None else (expires - self._clock()).total_seconds()
 
     def before_call(self, call: CallTool) -> bool:
+        now = self._clock()
+        if self._timed_out(call.state, now):
+            return False
         stopping = self._stop is not None and self._stop.is_set()
-        if stopping or (self._deadline is not None and self._clock() >= self._deadline):
+        if stopping or (self._deadline is not None and now >= self._deadline):
             self.hand_back()
             return False
-        if self._here and call.delay_seconds and self._wait(call.delay_seconds):
-            self.end(ended("cancelled", call.state, self._clock(), CANCELLED))
-            return False
+        # A worker resumes a retry only once the queue has waited its delay out.
+        wake = _wake_time(call, now) if self._here else call.not_before
+        if wake is not None and wake > now:
+            wake = self._capped(wake)
+            if not self._here:
+                # Claimed before its wake time (its last runner died mid-wait): back to
+                # the queue until then, not a wait from zero.
+                self.end(_waiting(call.state, now, wake))
+                return False
+            if self._wait((wake - now).total_seconds()):
+                self.end(ended("cancelled", call.state, self._clock(), CANCELLED))
+                return False
+            if self._timed_out(call.state, self._clock()):
+                return False
         self._started = self._clock()
         return True
 
@@ -84,9 +124,12 @@ class StoredRun:
 
     def record(self, step: Step, decision: Decision, checkpoint: JsonObject) -> bool:
         finished = self._clock()
+        if self._past_deadline(finished) or (step.error and step.error.kind == TASK_TIMEOUT):
+            decision = Fail(step.state, task_timed_out(self.timeout_seconds or 0.0))
         progress = replace(_progress(decision, finished), checkpoint=checkpoint)
-        if isinstance(decision, CallTool) and decision.delay_seconds:
-            run_after = finished + timedelta(seconds=decision.delay_seconds)
+        wake = _wake_time(decision, finished) if isinstance(decision, CallTool) else None
+        if wake is not None and wake > finished:
+            run_after = self._capped(wake)
             if not self._here or (self._deadline is not None and run_after > self._deadline):
                 progress = replace(progress, status="pending", run_after=run_after)
         record = StepRecord.of(self.task.id, step, self._started, finished)
@@ -96,12 +139,36 @@ class StoredRun:
         return status == "running"
 
     def settle(self, decision: Finish | Fail) -> None:
-        self.end(_progress(decision, self._clock()))
+        now = self._clock()
+        if not self._timed_out(decision.state, now):
+            self.end(_progress(decision, now))
 
     def end(self, progress: Progress) -> None:
         """Write how the task stands now, without a step."""
         status = self._repository.update_task(self.task.id, self._owner, progress)
         self._moved(progress, None, status)
+
+    def _expires(self) -> datetime | None:
+        """The task's deadline, if its flow has one."""
+        if self.timeout_seconds is None:
+            return None
+        return self.task.created_at + timedelta(seconds=self.timeout_seconds)
+
+    def _capped(self, moment: datetime) -> datetime:
+        """`moment`, or the task's deadline if that comes first: a task woken then fails."""
+        expires = self._expires()
+        return moment if expires is None else min(moment, expires)
+
+    def _past_deadline(self, now: datetime) -> bool:
+        expires = self._expires()
+        return expires is not None and now >= expires
+
+    def _timed_out(self, state: str, now: datetime) -> bool:
+        """End the task with `TaskTimeout` if it is past its deadline; whether it was."""
+        if not self._past_deadline(now):
+            return False
+        self.end(ended("failed", state, now, task_timed_out(self.timeout_seconds or 0.0)))
+        return True
 
     def _moved(self, progress: Progress, step_count: int | None, status: TaskStatus) -> None:
         task = self.task
@@ -113,6 +180,20 @@ class StoredRun:
 def ended(status: TaskStatus, state: str, now: datetime, error: StepError) -> Progress:
     """The task ends now, in `state`, with `error`: failed, or cancelled."""
     return Progress(status, state, now, error=error, finished_at=now)
+
+
+def _wake_time(call: CallTool, now: datetime) -> datetime | None:
+    """When `call` may be made: a wait's `not_before`, or a retry's delay from now."""
+    if call.not_before is not None:
+        return call.not_before
+    if call.delay_seconds:
+        return now + timedelta(seconds=call.delay_seconds)
+    return None
+
+
+def _waiting(state: str, now: datetime, run_after: datetime) -> Progress:
+    """Back to the queue, due at `run_after`."""
+    return Progress("pending", state, now, run_after=run_after)
 
 
 def _progress(decision: Decision, now: datetime) -> Progress:

@@ -6,8 +6,12 @@ with a `runs.StoredRun` as its journal):
 - **in the caller** (`run_task`): the process that created the task holds it (a lease)
   and runs it to its end, waiting out retry delays itself;
 - **queued** (`enqueue_task`): the task waits, pending, until a worker claims it
-  (`claim`) and runs it (`resume`) from its last recorded step; a retry's delay hands the
-  task back to the queue, claimable when the delay is over, instead of holding a worker.
+  (`claim`) and runs it (`resume`) from its last recorded step; a retry's delay or a
+  wait state hands the task back to the queue, claimable when it is over, instead of
+  holding a worker.
+
+Either way, a flow's `timeout_seconds` ends a task that has not finished that long after
+its creation with `TaskTimeout` (`runs.StoredRun` reads the clock for it).
 
 Each step is committed as it completes, with the task's new state in the same write, so
 a crash loses at most the step in progress, and the task's finish is folded into its last
@@ -160,9 +164,9 @@ class TaskService:
         bounded: bool = True,
     ) -> Started:
         """Start a task of `flow_name` on `data` and run it here, until it ends or, when
-        `bounded`, for at most `sync_wait_seconds`: past that, or when a retry's delay
-        would take it past that, the task goes on on the queue (it is answered pending).
-        A retry's delay waited out here ends at once if the task is cancelled.
+        `bounded`, for at most `sync_wait_seconds`: past that, or when a retry's delay or a
+        wait state would take it past that, the task goes on on the queue (it is answered
+        pending). A delay or a wait waited out here ends at once if the task is cancelled.
 
         Raises `UnknownFlowError`, `FlowInputError`, `UnstorableDataError` or
         `InvalidRequestError` before anything is stored when the request cannot become a
@@ -188,6 +192,7 @@ class TaskService:
             self._waits.cancellable(task.id) as cancelled,
         ):
             run = self._run(task, here=True, deadline=deadline, cancelled=cancelled)
+            run.timeout_seconds = flow.timeout_seconds
             try:
                 drive(Execution(plan, clean), run)
             except LeaseLostError:
@@ -267,6 +272,7 @@ class TaskService:
             error = StepError(FLOW_UNAVAILABLE, f"the flow version cannot be run here: {exc}")
             run.end(ended("failed", state, self._clock(), error))
             return
+        run.timeout_seconds = plan.flow.timeout_seconds
         try:
             execution = self._position(plan, claimed)
         except UnexpectedStepError as exc:

@@ -56,6 +56,8 @@ CODES: Final[dict[str, str]] = {
     "type.mismatch": "A value whose type does not fit where it goes.",
     "error.uncatchable": "`retry` or `catch` names an error kind that ends a task regardless.",
     "error.unknown-kind": "Warning: `retry` or `catch` names a kind its tool never fails with.",
+    "wait.duration": "A wait state has both `seconds` and `until`, or neither.",
+    "wait.timestamp": "A literal `until` that is not an RFC 3339 timestamp with an offset.",
     # the report itself
     "report.omitted": "More problems than a report lists: how many were left out.",
 }

@@ -8,25 +8,39 @@ and the checks that the output can be stored (its text, how deeply it nests) and
 too large (`sizes.py`). Any of
 those failing is a failed step with an error kind that `retry` and `catch` can match,
 never an exception.
+
+Time comes from the journal, never from here: the time a wait begins (`Journal.now`), and
+how long is left before the task's deadline (`Journal.time_left`), which bounds each
+call's timeout. A call cut short by the deadline is a failed step of kind `TaskTimeout`;
+the journal, which reads the clock, ends the task.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime
 from typing import Protocol
 
 from taskrunner.engine.interpreter import Execution
 from taskrunner.engine.sizes import OUTPUT_TOO_LARGE, oversize
-from taskrunner.engine.steps import CallTool, Decision, Fail, Finish, Step
+from taskrunner.engine.steps import TASK_TIMEOUT, CallTool, Decision, Fail, Finish, Step
 from taskrunner.engine.storable import fault_message, unstorable
-from taskrunner.tools import INVALID_OUTPUT, JsonObject, ToolCallError, ToolRegistry
+from taskrunner.engine.timers import WAIT_TOOL, timer_step
+from taskrunner.tools import INVALID_OUTPUT, TIMEOUT, JsonObject, ToolCallError, ToolRegistry
 
 
 class Journal(Protocol):
     """Where a driven run's progress goes."""
 
     def before_call(self, call: CallTool) -> bool:
-        """Get ready to make `call` (wait out its delay, note the time); False to stop
-        before it instead."""
+        """Get ready to make `call` (wait out its delay or until its `not_before`, note the
+        time); False to stop before it instead (the journal has said why the run stops)."""
+
+    def now(self) -> datetime:
+        """The time, for a wait that begins now."""
+
+    def time_left(self) -> float | None:
+        """Seconds left before the task's deadline, or None when it has none."""
 
     def record(self, step: Step, decision: Decision, checkpoint: JsonObject) -> bool:
         """Keep `step`, what the execution decided after it, and where it now stands
@@ -43,12 +57,26 @@ def drive(execution: Execution, journal: Journal) -> Decision:
         journal.settle(decision)
         return decision
     while isinstance(decision, CallTool) and journal.before_call(decision):
-        step = call_tool(execution.plan.registry, decision)
+        step = take_step(execution.plan.registry, decision, journal)
         execution.record(step)
         decision = execution.decide()
         if not journal.record(step, decision, execution.checkpoint()):
             break
     return decision
+
+
+def take_step(registry: ToolRegistry, call: CallTool, journal: Journal) -> Step:
+    """Make the call the execution asked for, a wait's step or a tool's, within the time
+    the task has left."""
+    if call.tool == WAIT_TOOL:
+        return timer_step(call, journal.now())
+    left = journal.time_left()
+    if left is None or (call.timeout_seconds is not None and call.timeout_seconds <= left):
+        return call_tool(registry, call)
+    step = call_tool(registry, replace(call, timeout_seconds=max(left, 0.0)))
+    if step.error is not None and step.error.kind == TIMEOUT:
+        return call.failed(TASK_TIMEOUT, f"the task's deadline came during the call ({left:g} s)")
+    return step
 
 
 def call_tool(registry: ToolRegistry, call: CallTool) -> Step:

@@ -18,6 +18,7 @@ from typing import Final
 
 from taskrunner.engine.diagnostics import Diagnostic, closest, listing, pointer
 from taskrunner.engine.sizes import OUTPUT_TOO_LARGE
+from taskrunner.engine.steps import TASK_TIMEOUT
 from taskrunner.tools import GENERIC_ERROR, INVALID_INPUT, INVALID_OUTPUT, TIMEOUT
 
 EVERY_KIND: Final = "*"
@@ -26,8 +27,6 @@ UNRESOLVED_REFERENCE: Final = "UnresolvedReference"
 """A reference had no value at run time: the flow is wrong, no handler can fix it."""
 STEP_LIMIT_EXCEEDED: Final = "StepLimitExceeded"
 """The task recorded `interpreter.MAX_STEPS` steps."""
-TASK_TIMEOUT: Final = "TaskTimeout"
-"""The whole task ran past its flow's `timeout_seconds`."""
 
 UNCATCHABLE_KINDS: Final = frozenset({UNRESOLVED_REFERENCE, STEP_LIMIT_EXCEEDED, TASK_TIMEOUT})
 """Kinds that end a task regardless of `retry` and `catch` (`*` does not match them)."""

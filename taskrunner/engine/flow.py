@@ -25,6 +25,7 @@ from taskrunner.engine.model import (
     StateName,
 )
 from taskrunner.engine.states import BUILTIN_KINDS, State
+from taskrunner.engine.timers import MAX_WAIT_SECONDS
 
 
 class Flow(Node):
@@ -34,6 +35,15 @@ class Flow(Node):
     description: str | None = None
     input: dict[FieldName, InputField] = Field(
         default_factory=dict, description="The fields a task's input must have."
+    )
+    timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_WAIT_SECONDS,
+        description=(
+            "A task that has not ended this many seconds after it was created fails with "
+            "the error kind `TaskTimeout`, whatever its retries and catches."
+        ),
     )
     start: StateName = Field(description="The first state.")
     states: dict[StateName, State] = Field(

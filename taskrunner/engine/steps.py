@@ -4,11 +4,16 @@ steps, and the two ways a task ends."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import Final, Literal
 
 from taskrunner.tools import JsonObject
 
 StepStatus = Literal["succeeded", "failed"]
+
+TASK_TIMEOUT: Final = "TaskTimeout"
+"""The error kind of a task that has not ended within its flow's `timeout_seconds`. It is
+not a step's error but the task's: no `retry` or `catch` sees it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +40,8 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class CallTool:
-    """Call `tool` with `arguments` as step `seq`, after waiting `delay_seconds`."""
+    """Call `tool` with `arguments` as step `seq`, after waiting `delay_seconds`, and not
+    before `not_before` (a wait state's wake time, fixed by an earlier step)."""
 
     seq: int
     state: str
@@ -44,6 +50,7 @@ class CallTool:
     arguments: JsonObject
     delay_seconds: float = 0.0
     timeout_seconds: float | None = None
+    not_before: datetime | None = None
 
     def succeeded(self, output: JsonObject) -> Step:
         return Step(
@@ -74,3 +81,10 @@ class Fail:
 
 
 Decision = CallTool | Finish | Fail
+
+
+def task_timed_out(limit_seconds: float) -> StepError:
+    """The error of a task that has not ended within its flow's `timeout_seconds`."""
+    return StepError(
+        TASK_TIMEOUT, f"the task did not end within its timeout_seconds ({limit_seconds:g} s)"
+    )

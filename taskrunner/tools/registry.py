@@ -18,6 +18,8 @@ from taskrunner.tools.base import Tool
 from taskrunner.tools.builtin import BUILTIN_TOOLS
 
 ENTRY_POINT_GROUP: Final = "taskrunner.tools"
+RESERVED_NAMES: Final = frozenset({"wait"})
+"""Tool names that a task's history uses for steps of its own (a wait state's)."""
 
 
 class ToolRegistry:
@@ -26,6 +28,8 @@ class ToolRegistry:
     def __init__(self, tools: Iterable[Tool]) -> None:
         by_name: dict[str, Tool] = {}
         for item in tools:
+            if item.name in RESERVED_NAMES:
+                raise ToolRegistryError(f"the tool name {item.name!r} is reserved for wait steps")
             if item.name in by_name:
                 raise ToolRegistryError(f"two tools are named {item.name!r}")
             by_name[item.name] = item

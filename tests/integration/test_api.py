@@ -307,6 +307,7 @@ def test_flows_are_listed(client: TestClient) -> None:
     assert [flow["name"] for flow in flows] == [
         "classify_sum",
         "count_to",
+        "delayed_echo",
         "divide_or_explain",
         "echo_add",
         "reshape_order",

@@ -1,5 +1,9 @@
 """`taskrunner/engine` is pure: no I/O library, no clock, no randomness. Checked on the
-source (every import statement) and at run time (importing the engine loads none of them)."""
+source (every import statement) and at run time (importing the engine loads none of them).
+
+`datetime` is the one exception, for its values only (a wait's wake time, a deadline):
+the engine may name its types and compute with them, but never ask them for the time,
+which is checked on every call in the source."""
 
 from __future__ import annotations
 
@@ -29,7 +33,6 @@ FORBIDDEN = (
     "secrets",
     "uuid",
     "time",
-    "datetime",
     "os",
     "subprocess",
     "threading",
@@ -62,6 +65,27 @@ def test_engine_modules_import_no_io_clock_or_randomness(path: Path) -> None:
         if any(name == banned or name.startswith(banned + ".") for banned in FORBIDDEN)
     ]
     assert bad == [], f"{path.name} imports {bad}"
+
+
+CLOCK_READINGS = frozenset({"now", "utcnow", "today"})
+DATE_TYPES = frozenset({"datetime", "date"})
+
+
+@pytest.mark.parametrize(
+    "path", sorted(ENGINE.rglob("*.py")), ids=lambda p: str(p.relative_to(ENGINE))
+)
+def test_engine_modules_read_no_clock(path: Path) -> None:
+    """Dates are values in the engine: the time comes from whoever drives it (a journal's
+    own `now()` is its driver's clock, passed in)."""
+    readings = [
+        f"line {node.lineno}: {ast.unparse(node.func)}()"
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in CLOCK_READINGS
+        and ast.unparse(node.func.value).rsplit(".", 1)[-1] in DATE_TYPES
+    ]
+    assert readings == [], f"{path.name} reads the clock: {readings}"
 
 
 def test_importing_the_engine_loads_no_io_library() -> None:

@@ -11,11 +11,13 @@ from taskrunner.engine.states.fail import FailState
 from taskrunner.engine.states.pass_ import PassState
 from taskrunner.engine.states.succeed import SucceedState
 from taskrunner.engine.states.task import TaskState
+from taskrunner.engine.states.wait import WaitState
 
 BUILTIN_KINDS: Final[tuple[type[State], ...]] = (
     TaskState,
     ChoiceState,
     PassState,
+    WaitState,
     SucceedState,
     FailState,
 )
@@ -28,4 +30,5 @@ __all__ = [
     "State",
     "SucceedState",
     "TaskState",
+    "WaitState",
 ]
