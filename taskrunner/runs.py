@@ -17,10 +17,11 @@ to the queue is due no later than its deadline, so that it is woken then to fail
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from taskrunner.engine.fanout import ChildResult, Fanout
 from taskrunner.engine.steps import (
     TASK_TIMEOUT,
     CallTool,
@@ -121,6 +122,9 @@ class StoredRun:
         now = self._clock()
         self._repository.release(self.task.id, self._owner, now)
         self.task = released(self.task, now)
+
+    def run_children(self, call: CallTool, fanout: Fanout) -> Sequence[ChildResult] | None:
+        raise NotImplementedError("fan-out states do not run here yet")
 
     def record(self, step: Step, decision: Decision, checkpoint: JsonObject) -> bool:
         finished = self._clock()

@@ -17,10 +17,12 @@ the journal, which reads the clock, ends the task.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
+from taskrunner.engine.fanout import ChildResult, Fanout
 from taskrunner.engine.interpreter import Execution
 from taskrunner.engine.sizes import OUTPUT_TOO_LARGE, oversize
 from taskrunner.engine.steps import TASK_TIMEOUT, CallTool, Decision, Fail, Finish, Step
@@ -42,6 +44,11 @@ class Journal(Protocol):
     def time_left(self) -> float | None:
         """Seconds left before the task's deadline, or None when it has none."""
 
+    def run_children(self, call: CallTool, fanout: Fanout) -> Sequence[ChildResult] | None:
+        """Run the children of a fan-out call (at most `fanout.max_concurrency` at once) and
+        say how each ended; None when they cannot all end here (the run stops, and the
+        call is made again when it resumes: children that ended are not run twice)."""
+
     def record(self, step: Step, decision: Decision, checkpoint: JsonObject) -> bool:
         """Keep `step`, what the execution decided after it, and where it now stands
         (`Execution.checkpoint()`); whether to go on."""
@@ -58,6 +65,8 @@ def drive(execution: Execution, journal: Journal) -> Decision:
         return decision
     while isinstance(decision, CallTool) and journal.before_call(decision):
         step = take_step(execution.plan.registry, decision, journal)
+        if step is None:
+            break
         execution.record(step)
         decision = execution.decide()
         if not journal.record(step, decision, execution.checkpoint()):
@@ -65,9 +74,12 @@ def drive(execution: Execution, journal: Journal) -> Decision:
     return decision
 
 
-def take_step(registry: ToolRegistry, call: CallTool, journal: Journal) -> Step:
-    """Make the call the execution asked for, a wait's step or a tool's, within the time
-    the task has left."""
+def take_step(registry: ToolRegistry, call: CallTool, journal: Journal) -> Step | None:
+    """Make the call the execution asked for, a wait's step, a fan-out's or a tool's,
+    within the time the task has left; None when a fan-out's children did not all end."""
+    if call.fanout is not None:
+        results = journal.run_children(call, call.fanout)
+        return None if results is None else call.fanout.join(call, results)
     if call.tool == WAIT_TOOL:
         return timer_step(call, journal.now())
     left = journal.time_left()

@@ -7,12 +7,13 @@ taken here are what the service records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 from taskrunner.engine.driver import drive
+from taskrunner.engine.fanout import ChildResult, Fanout
 from taskrunner.engine.flow import Flow
 from taskrunner.engine.interpreter import Execution
 from taskrunner.engine.plan import FlowPlan
@@ -85,6 +86,9 @@ class _Memory:
         if pause:
             self._pass(pause)
         return True
+
+    def run_children(self, call: CallTool, fanout: Fanout) -> Sequence[ChildResult] | None:
+        raise NotImplementedError("fan-out states do not run here yet")
 
     def record(self, step: Step, decision: Decision, checkpoint: JsonObject) -> bool:
         left = self.time_left()

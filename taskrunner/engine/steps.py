@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from taskrunner.tools import JsonObject
+
+if TYPE_CHECKING:
+    from taskrunner.engine.fanout import Fanout
 
 StepStatus = Literal["succeeded", "failed"]
 
@@ -41,7 +44,8 @@ class Step:
 @dataclass(frozen=True, slots=True)
 class CallTool:
     """Call `tool` with `arguments` as step `seq`, after waiting `delay_seconds`, and not
-    before `not_before` (a wait state's wake time, fixed by an earlier step)."""
+    before `not_before` (a wait state's wake time, fixed by an earlier step). With a
+    `fanout`, the call runs children instead of a tool, and joins their results."""
 
     seq: int
     state: str
@@ -51,6 +55,7 @@ class CallTool:
     delay_seconds: float = 0.0
     timeout_seconds: float | None = None
     not_before: datetime | None = None
+    fanout: Fanout | None = None
 
     def succeeded(self, output: JsonObject) -> Step:
         return Step(
