@@ -33,7 +33,13 @@ def options_help(flow: Flow) -> str:
     options = {name: f"--{name} {spec.type.upper()}" for name, spec in flow.input.items()}
     width = max(len(option) for option in options.values())
     for name, spec in flow.input.items():
-        need = "Required." if spec.required else f"Default: {json.dumps(spec.default)}."
+        need = (
+            f"Default: {json.dumps(spec.default)}."
+            if spec.has_default
+            else "Optional."
+            if spec.optional
+            else "Required."
+        )
         about = f" {spec.description}" if spec.description else ""
         lines.append(f"  {options[name]:<{width}}  {need}{about}")
     return "\n".join(lines)

@@ -46,7 +46,11 @@ CODES: Final[dict[str, str]] = {
     "ref.no-output": "A reference to a state that has no output (not a task state).",
     "ref.not-run": "A reference to a state that has not run on every path to this point.",
     "ref.unknown-field": "A reference to a field that the data does not have.",
+    "ref.nullable": "A reference walks through a value that may be null, unguarded.",
     "type.mismatch": "A value whose type does not fit where it goes.",
+    "input.spec": "An input field's declaration contradicts itself: a constraint that "
+    "does not apply to its type, an `enum` value not of it, a regular expression that "
+    "does not compile.",
     # the report itself
     "report.omitted": "More problems than a report lists: how many were left out.",
 }

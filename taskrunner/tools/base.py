@@ -36,6 +36,8 @@ from pydantic_core import PydanticCustomError
 from taskrunner.errors import ToolRegistryError
 
 JsonObject = dict[str, JsonValue]
+OutputSignature = Callable[[Mapping[str, frozenset[str]]], JsonObject | None]
+"""Argument kinds → the output's JSON Schema at that call site (`Tool.output_for`)."""
 
 TOOL_NAME_PATTERN: Final = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
 """Tool names are lower-case words joined by `_`, optionally namespaced with dots."""
@@ -90,6 +92,11 @@ class Tool:
     input_model: type[BaseModel]
     output_model: type[BaseModel]
     function: Callable[..., BaseModel] = field(repr=False)
+    output_for: OutputSignature | None = field(default=None, repr=False)
+    """The tool's typed signature, when its output is narrower for some inputs: given the
+    JSON kinds each argument may have (`{"a": {"integer"}, ...}`, arguments of unknown
+    type left out), the JSON Schema of the output at that call site, or None for the
+    output model's. `add` says: an integer sum when both addends are integers."""
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -162,9 +169,10 @@ def describe_validation_error(error: ValidationError) -> str:
 
 
 def tool(
-    name: str, *, description: str | None = None
+    name: str, *, description: str | None = None, output_for: OutputSignature | None = None
 ) -> Callable[[Callable[..., BaseModel]], Tool]:
-    """Make a `Tool` of a function annotated `(args: InputModel) -> OutputModel`."""
+    """Make a `Tool` of a function annotated `(args: InputModel) -> OutputModel`
+    (with `output_for`, its typed signature: see `Tool.output_for`)."""
 
     _check_name(name)
 
@@ -177,6 +185,7 @@ def tool(
             input_model=input_model,
             output_model=output_model,
             function=function,
+            output_for=output_for,
         )
 
     return build

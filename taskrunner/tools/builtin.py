@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated
 
 from pydantic import Field
 
-from taskrunner.tools.base import Number, ToolError, ToolModel, tool
+from taskrunner.tools.base import JsonObject, Number, ToolError, ToolModel, tool
 
 
 class EchoInput(ToolModel):
@@ -33,7 +34,16 @@ class AddOutput(ToolModel):
     sum: Annotated[Number, Field(description="a + b; an integer when both are integers.")]
 
 
-@tool("add")
+def _sum_type(kinds: Mapping[str, frozenset[str]]) -> JsonObject | None:
+    integer = frozenset({"integer"})
+    if kinds.get("a") == integer and kinds.get("b") == integer:
+        schema = AddOutput.model_json_schema()
+        properties = schema["properties"]
+        return {**schema, "properties": {**properties, "sum": {"type": "integer"}}}
+    return None
+
+
+@tool("add", output_for=_sum_type)
 def add(args: AddInput) -> AddOutput:
     """Add two numbers."""
     total = args.a + args.b

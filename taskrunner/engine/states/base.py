@@ -182,6 +182,12 @@ class State(Node):
         """The type of what `$states.NAME` refers to (for kinds that have an output)."""
         return ANY
 
+    def guards(self) -> Mapping[tuple[str | int, ...], frozenset[str]]:
+        """The references known not to be null when a transition is taken (by the
+        transition's path, as in `Transition.path`): `$states.x.match` after a choice rule
+        `ne: null` on it. Each reference is written as `Reference.target`."""
+        return {}
+
     @classmethod
     def check_broken(cls, raw: Mapping[str, object], scope: Scope) -> Iterator[Diagnostic]:
         """Check what can be read of a state that failed the shape check: by default, the

@@ -11,7 +11,13 @@ from pydantic import Field, JsonValue, ValidationError
 from taskrunner.engine import types
 from taskrunner.engine.diagnostics import Diagnostic, pointer
 from taskrunner.engine.model import Node, StateName, Value
-from taskrunner.engine.refs import Expression, parse_value
+from taskrunner.engine.refs import (
+    Constant,
+    Expression,
+    Reference,
+    ReferenceSyntaxError,
+    parse_value,
+)
 from taskrunner.engine.states.base import Arrival, CallsNothing, Goto, Run, Scope, State
 from taskrunner.engine.types import ValueType
 from taskrunner.tools import ToolRegistry
@@ -81,6 +87,18 @@ class ChoiceState(State):
                 scope, condition, scope.here + pointer("rules", position, "when")
             )
 
+    def guards(self) -> Mapping[tuple[str | int, ...], frozenset[str]]:
+        """A rule's target knows what its condition says is not null; the later rules and
+        the default know what the failed conditions before them say (`eq: null` failed)."""
+        found: dict[tuple[str | int, ...], frozenset[str]] = {}
+        failed: frozenset[str] = frozenset()
+        for position, rule in enumerate(self.rules):
+            held, refuted = _non_null(rule.when)
+            found[("rules", position, "next")] = failed | held
+            failed |= refuted
+        found[("default",)] = failed
+        return found
+
     def compile(self, name: str, tools: ToolRegistry) -> ChoicePlan:
         rules = tuple((_test(rule.when), rule.next) for rule in self.rules)
         return ChoicePlan(rules, self.default)
@@ -141,6 +159,36 @@ def _check_condition(
             f"`{operator}` compares {left.describe()} with {right.describe()}: never equal",
             path + pointer(operator),
         )
+
+
+def _non_null(condition: Condition) -> tuple[frozenset[str], frozenset[str]]:
+    """The references that are surely not null when the condition holds, and those that
+    are surely not null when it does not."""
+    given = condition.model_fields_set
+    if "all" in given or "any" in given:
+        parts = [_non_null(term) for term in (condition.all or condition.any or [])]
+        if "all" in given:
+            return frozenset().union(*(held for held, _ in parts)), frozenset()
+        return frozenset(), frozenset().union(*(refuted for _, refuted in parts))
+    if "not_" in given and condition.not_ is not None:
+        held, refuted = _non_null(condition.not_)
+        return refuted, held
+    for operator in ("eq", "ne"):
+        if operator not in given:
+            continue
+        try:
+            sides = (parse_value(condition.value), parse_value(getattr(condition, operator)))
+        except ReferenceSyntaxError:
+            return frozenset(), frozenset()  # reported by the checks
+        for reference, other in (sides, sides[::-1]):
+            if not isinstance(reference, Reference) or reference.has_default:
+                continue
+            if isinstance(other, Constant) and other.value is None:
+                fact = frozenset({reference.target})
+                return (fact, frozenset()) if operator == "ne" else (frozenset(), fact)
+            if operator == "eq" and isinstance(other, Constant):
+                return frozenset({reference.target}), frozenset()
+    return frozenset(), frozenset()
 
 
 def _field(operator: str) -> str:

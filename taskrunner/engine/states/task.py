@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
@@ -84,7 +84,14 @@ class TaskState(State):
 
     def output_type(self, scope: Scope) -> ValueType:
         tool = scope.tool(self.tool)
-        return tool.output if tool else ANY
+        if tool is None:
+            return ANY
+        arguments: dict[str, ValueType] = {}
+        for argument, value in self.args.items():
+            found = yield_from_quietly(scope.value(value, scope.here + pointer("args", argument)))
+            if found is not None:
+                arguments[argument] = found
+        return tool.output_for(arguments)
 
     @classmethod
     def schema_variant(cls, tools: ToolRegistry) -> object:
@@ -174,6 +181,16 @@ def _task_model(item: Tool) -> type[BaseModel]:
         tool=(tool_name, Field(description=item.description)),
         args=(args_model, Field(...) if required else Field(default_factory=args_model)),
     )
+
+
+def yield_from_quietly(checking: Generator[Diagnostic, None, ValueType | None]) -> ValueType | None:
+    """What a check returns, its diagnostics dropped (the state's own check reports them)."""
+    while True:
+        try:
+            next(checking)
+        except StopIteration as stop:
+            found: ValueType | None = stop.value
+            return found
 
 
 def _caught(kinds: list[str], kind: str) -> bool:
