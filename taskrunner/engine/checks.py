@@ -27,7 +27,7 @@ from taskrunner.engine.flow import Language, builtin_language
 from taskrunner.engine.graph import Edge, Graph
 from taskrunner.engine.input_checks import check_inputs, input_type
 from taskrunner.engine.model import MAX_STATES
-from taskrunner.engine.refs import Reference, ReferenceSyntaxError, parse_value
+from taskrunner.engine.refs import DEFAULT_MARK, Reference, ReferenceSyntaxError, parse_value
 from taskrunner.engine.states.base import State, Transition, transitions_in
 from taskrunner.engine.types import ToolTypes, ValueType
 from taskrunner.tools import ToolRegistry
@@ -233,7 +233,9 @@ class _Analysis:
         try:
             expression = parse_value(value)
         except ReferenceSyntaxError as exc:
-            yield Diagnostic("ref.syntax", str(exc), path, "write $$ for a literal $")
+            default = isinstance(value, str) and DEFAULT_MARK in value
+            hint = 'quote a text default: `?? "none"`' if default else "write $$ for a literal $"
+            yield Diagnostic("ref.syntax", str(exc), path, hint)
             return None
         if not isinstance(expression, Reference):
             found = types.of_value(expression.value)
@@ -440,11 +442,12 @@ def _mismatch(
     hint = None
     if problem.needs is not None:
         if ref is not None and ref.root == "input":
-            hint = f"declare `{problem.needs}` on {part}, or check it with a choice state"
-        elif ref is not None:
-            hint = f"{part} is not declared with `{problem.needs}`"
+            hint = f"declare `{problem.needs}` on {part}"
         else:
-            hint = f"a value with `{problem.needs}`"
-    elif target.nullable is False and "null" in problem.problem:
-        hint = f"guard it with a choice rule `ne: null`, or give a default: `{subject} ?? ...`"
+            hint = f"{part} is not declared with `{problem.needs}`"
+    elif ref is not None and "null" in problem.problem:
+        hint = (
+            f"guard it with a choice rule `ne: null` on `{ref.target}`, or give a default: "
+            f"`{ref.target} ?? ...`"
+        )
     return Diagnostic("type.mismatch", message, path, hint)

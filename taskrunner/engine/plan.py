@@ -92,7 +92,8 @@ def _annotation(spec: InputField) -> object:
     def conforming(value: JsonValue) -> JsonValue:
         problem = best_match(validator.iter_errors(value))
         if problem is not None:
-            where = "".join(f"[{part!r}]" for part in problem.absolute_path)
+            inside = "".join(f"[{part!r}]" for part in problem.absolute_path)
+            where = f"at {inside}: " if inside else ""
             raise PydanticCustomError(
                 "input_constraint", "{where}{message}", {"where": where, "message": _said(problem)}
             )

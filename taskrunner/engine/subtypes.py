@@ -177,7 +177,7 @@ class _Comparison:
             if name in tprops:
                 continue
             if textra is False:
-                return Mismatch((), expected, f"may have the field `{name}`, not taken there")
+                return Mismatch((), expected, f"has a field `{name}` that it does not take")
             if isinstance(textra, Mapping) and isinstance(ssub, Mapping):
                 inner = self.compare(textra, ssub, depth + 1)
                 if inner is not None:
