@@ -69,7 +69,7 @@ def _input_model(flow_name: str, declared: Mapping[str, InputField]) -> type[Bas
                 default_factory=lambda value=default: copy.deepcopy(value),
                 description=spec.description,
             )
-        elif spec.optional:
+        elif spec.optional:  # absent, it is left out of the input (null is not a value)
             info = Field(default=None, description=spec.description)
         else:
             info = Field(description=spec.description)
@@ -82,11 +82,8 @@ def _annotation(spec: InputField) -> object:
     """A plain spec is its kind's Python type; any other is checked against its JSON
     Schema, read as the published schema is read, so that the two cannot disagree."""
     if is_plain(spec):
-        plain: Any = INPUT_KINDS[spec.type].annotation
-        return plain | None if spec.optional and not spec.has_default else plain
+        return INPUT_KINDS[spec.type].annotation
     schema = spec_schema(spec)
-    if spec.optional and not spec.has_default:
-        schema = {"anyOf": [schema, {"type": "null"}]}
     validator = make_validator(schema)
 
     def conforming(value: JsonValue) -> JsonValue:
