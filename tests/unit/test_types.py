@@ -60,7 +60,8 @@ def test_ranges_must_be_within_the_targets() -> None:
     assert types.accepts(target, types.of_value(5))
     assert not types.accepts(target, types.of_value(101))
     unbounded = types.why_not(target, schema({"type": "integer", "maximum": 5}))
-    assert unbounded is not None and unbounded.needs == "minimum: 0"
+    assert unbounded is not None
+    assert unbounded.needs == "minimum: 0"
     assert not types.accepts(target, schema({"type": "number", "minimum": 0, "maximum": 1}))
 
 
@@ -92,12 +93,14 @@ def test_object_shapes() -> None:
     exact = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
     assert types.accepts(person, schema(exact))
     lacking = types.why_not(person, schema({**exact, "required": []}))
-    assert lacking is not None and lacking.problem == "may lack the field `name`"
+    assert lacking is not None
+    assert lacking.problem == "may lack the field `name`"
     extra = {**exact, "properties": {"name": {"type": "string"}, "nick": {"type": "string"}}}
     assert types.why_not(person, schema(extra)) is not None
     wrong = {**exact, "properties": {"name": {"type": "string"}, "age": {"type": "string"}}}
     problem = types.why_not(person, schema(wrong))
-    assert problem is not None and problem.inside == ("field `age`",)
+    assert problem is not None
+    assert problem.inside == ("field `age`",)
     open_map = schema({"type": "object", "additionalProperties": {"type": "integer"}})
     assert not types.accepts(person, open_map)
 
@@ -148,12 +151,12 @@ states:
 
 def test_walking_through_null_needs_a_guard_or_a_default(checker: FlowChecker) -> None:
     inputs = "  p: {type: object, nullable: true, properties: {name: {type: string}}}"
-    [(code, message, hint)] = problems(
-        checker, one_task(inputs, "echo", "{text: $input.p.name}")
-    )
+    [(code, message, hint)] = problems(checker, one_task(inputs, "echo", "{text: $input.p.name}"))
     assert code == "ref.nullable"
     assert "`$input.p`" in message
-    assert hint is not None and "ne: null" in hint and "??" in hint
+    assert hint is not None
+    assert "ne: null" in hint
+    assert "??" in hint
     defaulted = one_task(inputs, "echo", """{text: '$input.p.name ?? "x"'}""")
     assert problems(checker, defaulted) == []
 
