@@ -229,6 +229,7 @@ class _Analysis:
         where: str,
         *,
         literal_checked: bool,
+        non_null: frozenset[str] = frozenset(),
     ) -> Generator[Diagnostic, None, ValueType | None]:
         try:
             expression = parse_value(value)
@@ -244,7 +245,7 @@ class _Analysis:
                 if problem is not None:
                     yield _mismatch(where, target, repr(value), problem, path, None)
             return found
-        found_or_problem = self._resolve(state, expression, path)
+        found_or_problem = self._resolve(state, expression, path, non_null)
         if isinstance(found_or_problem, Diagnostic):
             yield found_or_problem
             return None
@@ -254,7 +255,9 @@ class _Analysis:
                 yield _mismatch(where, target, f"`{expression.text}`", problem, path, expression)
         return found_or_problem
 
-    def _resolve(self, state: str, ref: Reference, path: str) -> ValueType | Diagnostic:
+    def _resolve(
+        self, state: str, ref: Reference, path: str, non_null: frozenset[str] = frozenset()
+    ) -> ValueType | Diagnostic:
         if ref.state is None:
             current = self.input_type
             names = self.input_names
@@ -270,7 +273,7 @@ class _Analysis:
             if problem is not None:
                 return problem
             current = self.output_of(ref.state)
-        known = self.non_null.get(state, frozenset())
+        known = self.non_null.get(state, frozenset()) | non_null
         prefixes = ref.prefixes()
         walked: list[str] = []
         for position, segment in enumerate(ref.path):
@@ -399,11 +402,18 @@ class _StateScope:
         where: str = "",
         *,
         literal_checked: bool = False,
+        non_null: frozenset[str] = frozenset(),
     ) -> Generator[Diagnostic, None, ValueType | None]:
         if self._shallow:
             return _unknown()
         return self._analysis.value(
-            self._name, value, path, target, where, literal_checked=literal_checked
+            self._name,
+            value,
+            path,
+            target,
+            where,
+            literal_checked=literal_checked,
+            non_null=non_null,
         )
 
 

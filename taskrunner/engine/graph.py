@@ -134,8 +134,10 @@ class Graph:
         everything = frozenset().union(*made.values()) if made else frozenset()
         held: dict[str, frozenset[str]] = dict.fromkeys(reachable, everything)
         held[start] = frozenset()
-        queue = deque([start])
-        queued = {start}
+        # Every state is visited once at least: an edge that leaves its target's facts as
+        # they were would not queue it, yet the state may still break facts further on.
+        queue = deque([start, *sorted(reachable - {start})])
+        queued = set(queue)
         while queue:
             current = queue.popleft()
             queued.discard(current)

@@ -10,6 +10,7 @@ import yaml
 from pydantic import JsonValue
 
 from taskrunner.engine import types
+from taskrunner.engine.graph import Edge, Graph
 from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.runner import InMemoryRunner
 from taskrunner.engine.validate import FlowChecker
@@ -254,3 +255,74 @@ def test_the_input_model_enforces_the_declared_constraints(
     clean = plan.validate_input(given)
     assert clean["mode"] == "fast"
     assert ("note" in clean) == ("note" in given)  # optional without default: left absent
+
+
+WITHIN = """
+name: within
+input:
+  p: {type: object, optional: true, properties: {name: {type: string}}}
+start: check
+states:
+  check:
+    type: choice
+    rules:
+%s
+    default: done
+  done: {type: succeed}
+"""
+
+
+@pytest.mark.parametrize(
+    ("rules", "refused"),
+    [
+        (
+            "      - {when: {value: $input.p, eq: null}, next: done}\n"
+            "      - {when: {value: $input.p.name, eq: x}, next: done}",
+            0,
+        ),
+        (
+            "      - when: {all: [{value: $input.p, ne: null}, {value: $input.p.name, eq: x}]}\n"
+            "        next: done",
+            0,
+        ),
+        (
+            "      - when: {any: [{value: $input.p, eq: null}, {value: $input.p.name, eq: x}]}\n"
+            "        next: done",
+            0,
+        ),
+        (
+            "      - when: {all: [{value: $input.p.name, eq: x}, {value: $input.p, ne: null}]}\n"
+            "        next: done",
+            1,
+        ),
+        ("      - {when: {value: $input.p.name, eq: x}, next: done}", 1),
+    ],
+)
+def test_a_choice_guards_its_later_rules_and_terms(
+    checker: FlowChecker, rules: str, refused: int
+) -> None:
+    found = [code for code, _, _ in problems(checker, WITHIN % rules)]
+    assert found == ["ref.nullable"] * refused
+
+
+def test_a_guard_on_a_state_output_ends_when_the_state_runs_again() -> None:
+    names = ["check", "use", "x", "after", "done"]
+    graph = Graph(dict.fromkeys(names, "task"))
+    for source, target, path in [
+        ("check", "use", "/check/rules/0/next"),
+        ("check", "done", "/check/default"),
+        ("use", "x", "/use/next"),
+        ("x", "after", "/x/next"),
+        ("after", "done", "/after/next"),
+    ]:
+        graph.add(Edge(source, target, path, with_output=True))
+    made = {"/check/rules/0/next": frozenset({"$states.x.match", "$input.p"})}
+
+    def replaced(state: str, fact: str) -> bool:
+        return fact.startswith(f"$states.{state}.")
+
+    facts = graph.guaranteed_facts("check", set(names), made, replaced)
+    assert facts["use"] == {"$states.x.match", "$input.p"}
+    assert facts["x"] == {"$states.x.match", "$input.p"}
+    assert facts["after"] == {"$input.p"}  # `x` ran again: its old output is gone
+    assert facts["done"] == frozenset()  # the default path does not pass the guard

@@ -60,9 +60,12 @@ class Scope(Protocol):
         where: str = "",
         *,
         literal_checked: bool = False,
+        non_null: frozenset[str] = frozenset(),
     ) -> Generator[Diagnostic, None, ValueType | None]:
         """Check a literal or a reference at `path`, against `target` if given (described
-        as `where` in messages); return its type, or None when it is in error."""
+        as `where` in messages); return its type, or None when it is in error. References
+        in `non_null` (as `Reference.target`) are known not to be null here, besides those
+        the chart guards (a choice's earlier rules, a conjunction's earlier terms)."""
 
 
 class Run(Protocol):

@@ -65,9 +65,11 @@ class ChoiceState(State):
     transient = True
 
     def check(self, scope: Scope) -> Iterator[Diagnostic]:
+        failed: frozenset[str] = frozenset()  # a rule is tried only if those before failed
         for position, rule in enumerate(self.rules):
             path = scope.here + pointer("rules", position, "when")
-            yield from _check_condition(scope, rule.when, path)
+            yield from _check_condition(scope, rule.when, path, failed)
+            failed |= _non_null(rule.when)[1]
 
     @classmethod
     def salvage(cls, raw: Mapping[str, object]) -> ChoiceState | None:
@@ -105,8 +107,10 @@ class ChoiceState(State):
 
 
 def _check_condition(
-    scope: Scope, condition: Condition, path: str
+    scope: Scope, condition: Condition, path: str, known: frozenset[str] = frozenset()
 ) -> Generator[Diagnostic, None, None]:
+    """Check a condition where the references in `known` are surely not null: a term of
+    `all` is evaluated only if those before it held, a term of `any` only if they failed."""
     given = condition.model_fields_set
     operators = [op for op in (*COMPARISONS, *COMBINATORS) if _field(op) in given]
     if len(operators) != 1:
@@ -130,10 +134,13 @@ def _check_condition(
             )
         inner = condition.not_ if operator == "not" else getattr(condition, operator)
         if isinstance(inner, Condition):
-            yield from _check_condition(scope, inner, path + "/not")
+            yield from _check_condition(scope, inner, path + "/not", known)
         elif isinstance(inner, list):
             for position, item in enumerate(inner):
-                yield from _check_condition(scope, item, path + pointer(operator, position))
+                where = path + pointer(operator, position)
+                yield from _check_condition(scope, item, where, known)
+                held, refuted = _non_null(item)
+                known |= held if operator == "all" else refuted
         return
     if "value" not in given:
         yield Diagnostic(
@@ -144,10 +151,14 @@ def _check_condition(
         )
         return
     numeric = ValueType(frozenset({"number"})) if operator in _ORDERING else None
-    left = yield from scope.value(condition.value, path + "/value", numeric, "`value`")
+    left = yield from scope.value(
+        condition.value, path + "/value", numeric, "`value`", non_null=known
+    )
     operand = getattr(condition, operator)
     where = f"`{operator}`"
-    right = yield from scope.value(operand, path + pointer(operator), numeric, where)
+    right = yield from scope.value(
+        operand, path + pointer(operator), numeric, where, non_null=known
+    )
     if (
         operator in ("eq", "ne")
         and left is not None
