@@ -35,9 +35,11 @@ def options_help(flow: Flow) -> str:
     width = max(len(option) for option in options.values())
     for name, spec in flow.input.items():
         need = (
-            "Required."
-            if spec.required
-            else f"Default: {json.dumps(unescape_literal(spec.default))}."
+            f"Default: {json.dumps(unescape_literal(spec.default))}."
+            if spec.has_default
+            else "Optional."
+            if spec.optional
+            else "Required."
         )
         about = f" {spec.description}" if spec.description else ""
         lines.append(f"  {options[name]:<{width}}  {need}{about}")

@@ -25,7 +25,7 @@ from taskrunner.engine import types
 from taskrunner.engine.diagnostics import Diagnostic, closest, listing, pointer
 from taskrunner.engine.flow import Language, builtin_language
 from taskrunner.engine.graph import Edge, Graph
-from taskrunner.engine.inputs import INPUT_KINDS
+from taskrunner.engine.input_checks import check_inputs, input_type
 from taskrunner.engine.model import MAX_STATES
 from taskrunner.engine.refs import Reference
 from taskrunner.engine.states.base import State, Transition, transitions_in
@@ -42,6 +42,8 @@ MAX_ROUTES: Final = 100
 the chart. Past it, the hint says only that there is such a path."""
 MAX_ROUTE_SHOWN: Final = 8
 """How many states of such a path a hint shows: its first and last few."""
+MAX_TYPING_DEPTH: Final = 64
+"""How deep a chain of output types (each from its state's arguments) is followed."""
 
 
 class MeaningChecker:
@@ -90,18 +92,22 @@ class _Analysis:
         start = document.get("start")
         self.start = start if isinstance(start, str) and start in states else None
         self.start_text = start
-        self.input_names, self.input_type = _input_type(document.get("input"))
+        self.input_names, self.input_type = input_type(document.get("input"))
         self.reachable: set[str] = set()
         self.outputs: dict[str, frozenset[str]] = {}
         self.caught: set[str] = set()
         """The states that every path reaches through a `catch`: where `$error` exists."""
+        self.non_null: dict[str, frozenset[str]] = {}
+        """For each state, the references known not to be null there (choice guards)."""
         self.output_types: dict[str, ValueType] = {}
+        self.typing: list[str] = []
+        """The states whose output type is being worked out, innermost last."""
         self.suggestions_left = MAX_SUGGESTIONS
         self.routes_left = MAX_ROUTES
 
     def run(self) -> Iterator[Diagnostic]:
         yield from self._chart()
-        yield from self._input_defaults()
+        yield from check_inputs(self.document.get("input"))
         for name, raw in self.states.items():
             scope = _StateScope(self, name)
             kind = self.kinds[name]
@@ -193,6 +199,15 @@ class _Analysis:
             yield self._endless(cycle)
         self.outputs = self.graph.guaranteed_outputs(self.start, self.reachable)
         self.caught = self.graph.caught_on_every_path(self.start, self.reachable)
+        self.caught = self.graph.caught_on_every_path(self.start, self.reachable)
+        made = {
+            pointer("states", name) + pointer(*path): facts
+            for name, state in self.whole.items()
+            for path, facts in state.guards().items()
+        }
+        self.non_null = self.graph.guaranteed_facts(
+            self.start, self.reachable, made, _replaces_output
+        )
 
     def _endless(self, cycle: list[str]) -> Diagnostic:
         named = {kind.kind for name in cycle if (kind := self.kinds[name]) is not None}
@@ -210,25 +225,6 @@ class _Analysis:
             at_key=True,
         )
 
-    # -- input declarations ---------------------------------------------------------------
-
-    def _input_defaults(self) -> Iterator[Diagnostic]:
-        declared = self.document.get("input")
-        if not isinstance(declared, Mapping):
-            return
-        for name, spec in declared.items():
-            if not isinstance(spec, Mapping) or "default" not in spec:
-                continue
-            expected = types.member(self.input_type, name)
-            found = types.of_value(spec["default"])
-            if not types.accepts(expected, found):
-                yield Diagnostic(
-                    "type.mismatch",
-                    f"the default of `{name}` is {found.describe()}, "
-                    f"but `{name}` is declared {expected.describe()}",
-                    pointer("input", name, "default"),
-                )
-
     # -- values and references ------------------------------------------------------------
 
     def value(
@@ -240,9 +236,10 @@ class _Analysis:
         where: str,
         *,
         literal_checked: bool,
+        non_null: frozenset[str] = frozenset(),
     ) -> Generator[Diagnostic, None, ValueType | None]:
         def resolve(reference: Reference, where: str) -> ValueType | Diagnostic:
-            return self._resolve(state, reference, where)
+            return self._resolve(state, reference, where, non_null)
 
         return (
             yield from check_value(
@@ -250,7 +247,9 @@ class _Analysis:
             )
         )
 
-    def _resolve(self, state: str, ref: Reference, path: str) -> ValueType | Diagnostic:
+    def _resolve(
+        self, state: str, ref: Reference, path: str, non_null: frozenset[str] = frozenset()
+    ) -> ValueType | Diagnostic:
         if ref.root == "error":
             if self.start is not None and state in self.reachable and state not in self.caught:
                 return Diagnostic(
@@ -274,9 +273,15 @@ class _Analysis:
             problem = self._producer_problem(state, ref, path)
             if problem is not None:
                 return problem
-            current = self.output_type_of(ref.state)
+            current = self.output_of(ref.state)
+        known = self.non_null.get(state, frozenset()) | non_null
+        prefixes = ref.prefixes()
         walked: list[str] = []
-        for segment in ref.path:
+        for position, segment in enumerate(ref.path):
+            if current.nullable:
+                if not ref.has_default and prefixes[position] not in known:
+                    return _nullable(ref, prefixes[position], current, path)
+                current = types.non_null(current)
             try:
                 current = types.member(current, segment)
             except types.NoSuchFieldError as exc:
@@ -289,7 +294,28 @@ class _Analysis:
                     or (f"fields: {listing(exc.known)}" if exc.known else None),
                 )
             walked.append(segment)
-        return current
+        if ref.has_default:
+            return types.join(types.non_null(current), types.of_value(ref.default))
+        return types.non_null(current) if ref.target in known else current
+
+    def output_of(self, name: str) -> ValueType:
+        """The type of the output of state `name`, worked out once. A state whose output
+        type depends on its own (a loop), or a chain of them too long to follow, gets the
+        type its kind declares without looking at its arguments."""
+        if name in self.output_types:
+            return self.output_types[name]
+        producer = self.readable.get(name)
+        if producer is None:
+            return types.ANY
+        if name in self.typing or len(self.typing) >= MAX_TYPING_DEPTH:
+            return producer.output_type(_StateScope(self, name, shallow=True))
+        self.typing.append(name)
+        try:
+            found = producer.output_type(_StateScope(self, name))
+        finally:
+            self.typing.pop()
+        self.output_types[name] = found
+        return found
 
     def _producer_problem(self, state: str, ref: Reference, path: str) -> Diagnostic | None:
         producer = ref.state or ""
@@ -334,16 +360,6 @@ class _Analysis:
             self._route_hint(state, producer),
         )
 
-    def output_type_of(self, name: str) -> ValueType:
-        """What `$states.NAME` is. A state whose type is being worked out (it refers to its
-        own output, through its `initial`) is any value meanwhile."""
-        if name not in self.output_types:
-            producer = self.readable.get(name)
-            self.output_types[name] = types.ANY
-            if producer is not None:
-                self.output_types[name] = producer.output_type(_StateScope(self, name))
-        return self.output_types[name]
-
     def _route_hint(self, state: str, producer: str) -> str | None:
         if self.start is None:
             return None
@@ -373,18 +389,20 @@ class _Analysis:
 
 
 class _StateScope:
-    """What one state's checks see of the analysis (`states.base.Scope`)."""
+    """What one state's checks see of the analysis (`states.base.Scope`). A shallow scope
+    knows no value's type (for an output type that cannot look at its arguments)."""
 
-    def __init__(self, analysis: _Analysis, name: str) -> None:
+    def __init__(self, analysis: _Analysis, name: str, *, shallow: bool = False) -> None:
         self._analysis = analysis
         self._name = name
+        self._shallow = shallow
         self.here = pointer("states", name)
 
     def tool(self, name: str) -> ToolTypes | None:
         return self._analysis.tools.get(name)
 
     def own_output(self) -> ValueType:
-        return self._analysis.output_type_of(self._name)
+        return self._analysis.output_of(self._name)
 
     def value(
         self,
@@ -394,19 +412,35 @@ class _StateScope:
         where: str = "",
         *,
         literal_checked: bool = False,
+        non_null: frozenset[str] = frozenset(),
     ) -> Generator[Diagnostic, None, ValueType | None]:
+        if self._shallow:
+            return _unknown()
         return self._analysis.value(
-            self._name, value, path, target, where, literal_checked=literal_checked
+            self._name,
+            value,
+            path,
+            target,
+            where,
+            literal_checked=literal_checked,
+            non_null=non_null,
         )
 
 
-def _input_type(declared: object) -> tuple[list[str], ValueType]:
-    """The declared input fields, and the type of the whole input object."""
-    properties: dict[str, JsonValue] = {}
-    if isinstance(declared, Mapping):
-        for name, spec in declared.items():
-            kind = spec.get("type") if isinstance(spec, Mapping) else None
-            known = INPUT_KINDS.get(kind) if isinstance(kind, str) else None
-            properties[name] = known.schema if known else {}
-    schema = {"type": "object", "properties": properties, "additionalProperties": False}
-    return list(properties), types.of_schema(schema)
+def _unknown() -> Generator[Diagnostic, None, ValueType | None]:
+    return None
+    yield  # a generator that reports nothing
+
+
+def _replaces_output(state: str, fact: str) -> bool:
+    return fact == f"$states.{state}" or fact.startswith(f"$states.{state}.")
+
+
+def _nullable(ref: Reference, through: str, found: ValueType, path: str) -> Diagnostic:
+    return Diagnostic(
+        "ref.nullable",
+        f"`{ref.text}` walks through `{through}`, which may be null ({found.describe()})",
+        path,
+        f"guard it with a choice rule `when: {{value: {through}, ne: null}}` before this "
+        f'state, or give a default: `{ref.text} ?? "..."`',
+    )

@@ -53,6 +53,10 @@ CODES: Final[dict[str, str]] = {
     "fail.error-kind": "A fail state's `error` template cannot build an error kind.",
     "state.initial": "An `initial` value that holds a reference or a template.",
     "ref.literal": "A `$`-string that would be kept as text: in a default or a description.",
+    "ref.nullable": "A reference walks through a value that may be null, unguarded.",
+    "input.spec": "An input field's declaration contradicts itself: a constraint that "
+    "does not apply to its type, an `enum` value not of it, a regular expression that "
+    "does not compile.",
     "type.mismatch": "A value whose type does not fit where it goes.",
     "error.uncatchable": "`retry` or `catch` names an error kind that ends a task regardless.",
     "error.unknown-kind": "Warning: `retry` or `catch` names a kind its tool never fails with.",

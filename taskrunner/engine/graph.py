@@ -8,7 +8,7 @@ whose shape is broken, so that its neighbours are still checked).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -130,6 +130,42 @@ class Graph:
                     uncaught.add(edge.target)
                     queue.append(edge.target)
         return reachable - uncaught
+
+    def guaranteed_facts(
+        self,
+        start: str,
+        reachable: set[str],
+        made: Mapping[str, frozenset[str]],
+        broken_by: Callable[[str, str], bool],
+    ) -> dict[str, frozenset[str]]:
+        """For each reachable state, the facts that hold on every path into it.
+
+        `made` gives the facts an edge establishes (by the edge's path: a choice rule's
+        target knows its condition held); `broken_by(state, fact)` says whether leaving
+        `state` ends a fact (a state that runs again replaces its output). The same
+        must-analysis as `guaranteed_outputs`.
+        """
+        everything = frozenset().union(*made.values()) if made else frozenset()
+        held: dict[str, frozenset[str]] = dict.fromkeys(reachable, everything)
+        held[start] = frozenset()
+        # Every state is visited once at least: an edge that leaves its target's facts as
+        # they were would not queue it, yet the state may still break facts further on.
+        queue = deque([start, *sorted(reachable - {start})])
+        queued = set(queue)
+        while queue:
+            current = queue.popleft()
+            queued.discard(current)
+            kept = frozenset(fact for fact in held[current] if not broken_by(current, fact))
+            for edge in self.successors(current):
+                if edge.target == start or edge.target not in held:
+                    continue
+                narrowed = held[edge.target] & (kept | made.get(edge.path, frozenset()))
+                if narrowed != held[edge.target]:
+                    held[edge.target] = narrowed
+                    if edge.target not in queued:
+                        queued.add(edge.target)
+                        queue.append(edge.target)
+        return held
 
     def cycles_among(self, members: set[str]) -> list[list[str]]:
         """The cycles (strongly connected components) of the subgraph on `members`."""

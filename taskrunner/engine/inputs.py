@@ -7,13 +7,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
 from pydantic import JsonValue
 
 from taskrunner.errors import JsonTextError
 from taskrunner.jsontext import parse_json
 from taskrunner.tools import Number
+
+if TYPE_CHECKING:
+    from taskrunner.engine.model import InputSpec
 
 InputType = Literal["string", "integer", "number", "boolean", "object", "array"]
 
@@ -91,3 +94,31 @@ INPUT_KINDS: Final[Mapping[str, InputKind]] = {
 }
 if set(INPUT_KINDS) != set(get_args(InputType)):  # pragma: no cover - a definition error
     raise RuntimeError("InputType and INPUT_KINDS must name the same kinds")
+
+
+def spec_schema(spec: InputSpec) -> dict[str, JsonValue]:
+    """The JSON Schema of the values an input spec allows: what the checker's types are
+    read from, and what the input model checks at run time."""
+    schema: dict[str, JsonValue] = {"type": spec.type}
+    if spec.enum is not None:
+        schema["enum"] = list(spec.enum)
+    if spec.minimum is not None:
+        schema["minimum"] = spec.minimum
+    if spec.maximum is not None:
+        schema["maximum"] = spec.maximum
+    if spec.pattern is not None:
+        schema["pattern"] = spec.pattern
+    if spec.items is not None:
+        schema["items"] = spec_schema(spec.items)
+    if spec.properties is not None:
+        schema["properties"] = {name: spec_schema(sub) for name, sub in spec.properties.items()}
+        schema["required"] = list(spec.required_properties())
+        schema["additionalProperties"] = False
+    if spec.nullable:
+        return {"anyOf": [schema, {"type": "null"}]}
+    return schema
+
+
+def is_plain(spec: InputSpec) -> bool:
+    """A spec of a JSON type alone, which the input model checks with a plain Python type."""
+    return spec.model_fields_set <= {"type", "description", "default", "optional"}

@@ -36,15 +36,64 @@ class Node(BaseModel):
     )
 
 
-class InputField(Node):
+class InputSpec(Node):
+    """The type of a value of the flow's input: a JSON type and its constraints."""
+
+    type: InputType = Field(description="The JSON type of the value.")
+    description: str | None = Field(default=None, description="What the value means.")
+    nullable: bool = Field(default=False, description="`null` is a value too.")
+    enum: list[JsonValue] | None = Field(
+        default=None, min_length=1, description="The only values allowed, each of `type`."
+    )
+    minimum: int | float | None = Field(
+        default=None, description="The least value allowed (integer and number only)."
+    )
+    maximum: int | float | None = Field(
+        default=None, description="The greatest value allowed (integer and number only)."
+    )
+    pattern: str | None = Field(
+        default=None,
+        description="A regular expression that string values contain a match of "
+        "(anchor it with ^ and $ to match the whole string).",
+    )
+    items: InputSpec | None = Field(
+        default=None, description="The type of every item (arrays only)."
+    )
+    properties: dict[FieldName, InputSpec] | None = Field(
+        default=None,
+        description="The fields of the object (objects only); the object has no others.",
+    )
+    required: list[FieldName] | None = Field(
+        default=None,
+        description="The properties that must be present; without it, every property "
+        "not marked `optional` must be.",
+    )
+    optional: bool = Field(
+        default=False,
+        description="The value may be absent (a property, or a field of the flow's input); "
+        "a reference to it is then null.",
+    )
+
+    def required_properties(self) -> list[str]:
+        if self.properties is None:
+            return []
+        if self.required is not None:
+            return [name for name in self.properties if name in self.required]
+        return [name for name, spec in self.properties.items() if not spec.optional]
+
+
+class InputField(InputSpec):
     """One field of the flow's input."""
 
-    type: InputType = Field(description="The JSON type of the field.")
-    description: str | None = Field(default=None, description="What the field means.")
     default: JsonValue = Field(
         default=None, description="Value used when the field is absent; makes it optional."
     )
 
     @property
-    def required(self) -> bool:
-        return "default" not in self.model_fields_set
+    def has_default(self) -> bool:
+        return "default" in self.model_fields_set
+
+    @property
+    def is_required(self) -> bool:
+        """The task input must give this field: it has no default and is not optional."""
+        return not self.has_default and not self.optional

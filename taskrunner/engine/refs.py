@@ -6,7 +6,10 @@ A value in a flow is a *reference* when it is a string that starts with `$`:
 - `$states.echo` is the output of the state `echo`; `$states.echo.text` one field;
 - `$error` is the error caught last (`{kind, message, state}`), in a catch's target.
 
-Further segments walk into objects (by key) and arrays (by index). A string that should
+Further segments walk into objects (by key) and arrays (by index); walking into a field
+that an object lacks gives null. A reference may end with a default, ` ?? ` and a JSON
+literal (`$input.n ?? 0`, `$states.x.match.sign ?? "none"`): the default is the value when
+any value walked through, or the one reached, is null or absent. A string that should
 start with a literal `$` is written with two: `$$5` is the text `$5`.
 
 A string that contains `{$` is a *template*: each `{$...}` part is replaced by the text of
@@ -25,10 +28,14 @@ from typing import Final
 
 from pydantic import JsonValue
 
+from taskrunner.errors import JsonTextError
+from taskrunner.jsontext import parse_json
+
 ROOTS: Final = ("input", "states", "error")
-REFERENCE_PATTERN: Final = r"^\$(input|states|error)(\.[A-Za-z0-9_-]+)*$"
+REFERENCE_PATTERN: Final = r"^\$(input|states|error)(\.[A-Za-z0-9_-]+)*( \?\? .+)?$"
 """What the published schema accepts as a reference (the meaning pass checks the rest)."""
 _SEGMENT: Final = re.compile(r"^[A-Za-z0-9_-]+$")
+DEFAULT_MARK: Final = " ?? "
 _TEMPLATE: Final = re.compile(r"\{\s*\$")
 """What makes a string a template: `{$`, or `{ $`, which is reported rather than silently
 taken as text."""
@@ -57,6 +64,20 @@ class Reference:
     root: str
     state: str | None
     path: tuple[str, ...]
+    has_default: bool = False
+    default: JsonValue = None
+    """The value when a walked value is null or absent (after ` ?? `), if `has_default`."""
+
+    @property
+    def target(self) -> str:
+        """The reference without its default: `$states.x.match`."""
+        return self.text.split(DEFAULT_MARK, 1)[0]
+
+    def prefixes(self) -> list[str]:
+        """The references walked through on the way, the whole one last:
+        `$states.x`, `$states.x.match`, `$states.x.match.sign`."""
+        head = "$" + self.root + (f".{self.state}" if self.state is not None else "")
+        return [".".join((head, *self.path[:count])) for count in range(len(self.path) + 1)]
 
     def resolve(self, data: JsonValue, outputs: Mapping[str, JsonValue]) -> JsonValue:
         """The referenced value, given the task input and the latest output of each state."""
@@ -71,8 +92,10 @@ class Reference:
         else:
             raise UnresolvedReferenceError(f"{self.text}: state {self.state!r} has no output yet")
         for segment in self.path:
+            if current is None and self.has_default:
+                return self.default
             current = _step_into(current, segment, self.text)
-        return current
+        return self.default if current is None and self.has_default else current
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +209,17 @@ def parse_template(text: str) -> Template:
 
 
 def parse_reference(text: str) -> Reference:
+    if DEFAULT_MARK in text:
+        target, written = text.split(DEFAULT_MARK, 1)
+        try:
+            default = parse_json(written)
+        except JsonTextError:
+            raise ReferenceSyntaxError(
+                f"{text!r}: the default after ` ?? ` must be a JSON literal, such as 0, "
+                '"none", null or []'
+            ) from None
+        found = parse_reference(target)
+        return Reference(text, found.root, found.state, found.path, True, default)
     segments = text[1:].split(".")
     root = segments[0]
     if root not in ROOTS:
@@ -207,9 +241,7 @@ def parse_reference(text: str) -> Reference:
 
 def _step_into(current: JsonValue, segment: str, text: str) -> JsonValue:
     if isinstance(current, dict):
-        if segment in current:
-            return current[segment]
-        raise UnresolvedReferenceError(f"{text}: no key {segment!r}")
+        return current.get(segment)  # an optional field, absent: its type is nullable
     if isinstance(current, list) and segment.isdigit() and int(segment) < len(current):
         return current[int(segment)]
     raise UnresolvedReferenceError(f"{text}: cannot take {segment!r} of {_kind(current)}")

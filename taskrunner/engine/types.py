@@ -1,9 +1,10 @@
 """Static types of flow data, read off JSON Schemas, for checking flows before they run.
 
-A type is the set of JSON kinds a value may have (with `integer` a subset of `number`),
-plus the schema it came from so that references can walk into objects. A schema this
-module cannot read gives `ANY`, which agrees with everything: the checker never reports a
-mismatch it cannot prove.
+A type is a JSON Schema (with the `$defs` its references point into) and the set of JSON
+kinds its values may have (with `integer` a subset of `number`). Types are compared by
+structure (`subtypes.py`): array items, object fields, nullability, enums, ranges,
+patterns. A schema this module cannot read gives `ANY`, which agrees with everything: the
+checker never reports a mismatch it cannot prove.
 """
 
 from __future__ import annotations
@@ -14,15 +15,34 @@ from typing import Final
 
 from pydantic import JsonValue
 
+from taskrunner.engine import schemas
+from taskrunner.engine.schemas import KINDS, MAX_DEPTH, Schema
+from taskrunner.engine.subtypes import Mismatch, mismatch
 from taskrunner.tools import Tool
 
-Schema = Mapping[str, JsonValue]
-KINDS: Final = ("string", "integer", "number", "boolean", "object", "array", "null")
+__all__ = [
+    "ANY",
+    "KINDS",
+    "Mismatch",
+    "NoSuchFieldError",
+    "Schema",
+    "ToolTypes",
+    "ValueType",
+    "accepts",
+    "join",
+    "member",
+    "non_null",
+    "of_schema",
+    "of_value",
+    "overlaps",
+    "why_not",
+]
 
 
 @dataclass(frozen=True)
 class ValueType:
-    """The kinds a value may have; `kinds is None` means any kind at all."""
+    """The kinds a value may have, and the schema they were read from; `kinds is None`
+    means any value at all (the schema could not be read)."""
 
     kinds: frozenset[str] | None
     schema: Schema | None = None
@@ -31,43 +51,49 @@ class ValueType:
     def describe(self) -> str:
         if self.kinds is None:
             return "any value"
+        if self.schema is not None:
+            return schemas.describe(self.schema, self.defs)
         shown = self.kinds - {"integer"} if "number" in self.kinds else self.kinds
         ordered = [kind for kind in KINDS if kind in shown]
         return " or ".join(ordered) if ordered else "no value"
+
+    @property
+    def nullable(self) -> bool:
+        return self.kinds is not None and "null" in self.kinds
 
 
 ANY: Final = ValueType(None)
 
 
 def of_schema(schema: object, defs: Schema | None = None) -> ValueType:
-    """The type a JSON Schema describes (as far as kinds go)."""
+    """The type a JSON Schema describes."""
     if not isinstance(schema, Mapping):
         return ANY
-    resolved = _resolve(schema, defs)
-    kinds = _kinds(resolved, defs, depth=0)
+    resolved = schemas.resolve(schema, defs)
+    kinds = schemas.kinds(resolved, defs)
     return ValueType(None if kinds is None else frozenset(kinds), resolved, defs)
 
 
 def of_value(value: JsonValue) -> ValueType:
-    """The type of a literal JSON value."""
-    if isinstance(value, bool):
-        kind = "boolean"
-    elif isinstance(value, int):
-        kind = "integer"
-    elif isinstance(value, float):
-        kind = "number"
-    elif isinstance(value, str):
-        kind = "string"
-    elif isinstance(value, list):
-        kind = "array"
-    elif isinstance(value, dict):
-        kind = "object"
-    else:
-        kind = "null"
-    return ValueType(frozenset({kind}))
+    """The type of a literal JSON value: that value alone."""
+    return ValueType(frozenset({schemas.kind_of_value(value)}), {"const": value})
+
+
+def why_not(target: ValueType, source: ValueType) -> Mismatch | None:
+    """Why some value of `source` may not be a value of `target`; None if every one is."""
+    if target.schema is None or source.schema is None:
+        if accepts_kinds(target, source):
+            return None
+        return Mismatch((), target.describe(), f"is {source.describe()}")
+    return mismatch(target.schema, target.defs, source.schema, source.defs)
 
 
 def accepts(target: ValueType, source: ValueType) -> bool:
+    """Whether every value of `source` is a value of `target`."""
+    return why_not(target, source) is None
+
+
+def accepts_kinds(target: ValueType, source: ValueType) -> bool:
     """Whether every value of `source` has a kind that `target` allows."""
     if target.kinds is None or source.kinds is None:
         return True
@@ -87,6 +113,49 @@ def overlaps(left: ValueType, right: ValueType) -> bool:
     return bool(left.kinds & right.kinds)
 
 
+def non_null(value: ValueType) -> ValueType:
+    """The type without `null`: what a value is once it is known not to be null."""
+    if value.kinds is None or "null" not in value.kinds or value.schema is None:
+        return value
+    found = schemas.branches(value.schema, value.defs) or []
+    kept: list[JsonValue] = []
+    for branch in found:
+        if schemas.kind(branch) != "null" or schemas.literals(branch) is not None:
+            without = _without_null_literal(branch)
+            if without is not None:
+                kept.append(dict(without))
+    only = kept[0] if len(kept) == 1 else None
+    schema: Schema = only if isinstance(only, dict) else {"anyOf": kept}
+    return ValueType(value.kinds - {"null"}, schema, value.defs)
+
+
+def _without_null_literal(branch: Schema) -> Schema | None:
+    values = schemas.literals(branch)
+    if values is None or None not in values:
+        return branch
+    kept: list[JsonValue] = [value for value in values if value is not None]
+    return {"enum": kept} if kept else None
+
+
+def nullable(value: ValueType) -> ValueType:
+    """The type, or null (a field that may be absent)."""
+    if value.kinds is None or value.schema is None:
+        return value
+    schema: Schema = {"anyOf": [dict(value.schema), {"type": "null"}]}
+    return ValueType(value.kinds | {"null"}, schema, value.defs)
+
+
+def join(left: ValueType, right: ValueType) -> ValueType:
+    """A type of the values of either type."""
+    if left.kinds is None or right.kinds is None or left.schema is None or right.schema is None:
+        return ANY
+    if left.defs is not None and right.defs is not None and left.defs is not right.defs:
+        return ANY  # two sets of definitions cannot share one schema
+    defs = left.defs if left.defs is not None else right.defs
+    schema: Schema = {"anyOf": [dict(left.schema), dict(right.schema)]}
+    return ValueType(left.kinds | right.kinds, schema, defs)
+
+
 class NoSuchFieldError(LookupError):
     """A reference walks into a field or item that the type does not have."""
 
@@ -96,7 +165,8 @@ class NoSuchFieldError(LookupError):
 
 
 def member(parent: ValueType, segment: str) -> ValueType:
-    """The type of `parent.segment`, or `NoSuchFieldError`."""
+    """The type of `parent.segment`, or `NoSuchFieldError`. A field that an object may
+    lack is nullable: at run time, walking into an absent field gives null."""
     if parent.schema is None:
         return ANY
     found = _member(parent.schema, parent.defs, segment, depth=0)
@@ -107,41 +177,53 @@ def member(parent: ValueType, segment: str) -> ValueType:
 
 
 def _member(schema: Schema, defs: Schema | None, segment: str, depth: int) -> ValueType | None:
-    if depth > 32:
+    if depth > MAX_DEPTH:
         return ANY
-    schema = _resolve(schema, defs)
+    schema = schemas.resolve(schema, defs)
+    values = schemas.literals(schema)
+    if values is not None and len(values) == 1:
+        [value] = values
+        if isinstance(value, dict):
+            return of_value(value[segment]) if segment in value else None
+        if isinstance(value, list) and segment.isdigit():
+            return of_value(value[int(segment)]) if int(segment) < len(value) else None
+        return None
     branches = schema.get("anyOf") or schema.get("oneOf")
     if isinstance(branches, list):
         found = [
             _member(branch, defs, segment, depth + 1)
             for branch in branches
-            if isinstance(branch, Mapping)
+            if isinstance(branch, Mapping) and schemas.resolve(branch, defs).get("type") != "null"
         ]
         hits = [item for item in found if item is not None]
         if not hits:
             return None
-        if any(hit.kinds is None for hit in hits):
-            return ANY
-        return ValueType(frozenset().union(*(hit.kinds or () for hit in hits)))
+        result = hits[0]
+        for hit in hits[1:]:
+            result = join(result, hit)
+        return result
     properties = schema.get("properties")
     if isinstance(properties, Mapping):
+        required = schema.get("required")
         if segment in properties:
-            return of_schema(properties[segment], defs)
+            field = of_schema(properties[segment], defs)
+            needed = isinstance(required, list) and segment in required
+            return field if needed else nullable(field)
         extra = schema.get("additionalProperties")
-        return of_schema(extra, defs) if isinstance(extra, Mapping) else None
-    kinds = _kinds(schema, defs, depth)
+        return nullable(of_schema(extra, defs)) if isinstance(extra, Mapping) else None
+    kinds = schemas.kinds(schema, defs)
     if kinds is None:
         return ANY
     if "array" in kinds and segment.isdigit():
         return of_schema(schema.get("items", {}), defs)
     if "object" in kinds:
         extra = schema.get("additionalProperties", {})
-        return of_schema(extra, defs) if extra is not False else None
+        return nullable(of_schema(extra, defs)) if extra is not False else None
     return None
 
 
 def _property_names(schema: Schema, defs: Schema | None) -> set[str]:
-    schema = _resolve(schema, defs)
+    schema = schemas.resolve(schema, defs)
     names: set[str] = set()
     properties = schema.get("properties")
     if isinstance(properties, Mapping):
@@ -155,47 +237,6 @@ def _property_names(schema: Schema, defs: Schema | None) -> set[str]:
     return names
 
 
-def _kinds(schema: Schema, defs: Schema | None, depth: int) -> set[str] | None:
-    if depth > 32:
-        return None
-    schema = _resolve(schema, defs)
-    if "const" in schema:
-        return set(of_value(schema["const"]).kinds or ())
-    enum = schema.get("enum")
-    if isinstance(enum, list):
-        return {kind for value in enum for kind in of_value(value).kinds or ()}
-    declared = schema.get("type")
-    if isinstance(declared, str):
-        return {declared}
-    if isinstance(declared, list):
-        return {kind for kind in declared if isinstance(kind, str)}
-    branches = schema.get("anyOf") or schema.get("oneOf")
-    if isinstance(branches, list):
-        union: set[str] = set()
-        for branch in branches:
-            kinds = _kinds(branch, defs, depth + 1) if isinstance(branch, Mapping) else None
-            if kinds is None:
-                return None
-            union |= kinds
-        return union
-    if "properties" in schema:
-        return {"object"}
-    return None
-
-
-def _resolve(schema: Schema, defs: Schema | None) -> Schema:
-    for _ in range(32):
-        target = schema.get("$ref")
-        if not isinstance(target, str) or defs is None:
-            return schema
-        name = target.rsplit("/", 1)[-1]
-        found = defs.get(name)
-        if not isinstance(found, Mapping):
-            return schema
-        schema = found
-    return schema
-
-
 @dataclass(frozen=True)
 class ToolTypes:
     """A tool's argument types and output type, read off its models' JSON Schemas, and
@@ -204,6 +245,7 @@ class ToolTypes:
     arguments: dict[str, ValueType]
     output: ValueType
     errors: tuple[str, ...] = ()
+    tool: Tool | None = None
 
     @classmethod
     def of(cls, item: Tool) -> ToolTypes:
@@ -213,7 +255,18 @@ class ToolTypes:
         arguments = {name: of_schema(prop, defs) for name, prop in properties.items()}
         output_schema = item.output_model.model_json_schema()
         output = of_schema(output_schema, output_schema.get("$defs"))
-        return cls(arguments, output, item.errors)
+        return cls(arguments, output, item.errors, item)
+
+    def output_for(self, arguments: Mapping[str, ValueType]) -> ValueType:
+        """The output type at one call site, refined by the tool's signature
+        (`Tool.output_for`) given the kinds of its arguments, when it has one."""
+        if self.tool is None or self.tool.output_for is None:
+            return self.output
+        kinds = {name: value.kinds for name, value in arguments.items() if value.kinds is not None}
+        refined = self.tool.output_for(kinds)
+        if refined is None:
+            return self.output
+        return of_schema(refined, _defs_of(refined))
 
 
 def of_parts(parts: Mapping[str, ValueType], is_array: bool) -> ValueType:
@@ -249,3 +302,8 @@ def _kinds_schema(part: ValueType) -> JsonValue:
     kinds: list[JsonValue] = []
     kinds.extend(sorted(part.kinds))
     return {"type": kinds}
+
+
+def _defs_of(schema: Mapping[str, JsonValue]) -> Schema | None:
+    defs = schema.get("$defs")
+    return defs if isinstance(defs, Mapping) else None

@@ -17,6 +17,7 @@ from pydantic import JsonValue
 from taskrunner.engine import types
 from taskrunner.engine.diagnostics import Diagnostic, pointer
 from taskrunner.engine.refs import (
+    DEFAULT_MARK,
     Reference,
     ReferenceSyntaxError,
     Template,
@@ -59,7 +60,9 @@ def check_value(
     try:
         expression = parse_value(value)
     except ReferenceSyntaxError as exc:
-        yield Diagnostic("ref.syntax", str(exc), path, "write $$ for a literal $")
+        default = isinstance(value, str) and DEFAULT_MARK in value
+        hint = 'quote a text default: `?? "none"`' if default else "write $$ for a literal $"
+        yield Diagnostic("ref.syntax", str(exc), path, hint)
         return None
     except TemplateSyntaxError as exc:
         hint = "a template part is `{$reference}`; write `{{` and `}}` for literal braces"
@@ -69,24 +72,19 @@ def check_value(
         return (yield from _template(resolve, expression, path, target, where, literal_checked))
     if not isinstance(expression, Reference):
         found = types.of_value(value)
-        if target is not None and not literal_checked and not types.accepts(target, found):
-            yield Diagnostic(
-                "type.mismatch",
-                f"{where} takes {target.describe()}, but {value!r} is {found.describe()}",
-                path,
-            )
+        if target is not None and not literal_checked:
+            problem = types.why_not(target, found)
+            if problem is not None:
+                yield mismatch(where, target, repr(value), problem, path, None)
         return found
     found_or_problem = resolve(expression, path)
     if isinstance(found_or_problem, Diagnostic):
         yield found_or_problem
         return None
-    if target is not None and not types.accepts(target, found_or_problem):
-        yield Diagnostic(
-            "type.mismatch",
-            f"{where} takes {target.describe()}, but `{expression.text}` is "
-            f"{found_or_problem.describe()}",
-            path,
-        )
+    if target is not None:
+        problem = types.why_not(target, found_or_problem)
+        if problem is not None:
+            yield mismatch(where, target, f"`{expression.text}`", problem, path, expression)
     return found_or_problem
 
 
@@ -195,3 +193,30 @@ def _inside(where: str, key: str | int) -> str:
     if len(where) > 1 and where.startswith("`") and where.endswith("`"):
         return f"`{where[1:-1]}.{key}`"
     return f"{where}.{key}" if where else f"`{key}`"
+
+
+def mismatch(
+    where: str,
+    target: ValueType,
+    subject: str,
+    problem: types.Mismatch,
+    path: str,
+    ref: Reference | None,
+) -> Diagnostic:
+    part = problem.subject(subject)
+    if problem.inside:
+        message = f"{part} {problem.problem}, but {where} takes {target.describe()}"
+    else:
+        message = f"{where} takes {target.describe()}, but {part} {problem.problem}"
+    hint = None
+    if problem.needs is not None:
+        if ref is not None and ref.root == "input":
+            hint = f"declare `{problem.needs}` on {part}"
+        else:
+            hint = f"{part} is not declared with `{problem.needs}`"
+    elif ref is not None and "null" in problem.problem:
+        hint = (
+            f"guard it with a choice rule `ne: null` on `{ref.target}`, or give a default: "
+            f"`{ref.target} ?? ...`"
+        )
+    return Diagnostic("type.mismatch", message, path, hint)

@@ -37,6 +37,8 @@ from pydantic_core import PydanticCustomError
 from taskrunner.errors import ToolRegistryError
 
 JsonObject = dict[str, JsonValue]
+OutputSignature = Callable[[Mapping[str, frozenset[str]]], JsonObject | None]
+"""Argument kinds → the output's JSON Schema at that call site (`Tool.output_for`)."""
 
 TOOL_NAME_PATTERN: Final = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
 """Tool names are lower-case words joined by `_`, optionally namespaced with dots."""
@@ -102,6 +104,11 @@ class Tool:
     output_model: type[BaseModel]
     function: Callable[..., BaseModel] = field(repr=False)
     errors: tuple[str, ...] = ()
+    output_for: OutputSignature | None = field(default=None, repr=False)
+    """The tool's typed signature, when its output is narrower for some inputs: given the
+    JSON kinds each argument may have (`{"a": {"integer"}, ...}`, arguments of unknown
+    type left out), the JSON Schema of the output at that call site, or None for the
+    output model's. `add` says: an integer sum when both addends are integers."""
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -191,11 +198,16 @@ def describe_validation_error(error: ValidationError) -> str:
 
 
 def tool(
-    name: str, *, description: str | None = None, errors: tuple[str, ...] = ()
+    name: str,
+    *,
+    description: str | None = None,
+    errors: tuple[str, ...] = (),
+    output_for: OutputSignature | None = None,
 ) -> Callable[[Callable[..., BaseModel]], Tool]:
     """Make a `Tool` of a function annotated `(args: InputModel) -> OutputModel`.
 
     `errors`: the kinds of `ToolError` the function may raise (`("DivisionByZero",)`).
+    `output_for`: its typed signature (see `Tool.output_for`).
     """
 
     _check_name(name)
@@ -210,6 +222,7 @@ def tool(
             output_model=output_model,
             function=function,
             errors=tuple(errors),
+            output_for=output_for,
         )
 
     return build

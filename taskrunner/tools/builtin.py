@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from taskrunner.tools.base import Number, ToolError, ToolModel, tool
+from taskrunner.tools.base import JsonObject, Number, ToolError, ToolModel, tool
 
 
 class EchoInput(ToolModel):
@@ -33,7 +34,16 @@ class AddOutput(ToolModel):
     sum: Annotated[Number, Field(description="a + b; an integer when both are integers.")]
 
 
-@tool("add", errors=("NumberOverflow",))
+def _sum_type(kinds: Mapping[str, frozenset[str]]) -> JsonObject | None:
+    integer = frozenset({"integer"})
+    if kinds.get("a") == integer and kinds.get("b") == integer:
+        schema = AddOutput.model_json_schema()
+        properties = schema["properties"]
+        return {**schema, "properties": {**properties, "sum": {"type": "integer"}}}
+    return None
+
+
+@tool("add", errors=("NumberOverflow",), output_for=_sum_type)
 def add(args: AddInput) -> AddOutput:
     """Add two numbers."""
     total = args.a + args.b
@@ -62,4 +72,69 @@ def divide(args: DivideInput) -> DivideOutput:
     return DivideOutput(quotient=quotient)
 
 
-BUILTIN_TOOLS = (echo, add, divide)
+class SumInput(ToolModel):
+    numbers: Annotated[list[Number], Field(description="The numbers to add up.")]
+
+
+class SumOutput(ToolModel):
+    sum: Annotated[Number, Field(description="Their sum (0 for no numbers).")]
+
+
+@tool("sum")
+def sum_of(args: SumInput) -> SumOutput:
+    """Add up a list of numbers."""
+    total = sum(args.numbers)
+    if not math.isfinite(total):
+        raise ToolError("the sum overflows a 64-bit float", kind="NumberOverflow")
+    return SumOutput(sum=total)
+
+
+class JoinInput(ToolModel):
+    parts: Annotated[list[str], Field(description="The texts to join.")]
+    separator: Annotated[str, Field(description="Put between two parts.")] = ""
+
+
+class TextOutput(ToolModel):
+    text: Annotated[str, Field(description="The text made.")]
+
+
+@tool("join")
+def join(args: JoinInput) -> TextOutput:
+    """Join texts with a separator."""
+    return TextOutput(text=args.separator.join(args.parts))
+
+
+class RepeatInput(ToolModel):
+    text: Annotated[str, Field(description="The text to repeat.")]
+    times: Annotated[int, Field(ge=0, le=100, description="How many times, 0 to 100.")]
+
+
+@tool("repeat")
+def repeat(args: RepeatInput) -> TextOutput:
+    """Repeat a text a number of times."""
+    return TextOutput(text=args.text * args.times)
+
+
+class Person(ToolModel):
+    name: Annotated[str, Field(description="What the person is called.")]
+    title: Annotated[str | None, Field(description="Dr, Ms, …; none by default.")] = None
+
+
+class GreetInput(ToolModel):
+    person: Annotated[Person, Field(description="Whom to greet.")]
+    style: Annotated[Literal["formal", "casual"], Field(description="`formal` uses the title.")] = (
+        "casual"
+    )
+
+
+@tool("greet")
+def greet(args: GreetInput) -> TextOutput:
+    """Greet a person, formally (`Good day, Dr Ada.`) or not (`Hi Ada!`)."""
+    person = args.person
+    if args.style == "casual":
+        return TextOutput(text=f"Hi {person.name}!")
+    named = f"{person.title} {person.name}" if person.title else person.name
+    return TextOutput(text=f"Good day, {named}.")
+
+
+BUILTIN_TOOLS = (echo, add, divide, sum_of, join, repeat, greet)

@@ -303,10 +303,25 @@ states:
 def test_a_reference_without_data_fails_the_task_by_name(
     make_flow: Callable[[str], Flow], registry: ToolRegistry
 ) -> None:
+    walks_into_text = UNRESOLVED.replace("$input.thing.name}", "$input.thing.name.first}")
+    result = InMemoryRunner(registry).run(make_flow(walks_into_text), {"thing": {"name": "x"}})
+    assert result.status == "failed"
+    assert result.error == StepError(
+        "UnresolvedReference", "$input.thing.name.first: cannot take 'first' of a str"
+    )
+    assert result.steps == ()
+
+
+def test_an_absent_field_is_null_and_a_default_replaces_it(
+    make_flow: Callable[[str], Flow], registry: ToolRegistry
+) -> None:
     result = InMemoryRunner(registry).run(make_flow(UNRESOLVED), {"thing": {}})
     assert result.status == "failed"
-    assert result.error == StepError("UnresolvedReference", "$input.thing.name: no key 'name'")
-    assert result.steps == ()
+    assert [step.input for step in result.steps] == [{"text": None}]
+    defaulted = UNRESOLVED.replace("$input.thing.name}", "'$input.thing.name ?? \"anon\"'}")
+    result = InMemoryRunner(registry).run(make_flow(defaulted), {"thing": {}})
+    assert result.status == "succeeded"
+    assert [step.output for step in result.steps] == [{"text": "anon"}]
 
 
 def test_an_argument_of_the_wrong_type_at_run_time_is_a_failed_step(

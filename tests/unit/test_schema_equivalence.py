@@ -61,6 +61,10 @@ FILLER: dict[str, dict[str, JsonValue]] = {
     "echo": {"text": "x"},
     "add": {"a": 1, "b": 1},
     "divide": {"dividend": 1, "divisor": 1},
+    "sum": {"numbers": [1, 2.5]},
+    "join": {"parts": ["a", "b"], "separator": ", "},
+    "repeat": {"text": "x", "times": 3},
+    "greet": {"person": {"name": "Ada", "title": "Dr"}, "style": "formal"},
     "test.shout": {"text": "x", "times": 1},
 }
 
@@ -169,7 +173,7 @@ def test_the_filler_arguments_are_valid_everywhere(item: Tool) -> None:
 
 
 def test_the_builtin_registry_is_plugin_free() -> None:
-    assert BUILTIN.names() == ["add", "divide", "echo"]
+    assert BUILTIN.names() == ["add", "divide", "echo", "greet", "join", "repeat", "sum"]
 
 
 @pytest.mark.parametrize(

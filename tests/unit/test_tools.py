@@ -147,11 +147,11 @@ def test_tool_names_have_one_form(name: str) -> None:
 
 
 def test_the_registry_looks_tools_up_by_name(registry: ToolRegistry) -> None:
-    assert registry.names() == ["add", "divide", "echo"]
+    assert registry.names() == ["add", "divide", "echo", "greet", "join", "repeat", "sum"]
     assert "echo" in registry
     with pytest.raises(UnknownToolError) as caught:
         registry.get("ecoh")
-    assert caught.value.known == ["add", "divide", "echo"]
+    assert caught.value.known == ["add", "divide", "echo", "greet", "join", "repeat", "sum"]
 
 
 def test_the_registry_refuses_two_tools_of_one_name(registry: ToolRegistry) -> None:

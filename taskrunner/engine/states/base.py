@@ -70,9 +70,12 @@ class Scope(Protocol):
         where: str = "",
         *,
         literal_checked: bool = False,
+        non_null: frozenset[str] = frozenset(),
     ) -> Generator[Diagnostic, None, ValueType | None]:
         """Check a literal or a reference at `path`, against `target` if given (described
-        as `where` in messages); return its type, or None when it is in error."""
+        as `where` in messages); return its type, or None when it is in error. References
+        in `non_null` (as `Reference.target`) are known not to be null here, besides those
+        the chart guards (a choice's earlier rules, a conjunction's earlier terms)."""
 
 
 class Run(Protocol):
@@ -204,6 +207,12 @@ class State(Node):
         """What `$states.NAME` is before the state first runs (its `initial`), as a
         one-item tuple since null is a value; None when it has none."""
         return None
+
+    def guards(self) -> Mapping[tuple[str | int, ...], frozenset[str]]:
+        """The references known not to be null when a transition is taken (by the
+        transition's path, as in `Transition.path`): `$states.x.match` after a choice rule
+        `ne: null` on it. Each reference is written as `Reference.target`."""
+        return {}
 
     @classmethod
     def check_broken(cls, raw: Mapping[str, object], scope: Scope) -> Iterator[Diagnostic]:

@@ -11,7 +11,13 @@ from pydantic import Field, JsonValue, ValidationError
 from taskrunner.engine import types
 from taskrunner.engine.diagnostics import Diagnostic, pointer
 from taskrunner.engine.model import Node, StateName, Value
-from taskrunner.engine.refs import Expression, parse_value
+from taskrunner.engine.refs import (
+    Constant,
+    Expression,
+    Reference,
+    ReferenceSyntaxError,
+    parse_value,
+)
 from taskrunner.engine.states.base import Arrival, CallsNothing, Goto, Run, Scope, State
 from taskrunner.engine.types import ValueType
 from taskrunner.tools import ToolRegistry
@@ -59,9 +65,11 @@ class ChoiceState(State):
     transient = True
 
     def check(self, scope: Scope) -> Iterator[Diagnostic]:
+        failed: frozenset[str] = frozenset()  # a rule is tried only if those before failed
         for position, rule in enumerate(self.rules):
             path = scope.here + pointer("rules", position, "when")
-            yield from _check_condition(scope, rule.when, path)
+            yield from _check_condition(scope, rule.when, path, failed)
+            failed |= _non_null(rule.when)[1]
 
     @classmethod
     def salvage(cls, raw: Mapping[str, object]) -> ChoiceState | None:
@@ -81,14 +89,28 @@ class ChoiceState(State):
                 scope, condition, scope.here + pointer("rules", position, "when")
             )
 
+    def guards(self) -> Mapping[tuple[str | int, ...], frozenset[str]]:
+        """A rule's target knows what its condition says is not null; the later rules and
+        the default know what the failed conditions before them say (`eq: null` failed)."""
+        found: dict[tuple[str | int, ...], frozenset[str]] = {}
+        failed: frozenset[str] = frozenset()
+        for position, rule in enumerate(self.rules):
+            held, refuted = _non_null(rule.when)
+            found[("rules", position, "next")] = failed | held
+            failed |= refuted
+        found[("default",)] = failed
+        return found
+
     def compile(self, name: str, tools: ToolRegistry) -> ChoicePlan:
         rules = tuple((_test(rule.when), rule.next) for rule in self.rules)
         return ChoicePlan(rules, self.default)
 
 
 def _check_condition(
-    scope: Scope, condition: Condition, path: str
+    scope: Scope, condition: Condition, path: str, known: frozenset[str] = frozenset()
 ) -> Generator[Diagnostic, None, None]:
+    """Check a condition where the references in `known` are surely not null: a term of
+    `all` is evaluated only if those before it held, a term of `any` only if they failed."""
     given = condition.model_fields_set
     operators = [op for op in (*COMPARISONS, *COMBINATORS) if _field(op) in given]
     if len(operators) != 1:
@@ -112,10 +134,13 @@ def _check_condition(
             )
         inner = condition.not_ if operator == "not" else getattr(condition, operator)
         if isinstance(inner, Condition):
-            yield from _check_condition(scope, inner, path + "/not")
+            yield from _check_condition(scope, inner, path + "/not", known)
         elif isinstance(inner, list):
             for position, item in enumerate(inner):
-                yield from _check_condition(scope, item, path + pointer(operator, position))
+                where = path + pointer(operator, position)
+                yield from _check_condition(scope, item, where, known)
+                held, refuted = _non_null(item)
+                known |= held if operator == "all" else refuted
         return
     if "value" not in given:
         yield Diagnostic(
@@ -126,10 +151,14 @@ def _check_condition(
         )
         return
     numeric = ValueType(frozenset({"number"})) if operator in _ORDERING else None
-    left = yield from scope.value(condition.value, path + "/value", numeric, "`value`")
+    left = yield from scope.value(
+        condition.value, path + "/value", numeric, "`value`", non_null=known
+    )
     operand = getattr(condition, operator)
     where = f"`{operator}`"
-    right = yield from scope.value(operand, path + pointer(operator), numeric, where)
+    right = yield from scope.value(
+        operand, path + pointer(operator), numeric, where, non_null=known
+    )
     if (
         operator in ("eq", "ne")
         and left is not None
@@ -141,6 +170,36 @@ def _check_condition(
             f"`{operator}` compares {left.describe()} with {right.describe()}: never equal",
             path + pointer(operator),
         )
+
+
+def _non_null(condition: Condition) -> tuple[frozenset[str], frozenset[str]]:
+    """The references that are surely not null when the condition holds, and those that
+    are surely not null when it does not."""
+    given = condition.model_fields_set
+    if "all" in given or "any" in given:
+        parts = [_non_null(term) for term in (condition.all or condition.any or [])]
+        if "all" in given:
+            return frozenset().union(*(held for held, _ in parts)), frozenset()
+        return frozenset(), frozenset().union(*(refuted for _, refuted in parts))
+    if "not_" in given and condition.not_ is not None:
+        held, refuted = _non_null(condition.not_)
+        return refuted, held
+    for operator in ("eq", "ne"):
+        if operator not in given:
+            continue
+        try:
+            sides = (parse_value(condition.value), parse_value(getattr(condition, operator)))
+        except ReferenceSyntaxError:
+            return frozenset(), frozenset()  # reported by the checks
+        for reference, other in (sides, sides[::-1]):
+            if not isinstance(reference, Reference) or reference.has_default:
+                continue
+            if isinstance(other, Constant) and other.value is None:
+                fact = frozenset({reference.target})
+                return (fact, frozenset()) if operator == "ne" else (frozenset(), fact)
+            if operator == "eq" and isinstance(other, Constant):
+                return frozenset({reference.target}), frozenset()
+    return frozenset(), frozenset()
 
 
 def _field(operator: str) -> str:
