@@ -220,3 +220,14 @@ def mismatch(
             f"`{ref.target} ?? ...`"
         )
     return Diagnostic("type.mismatch", message, path, hint)
+
+
+def quietly(checking: Generator[Diagnostic, None, ValueType | None]) -> ValueType | None:
+    """The type a check gives, its problems aside (they are reported where the value is
+    checked, not where its type is asked for: a state's output type, say)."""
+    while True:
+        try:
+            next(checking)
+        except StopIteration as stop:
+            found: ValueType | None = stop.value
+            return found

@@ -8,7 +8,7 @@ anything that could end it (`flow.choice-cycle`).
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,6 +27,7 @@ from taskrunner.engine.states.base import (
     check_initial,
 )
 from taskrunner.engine.types import ANY, ValueType
+from taskrunner.engine.values import quietly
 from taskrunner.tools import ToolRegistry
 
 
@@ -55,7 +56,7 @@ class PassState(State):
         yield from check_initial(self, scope)
 
     def output_type(self, scope: Scope) -> ValueType:
-        found = _drained(scope.value(self.value, scope.here + "/value"))
+        found = quietly(scope.value(self.value, scope.here + "/value"))
         return found if found is not None else ANY
 
     def initial_output(self) -> tuple[JsonValue] | None:
@@ -73,14 +74,3 @@ class PassPlan(CallsNothing):
     def enter(self, run: Run) -> Arrival:
         output = run.resolve(self.value)
         return Goto(self.next, output, null_output=output is None)
-
-
-def _drained(checking: Generator[Diagnostic, None, ValueType | None]) -> ValueType | None:
-    """The type a check gives, its problems aside (they are reported where the state is
-    checked, not where it is referred to)."""
-    while True:
-        try:
-            next(checking)
-        except StopIteration as stop:
-            found: ValueType | None = stop.value
-            return found

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -28,6 +28,7 @@ from taskrunner.engine.states.base import (
 )
 from taskrunner.engine.steps import CallTool, Fail, Step, StepError
 from taskrunner.engine.types import ANY, ValueType
+from taskrunner.engine.values import quietly
 from taskrunner.tools import JsonObject, Tool, ToolRegistry
 
 
@@ -129,7 +130,7 @@ class TaskState(State):
             return ANY
         arguments: dict[str, ValueType] = {}
         for argument, value in self.args.items():
-            found = yield_from_quietly(scope.value(value, scope.here + pointer("args", argument)))
+            found = quietly(scope.value(value, scope.here + pointer("args", argument)))
             if found is not None:
                 arguments[argument] = found
         return tool.output_for(arguments)
@@ -249,16 +250,6 @@ def _referable(annotation: Any) -> Any:
     if origin in (Union, UnionType):
         return Union[tuple(_referable(item) for item in arguments)]  # noqa: UP007
     return annotation
-
-
-def yield_from_quietly(checking: Generator[Diagnostic, None, ValueType | None]) -> ValueType | None:
-    """What a check returns, its diagnostics dropped (the state's own check reports them)."""
-    while True:
-        try:
-            next(checking)
-        except StopIteration as stop:
-            found: ValueType | None = stop.value
-            return found
 
 
 def _caught(kinds: list[str], kind: str) -> bool:
