@@ -243,7 +243,7 @@ class _Analysis:
             if target is not None and not literal_checked:
                 problem = types.why_not(target, found)
                 if problem is not None:
-                    yield _mismatch(where, target, repr(value), problem, path, None)
+                    yield _mismatch(where, target, repr(value), problem, path, None, found)
             return found
         found_or_problem = self._resolve(state, expression, path, non_null)
         if isinstance(found_or_problem, Diagnostic):
@@ -252,7 +252,8 @@ class _Analysis:
         if target is not None:
             problem = types.why_not(target, found_or_problem)
             if problem is not None:
-                yield _mismatch(where, target, f"`{expression.text}`", problem, path, expression)
+                subject = f"`{expression.text}`"
+                yield _mismatch(where, target, subject, problem, path, expression, found_or_problem)
         return found_or_problem
 
     def _resolve(
@@ -443,6 +444,7 @@ def _mismatch(
     problem: types.Mismatch,
     path: str,
     ref: Reference | None,
+    found: ValueType,
 ) -> Diagnostic:
     part = problem.subject(subject)
     if problem.inside:
@@ -455,7 +457,7 @@ def _mismatch(
             hint = f"declare `{problem.needs}` on {part}"
         else:
             hint = f"{part} is not declared with `{problem.needs}`"
-    elif ref is not None and "null" in problem.problem:
+    elif ref is not None and found.nullable and types.accepts(target, types.non_null(found)):
         hint = (
             f"guard it with a choice rule `ne: null` on `{ref.target}`, or give a default: "
             f"`{ref.target} ?? ...`"
