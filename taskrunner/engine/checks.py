@@ -29,6 +29,7 @@ from taskrunner.engine.input_checks import check_inputs, input_type
 from taskrunner.engine.model import MAX_STATES
 from taskrunner.engine.refs import DEFAULT_MARK, Reference, ReferenceSyntaxError, parse_value
 from taskrunner.engine.states.base import State, Transition, transitions_in
+from taskrunner.engine.type_diagnostics import mismatch_diagnostic, nullable_diagnostic
 from taskrunner.engine.types import ToolTypes, ValueType
 from taskrunner.tools import ToolRegistry
 
@@ -243,7 +244,9 @@ class _Analysis:
             if target is not None and not literal_checked:
                 problem = types.why_not(target, found)
                 if problem is not None:
-                    yield _mismatch(where, target, repr(value), problem, path, None, found)
+                    yield mismatch_diagnostic(
+                        where, target, repr(value), problem, path, None, found
+                    )
             return found
         found_or_problem = self._resolve(state, expression, path, non_null)
         if isinstance(found_or_problem, Diagnostic):
@@ -253,7 +256,9 @@ class _Analysis:
             problem = types.why_not(target, found_or_problem)
             if problem is not None:
                 subject = f"`{expression.text}`"
-                yield _mismatch(where, target, subject, problem, path, expression, found_or_problem)
+                yield mismatch_diagnostic(
+                    where, target, subject, problem, path, expression, found_or_problem
+                )
         return found_or_problem
 
     def _resolve(
@@ -280,7 +285,7 @@ class _Analysis:
         for position, segment in enumerate(ref.path):
             if current.nullable:
                 if not ref.has_default and prefixes[position] not in known:
-                    return _nullable(ref, prefixes[position], current, path)
+                    return nullable_diagnostic(ref, prefixes[position], current, path)
                 current = types.non_null(current)
             try:
                 current = types.member(current, segment)
@@ -425,41 +430,3 @@ def _unknown() -> Generator[Diagnostic, None, ValueType | None]:
 
 def _replaces_output(state: str, fact: str) -> bool:
     return fact == f"$states.{state}" or fact.startswith(f"$states.{state}.")
-
-
-def _nullable(ref: Reference, through: str, found: ValueType, path: str) -> Diagnostic:
-    return Diagnostic(
-        "ref.nullable",
-        f"`{ref.text}` walks through `{through}`, which may be null ({found.describe()})",
-        path,
-        f"guard it with a choice rule `when: {{value: {through}, ne: null}}` before this "
-        f'state, or give a default: `{ref.text} ?? "..."`',
-    )
-
-
-def _mismatch(
-    where: str,
-    target: ValueType,
-    subject: str,
-    problem: types.Mismatch,
-    path: str,
-    ref: Reference | None,
-    found: ValueType,
-) -> Diagnostic:
-    part = problem.subject(subject)
-    if problem.inside:
-        message = f"{part} {problem.problem}, but {where} takes {target.describe()}"
-    else:
-        message = f"{where} takes {target.describe()}, but {part} {problem.problem}"
-    hint = None
-    if problem.needs is not None:
-        if ref is not None and ref.root == "input":
-            hint = f"declare `{problem.needs}` on {part}"
-        else:
-            hint = f"{part} is not declared with `{problem.needs}`"
-    elif ref is not None and found.nullable and types.accepts(target, types.non_null(found)):
-        hint = (
-            f"guard it with a choice rule `ne: null` on `{ref.target}`, or give a default: "
-            f"`{ref.target} ?? ...`"
-        )
-    return Diagnostic("type.mismatch", message, path, hint)
