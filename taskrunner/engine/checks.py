@@ -105,6 +105,9 @@ class _Analysis:
 
     def run(self) -> Iterator[Diagnostic]:
         yield from self._chart()
+        if self.start is not None:  # producers first, so that no chain of types is deep
+            for name in self.graph.breadth_first(self.start):
+                self.output_of(name)
         yield from check_inputs(self.document.get("input"))
         for name, raw in self.states.items():
             scope = _StateScope(self, name)
