@@ -29,6 +29,7 @@ from taskrunner.engine.input_checks import check_inputs, input_type
 from taskrunner.engine.model import MAX_STATES
 from taskrunner.engine.refs import Reference
 from taskrunner.engine.states.base import State, Transition, transitions_in
+from taskrunner.engine.type_diagnostics import nullable_diagnostic
 from taskrunner.engine.types import ToolTypes, ValueType
 from taskrunner.engine.values import CAUGHT_ERROR_TYPE, check_value
 from taskrunner.tools import ToolRegistry
@@ -107,6 +108,9 @@ class _Analysis:
 
     def run(self) -> Iterator[Diagnostic]:
         yield from self._chart()
+        if self.start is not None:  # producers first, so that no chain of types is deep
+            for name in self.graph.breadth_first(self.start):
+                self.output_of(name)
         yield from check_inputs(self.document.get("input"))
         for name, raw in self.states.items():
             scope = _StateScope(self, name)
@@ -280,7 +284,7 @@ class _Analysis:
         for position, segment in enumerate(ref.path):
             if current.nullable:
                 if not ref.has_default and prefixes[position] not in known:
-                    return _nullable(ref, prefixes[position], current, path)
+                    return nullable_diagnostic(ref, prefixes[position], current, path)
                 current = types.non_null(current)
             try:
                 current = types.member(current, segment)
@@ -434,13 +438,3 @@ def _unknown() -> Generator[Diagnostic, None, ValueType | None]:
 
 def _replaces_output(state: str, fact: str) -> bool:
     return fact == f"$states.{state}" or fact.startswith(f"$states.{state}.")
-
-
-def _nullable(ref: Reference, through: str, found: ValueType, path: str) -> Diagnostic:
-    return Diagnostic(
-        "ref.nullable",
-        f"`{ref.text}` walks through `{through}`, which may be null ({found.describe()})",
-        path,
-        f"guard it with a choice rule `when: {{value: {through}, ne: null}}` before this "
-        f'state, or give a default: `{ref.text} ?? "..."`',
-    )

@@ -50,14 +50,18 @@ class Graph:
             self._out.setdefault(edge.source, []).append(edge)
 
     def reachable_from(self, start: str) -> set[str]:
-        seen = {start}
+        return set(self.breadth_first(start))
+
+    def breadth_first(self, start: str) -> list[str]:
+        """The states reachable from `start`, nearest first."""
+        seen = {start: None}
         queue = deque([start])
         while queue:
             for edge in self.successors(queue.popleft()):
                 if edge.target not in seen:
-                    seen.add(edge.target)
+                    seen[edge.target] = None
                     queue.append(edge.target)
-        return seen
+        return list(seen)
 
     def reaching(self, goals: Iterable[str]) -> set[str]:
         """The states from which some state of `goals` can be reached."""

@@ -94,7 +94,12 @@ class Reference:
         for segment in self.path:
             if current is None and self.has_default:
                 return self.default
-            current = _step_into(current, segment, self.text)
+            try:
+                current = _step_into(current, segment, self.text)
+            except UnresolvedReferenceError:
+                if self.has_default:  # an index past the end of an array is absent too
+                    return self.default
+                raise
         return self.default if current is None and self.has_default else current
 
 

@@ -24,6 +24,7 @@ from taskrunner.engine.refs import (
     TemplateSyntaxError,
     parse_value,
 )
+from taskrunner.engine.type_diagnostics import mismatch_diagnostic
 from taskrunner.engine.types import ValueType
 
 Resolver = Callable[[Reference, str], ValueType | Diagnostic]
@@ -75,7 +76,7 @@ def check_value(
         if target is not None and not literal_checked:
             problem = types.why_not(target, found)
             if problem is not None:
-                yield mismatch(where, target, repr(value), problem, path, None)
+                yield mismatch_diagnostic(where, target, repr(value), problem, path, None, found)
         return found
     found_or_problem = resolve(expression, path)
     if isinstance(found_or_problem, Diagnostic):
@@ -84,7 +85,10 @@ def check_value(
     if target is not None:
         problem = types.why_not(target, found_or_problem)
         if problem is not None:
-            yield mismatch(where, target, f"`{expression.text}`", problem, path, expression)
+            subject = f"`{expression.text}`"
+            yield mismatch_diagnostic(
+                where, target, subject, problem, path, expression, found_or_problem
+            )
     return found_or_problem
 
 
@@ -193,33 +197,6 @@ def _inside(where: str, key: str | int) -> str:
     if len(where) > 1 and where.startswith("`") and where.endswith("`"):
         return f"`{where[1:-1]}.{key}`"
     return f"{where}.{key}" if where else f"`{key}`"
-
-
-def mismatch(
-    where: str,
-    target: ValueType,
-    subject: str,
-    problem: types.Mismatch,
-    path: str,
-    ref: Reference | None,
-) -> Diagnostic:
-    part = problem.subject(subject)
-    if problem.inside:
-        message = f"{part} {problem.problem}, but {where} takes {target.describe()}"
-    else:
-        message = f"{where} takes {target.describe()}, but {part} {problem.problem}"
-    hint = None
-    if problem.needs is not None:
-        if ref is not None and ref.root == "input":
-            hint = f"declare `{problem.needs}` on {part}"
-        else:
-            hint = f"{part} is not declared with `{problem.needs}`"
-    elif ref is not None and "null" in problem.problem:
-        hint = (
-            f"guard it with a choice rule `ne: null` on `{ref.target}`, or give a default: "
-            f"`{ref.target} ?? ...`"
-        )
-    return Diagnostic("type.mismatch", message, path, hint)
 
 
 def quietly(checking: Generator[Diagnostic, None, ValueType | None]) -> ValueType | None:

@@ -214,6 +214,22 @@ def test_a_default_is_used_when_a_walked_value_is_null_or_absent(
     assert runner.run(flow, {"p": {"name": "Ada"}}).steps[0].input == {"text": "Ada"}
 
 
+def test_a_default_stands_for_an_index_past_the_end(
+    checker: FlowChecker, registry: ToolRegistry
+) -> None:
+    text = one_task(
+        "  xs: {type: array, items: {type: integer, minimum: 0, maximum: 9}}",
+        "repeat",
+        "{text: a, times: '$input.xs.0 ?? 2'}",
+    )
+    flow = checker.check(yaml.safe_load(text)).flow
+    assert flow is not None
+    runner = InMemoryRunner(registry)
+    assert runner.run(flow, {"xs": []}).output is not None
+    assert runner.run(flow, {"xs": []}).steps[0].input == {"text": "a", "times": 2}
+    assert runner.run(flow, {"xs": [5]}).steps[0].input == {"text": "a", "times": 5}
+
+
 INPUTS = """
 name: inputs
 input:
