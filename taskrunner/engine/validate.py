@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from taskrunner.engine import types
 from taskrunner.engine.checks import MeaningChecker
 from taskrunner.engine.diagnostics import Diagnostic, pointer
 from taskrunner.engine.flow import Flow, Language, builtin_language
@@ -22,6 +23,7 @@ from taskrunner.engine.literals import check_literal_text
 from taskrunner.engine.schema import flow_json_schema
 from taskrunner.engine.shape import check_shape, make_validator
 from taskrunner.engine.subflows import FlowSignature, called_flows
+from taskrunner.engine.types import ValueType
 from taskrunner.tools import ToolRegistry
 
 
@@ -63,9 +65,10 @@ class FlowChecker:
     def signature(self, flow: Flow) -> FlowSignature:
         """What callers of `flow` (valid) may know of it."""
         document = flow.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        _, declared = input_type(document.get("input"))
         output = self._meaning.output_type(document)
-        return FlowSignature(flow.name, declared, output, frozenset(called_flows(document)))
+        return FlowSignature(
+            flow.name, _given_input(flow), output, frozenset(called_flows(document))
+        )
 
     def check(self, document: object) -> FlowCheck:
         if not isinstance(document, dict):
@@ -84,6 +87,19 @@ class FlowChecker:
         except ValidationError as exc:  # the schema should have caught it; never lose it
             return FlowCheck(None, [_from_pydantic(item) for item in exc.errors()])
         return FlowCheck(flow, diagnostics)
+
+
+def _given_input(flow: Flow) -> ValueType:
+    """The type of the input a caller gives: `$input`'s, but a field with a default may
+    be left out (inside the flow, it is always there)."""
+    declared = flow.model_dump(mode="json", by_alias=True, exclude_unset=True).get("input")
+    _, inside = input_type(declared)
+    schema = dict(inside.schema or {})
+    defaulted = {name for name, spec in flow.input.items() if spec.has_default}
+    required = schema.get("required")
+    if isinstance(required, list):
+        schema["required"] = [name for name in required if name not in defaulted]
+    return types.of_schema(schema, inside.defs)
 
 
 def _from_pydantic(error: ErrorDetails) -> Diagnostic:
