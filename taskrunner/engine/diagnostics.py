@@ -47,7 +47,7 @@ CODES: Final[dict[str, str]] = {
     "ref.syntax": "A string starting with `$` is not a well-formed reference.",
     "ref.unknown-input": "A reference to an input field that the flow does not declare.",
     "ref.unknown-state": "A reference to a state that does not exist.",
-    "ref.no-output": "A reference to a state that has no output (not a task or pass state).",
+    "ref.no-output": "A reference to a state that has no output (not a task, pass or flow state).",
     "ref.not-run": "A reference to a state that has not run on every path to this point.",
     "ref.unknown-field": "A reference to a field that the data does not have.",
     "ref.no-error": "`$error` in a state that some path reaches without a caught error.",
