@@ -15,6 +15,7 @@ checks of each state's own content belong to its kind (`State.check`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import replace
 from typing import Final
@@ -61,6 +62,12 @@ class MeaningChecker:
         self._tools = {item.name: ToolTypes.of(item) for item in registry}
         self._language = language or builtin_language()
         self._flows: Mapping[str, FlowSignature | None] = flows or {}
+
+    def with_flows(self, flows: Mapping[str, FlowSignature | None]) -> MeaningChecker:
+        """This checker, knowing `flows` instead (the tools' types are not read again)."""
+        checker = copy.copy(self)
+        checker._flows = flows
+        return checker
 
     def check(self, document: Mapping[str, object]) -> list[Diagnostic]:
         analysis = self._analysis(document)

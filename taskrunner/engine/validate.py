@@ -55,11 +55,11 @@ class FlowChecker:
         self._meaning = MeaningChecker(registry, self.language, self.flows)
 
     def with_flows(self, flows: Mapping[str, FlowSignature | None]) -> FlowChecker:
-        """This checker, knowing `flows` (instead of those it knew): the schema, which is
-        costly to build, is shared."""
+        """This checker, knowing `flows` (instead of those it knew): the schema and the
+        tools' types, costly to build, are shared."""
         checker = copy.copy(self)
         checker.flows = dict(flows)
-        checker._meaning = MeaningChecker(self.registry, self.language, checker.flows)
+        checker._meaning = self._meaning.with_flows(checker.flows)
         return checker
 
     def signature(self, flow: Flow) -> FlowSignature:

@@ -416,3 +416,41 @@ def _check(checker: FlowChecker, text: str) -> list[tuple[str, str, str | None]]
         for item in checker.check(_yaml(text)).diagnostics
         if item.severity == "error"
     ]
+
+
+# -- validate-flow over several files ---------------------------------------------------
+
+
+def test_validate_flow_checks_the_files_given_together_and_beside_the_directory(
+    flows: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from taskrunner.cli import app
+
+    monkeypatch.setenv("TASKRUNNER_FLOWS_DIR", str(flows))
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(CALLER.replace("name: caller", "name: alone").replace("double", "triple"))
+    triple = tmp_path / "triple.yaml"
+    triple.write_text(DOUBLE_V2.replace("name: double", "name: triple"))
+    runner = CliRunner()
+    # `triple` is known only when its file is given too; `double` from the directory.
+    first = runner.invoke(app, ["validate-flow", str(alone)])
+    assert first.exit_code == 1
+    assert "flow.unknown there is no flow `triple`" in first.output
+    both = runner.invoke(app, ["validate-flow", str(alone), str(triple)])
+    assert both.exit_code == 0, both.output
+    beside = tmp_path / "beside.yaml"
+    beside.write_text(CALLER.replace("name: caller", "name: beside"))
+    assert runner.invoke(app, ["validate-flow", str(beside)]).exit_code == 0
+    # A file given replaces the directory's flow of its name: here, to close a cycle.
+    looping = tmp_path / "double.yaml"
+    looping.write_text(
+        DOUBLE_V2.replace("    next: done\n  done:", "    next: loop\n  done:")
+        + "  loop:\n    type: flow\n    flow: caller\n    input: {n: 1}\n    next: done\n"
+    )
+    cycle = runner.invoke(app, ["validate-flow", str(looping)])
+    assert cycle.exit_code == 1
+    assert "flow.cycle flows call each other in a cycle: `double` -> `caller` -> `double`" in (
+        cycle.output
+    )
