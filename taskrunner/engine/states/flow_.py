@@ -136,11 +136,13 @@ class FlowState(State):
         missing = [name for name in _required(declared) if name not in self.input]
         if missing:
             shown = ", ".join(f"`{name}`" for name in missing)
+            # Without an `input` key, the call itself is what lacks them.
+            written = "input" in self.model_fields_set
             yield Diagnostic(
                 "flow.input",
                 f"the flow `{self.flow}` needs the input field{'s' if len(missing) > 1 else ''} "
                 f"{shown}, which this input lacks",
-                path,
+                path if written else scope.here + pointer("flow"),
                 "give every input field the flow declares without a default or `optional`",
                 at_key=True,
             )
