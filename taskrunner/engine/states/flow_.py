@@ -17,7 +17,7 @@ from typing import Final, Literal
 from pydantic import Field
 
 from taskrunner.engine import types
-from taskrunner.engine.diagnostics import Diagnostic, closest, pointer
+from taskrunner.engine.diagnostics import Diagnostic, closest, listing, pointer
 from taskrunner.engine.errorkinds import check_kinds
 from taskrunner.engine.fanout import FLOW_TOOL, Child, Fanout
 from taskrunner.engine.model import FlowName, StateName, Value
@@ -84,7 +84,7 @@ class FlowState(State):
                 at_flow,
                 f"did you mean `{meant}`?"
                 if meant
-                else f"flows: {', '.join(known.names()) or 'none besides this one'}",
+                else f"flows: {listing(known.names()) or 'none besides this one'}",
             )
         elif signature is None:
             yield Diagnostic(
@@ -127,7 +127,7 @@ class FlowState(State):
                     path + pointer(key),
                     f"did you mean `{meant}`?"
                     if meant
-                    else f"its input fields: {', '.join(f'`{name}`' for name in known) or 'none'}",
+                    else f"its input fields: {listing(known) or 'none'}",
                     at_key=True,
                 )
                 continue
