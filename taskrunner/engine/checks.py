@@ -77,17 +77,7 @@ class MeaningChecker:
         """The type of what a task of this (valid) flow produces: the union of what its
         reachable succeed states output."""
         analysis = self._analysis(document)
-        if analysis is None:
-            return types.ANY
-        for _ in analysis._chart():  # works out what is reachable; its problems are check's
-            pass
-        found: ValueType | None = None
-        for name in sorted(analysis.reachable):
-            state = analysis.whole.get(name)
-            result = state.result_type(_StateScope(analysis, name)) if state else None
-            if result is not None:
-                found = result if found is None else types.join(found, result)
-        return found or types.ANY
+        return types.ANY if analysis is None else analysis.flow_output()
 
     def _analysis(self, document: Mapping[str, object]) -> _Analysis | None:
         states = document.get("states")
@@ -155,6 +145,18 @@ class _Analysis:
                 yield from self.whole[name].check(scope)
             elif kind is not None and isinstance(raw, Mapping):
                 yield from kind.check_broken(raw, scope)
+
+    def flow_output(self) -> ValueType:
+        """The union of what the reachable succeed states output."""
+        for _ in self._chart():  # works out what is reachable; its problems are `run`'s
+            pass
+        found: ValueType | None = None
+        for name in sorted(self.reachable):
+            state = self.whole.get(name)
+            result = state.result_type(_StateScope(self, name)) if state else None
+            if result is not None:
+                found = result if found is None else types.join(found, result)
+        return found or types.ANY
 
     # -- the chart ------------------------------------------------------------------------
 
