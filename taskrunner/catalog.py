@@ -23,6 +23,7 @@ from pathlib import Path
 from taskrunner.engine.flow import Flow
 from taskrunner.engine.model import FLOW_NAME_PATTERN
 from taskrunner.engine.plan import FlowPlan
+from taskrunner.engine.subflows import FlowSignature, called_flows, cyclic_groups, is_cyclic
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import (
     FlowCatalogError,
@@ -30,8 +31,9 @@ from taskrunner.errors import (
     UnknownFlowError,
     UnreadableFlowFileError,
 )
-from taskrunner.flowfile import Problem, check_source, read_flow_file
+from taskrunner.flowfile import Problem, read_flow_file
 from taskrunner.flowfile.reader import ReadError, read_document
+from taskrunner.linking import Linked, Source, link
 from taskrunner.tools import load_registry
 
 Fingerprint = tuple[tuple[str, int, int, int, int], ...]
@@ -79,7 +81,9 @@ class SkippedFile:
 
 
 class FlowCatalog:
-    """The loaded flows, by name, each with its compiled plan; and the files skipped."""
+    """The loaded flows, by name, each with its compiled plan (of its pinned version: see
+    `linking`); and the files skipped. Its `checker` knows the loaded flows' signatures,
+    so that a flow checked against it may call them."""
 
     def __init__(
         self,
@@ -96,35 +100,73 @@ class FlowCatalog:
 
     @classmethod
     def load(cls, directory: Path, checker: FlowChecker) -> FlowCatalog:
-        """Every flow file of `directory`; raises `FlowCatalogError` only when the
-        directory itself cannot be listed."""
+        """Every flow file of `directory`, checked together (a flow may call another);
+        raises `FlowCatalogError` only when the directory itself cannot be listed. The
+        catalog's checker knows the flows that loaded, for flows checked later."""
         fingerprint = directory_fingerprint(directory)
-        entries: dict[str, CatalogEntry] = {}
+        sources: list[Source] = []
+        paths: dict[str, Path] = {}
         skipped: list[SkippedFile] = []
         for name, *_ in fingerprint:
             path = directory / name
-            loaded = _load_file(path, checker)
-            if isinstance(loaded, SkippedFile):
-                skipped.append(loaded)
+            try:
+                raw = read_flow_file(path)
+            except UnreadableFlowFileError as exc:
+                reason = exc.message.removeprefix(f"{path}: ")
+                skipped.append(SkippedFile(path, f"cannot be read: {reason}"))
                 continue
-            flow, warnings = loaded
+            # Problems name the file as it is in the directory: where the directory is on
+            # the server is no business of an API client.
+            sources.append(Source(path.name, raw))
+            paths[path.name] = path
+        linkage = link(sources, checker.with_flows({}))
+        entries: dict[str, CatalogEntry] = {}
+        for linked in linkage.linked:
+            path = paths[linked.source.file]
+            flow = linked.flow
+            if flow is None:
+                skipped.append(_invalid(path, linked))
+                continue
             first = entries.get(flow.name)
             if first is not None:
                 reason = f"defines the flow {flow.name!r}, which {first.path.name} defines first"
                 skipped.append(SkippedFile(path, reason, name=flow.name))
                 continue
             plan = FlowPlan(flow, checker.registry)
-            entries[flow.name] = CatalogEntry(flow, plan, path, warnings)
-        return cls(entries, checker, skipped=tuple(skipped), fingerprint=fingerprint)
+            entries[flow.name] = CatalogEntry(flow, plan, path, tuple(linked.report.warnings))
+        order = {path: position for position, (path, *_) in enumerate(fingerprint)}
+        skipped.sort(key=lambda item: order[item.path.name])
+        return cls(entries, linkage.checker, skipped=tuple(skipped), fingerprint=fingerprint)
 
     @classmethod
     def of(cls, flows: list[Flow], checker: FlowChecker) -> FlowCatalog:
-        """A catalog of flows already in hand (for tests and embedding)."""
+        """A catalog of valid flows already in hand (for tests and embedding), each pinned
+        to the others it calls. Raises `ValueError` when one calls a flow not among them,
+        or flows call each other in a cycle."""
+        by_name = {flow.name: flow for flow in flows}
+        calls = {
+            flow.name: called_flows(flow.model_dump(mode="json", by_alias=True)) for flow in flows
+        }
+        pinned: dict[str, Flow] = {}
+        signatures: dict[str, FlowSignature | None] = {}
+        for group in cyclic_groups(calls):
+            if is_cyclic(group, calls):
+                raise ValueError(f"the flows {', '.join(group)} call each other in a cycle")
+            [name] = group
+            unknown = calls[name] - pinned.keys()
+            if unknown:
+                raise ValueError(f"the flow {name!r} calls {', '.join(sorted(unknown))}, not given")
+            pinned[name] = checker.language.pin(by_name[name], pinned)
+            signatures[name] = checker.with_flows(signatures).signature(pinned[name])
         entries = {
             flow.name: CatalogEntry(flow, FlowPlan(flow, checker.registry), Path(f"{flow.name}"))
-            for flow in flows
+            for flow in (pinned[name] for name in by_name)
         }
-        return cls(entries, checker)
+        return cls(entries, checker.with_flows(signatures))
+
+    def pinned(self) -> dict[str, Flow]:
+        """The loaded flows' pinned versions, by name."""
+        return {name: entry.flow for name, entry in self._entries.items()}
 
     def get(self, name: str) -> CatalogEntry:
         """The flow `name`; raises `InvalidFlowFileError` when the file that would define
@@ -171,20 +213,11 @@ def directory_fingerprint(directory: Path) -> Fingerprint:
     return tuple(stamps)
 
 
-def _load_file(path: Path, checker: FlowChecker) -> tuple[Flow, tuple[Problem, ...]] | SkippedFile:
-    try:
-        raw = read_flow_file(path)
-    except UnreadableFlowFileError as exc:
-        reason = exc.message.removeprefix(f"{path}: ")
-        return SkippedFile(path, f"cannot be read: {reason}")
-    # Problems name the file as it is in the directory: where the directory is on the
-    # server is no business of an API client.
-    report = check_source(raw, path.name, checker)
-    if report.flow is not None:
-        return report.flow, tuple(report.warnings)
+def _invalid(path: Path, linked: Linked) -> SkippedFile:
+    report = linked.report
     count = len(report.errors)
     reason = f"has {count} problem{'s' if count != 1 else ''}"
-    return SkippedFile(path, reason, tuple(report.problems), _declared_name(raw))
+    return SkippedFile(path, reason, tuple(report.problems), _declared_name(linked.source.raw))
 
 
 def _declared_name(raw: bytes) -> str | None:

@@ -1,7 +1,8 @@
 """The flow versions that tasks pin, and the plans they run on.
 
 A new task pins the version of its flow, the digest of its canonical definition; the
-version is stored with the first task that needs it. Tasks already started keep the
+version is stored with the first task that needs it, carrying the versions of the
+sub-flows it pins (`Flow.locked`). Tasks already started keep the
 version they pinned when the flows are reloaded: the plans of every version this process
 has known stay in hand, and any other is read back from the store by its digest, so a
 flow changed or removed since still runs for them.
@@ -9,7 +10,6 @@ flow changed or removed since still runs for them.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from taskrunner.catalog import FlowCatalog
@@ -39,7 +39,8 @@ class FlowVersions:
         """The flow version a new task runs, made once per version."""
         version = self._versions.get(flow.digest)
         if version is None:
-            definition: JsonObject = json.loads(flow.canonical)
+            # With the sub-flow versions it pins: a resume runs them, whatever the files say.
+            definition: JsonObject = flow.stored_definition()
             version = self._versions[flow.digest] = FlowVersion(
                 flow.digest, flow.name, definition, now
             )

@@ -52,35 +52,38 @@ def validate_flow(
 ) -> None:
     """Check flow files and print every problem as FILE:LINE:COL: CODE message (the first
     100 of a file, then how many more there are); a warning reads FILE:LINE:COL: warning
-    CODE message.
+    CODE message. A flow may call the flows of the other files given, and those of the
+    flows directory (TASKRUNNER_FLOWS_DIR), which a file given replaces by name.
 
     Exit status: 0 when every file is valid (warnings allowed), 1 when a flow is invalid,
     2 when a path is not a readable file.
     """
-    from taskrunner.engine.validate import FlowChecker
     from taskrunner.errors import UnreadableFlowFileError
-    from taskrunner.flowfile import check_file
-    from taskrunner.tools import load_registry
+    from taskrunner.flowfile import read_flow_file
+    from taskrunner.linking import Source, link
 
-    checker = FlowChecker(load_registry())
+    catalog = _flows_beside()
+    sources = []
     problems = []
     status = EXIT_OK
     unreadable = omitted = 0
     invalid: set[str] = set()
     for path in files:
         try:
-            report = check_file(Path(path), checker)
+            sources.append(Source(path, read_flow_file(Path(path))))
         except UnreadableFlowFileError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             status = EXIT_USAGE
             unreadable += 1
-            continue
+    linkage = link(sources, catalog.checker, catalog.pinned())
+    for linked in linkage.linked:
+        report = linked.report
         problems.extend(report.problems)
         marker = report.omitted_marker()
         if marker is not None:  # a report lists the first problems and counts the rest
             problems.append(marker)
             omitted += report.omitted
-        if report.flow is None:
+        if linked.flow is None:
             invalid.add(report.file)
             if status == EXIT_OK:
                 status = EXIT_FAILED
@@ -100,6 +103,21 @@ def validate_flow(
             summary += f"; {unreadable} path(s) could not be read"
         typer.echo(summary, err=True)
     raise typer.Exit(status)
+
+
+def _flows_beside() -> FlowCatalog:
+    """The flows of the flows directory, which the files checked may call; none when it
+    cannot be read (the files are checked all the same)."""
+    from taskrunner.catalog import FlowCatalog
+    from taskrunner.engine.validate import FlowChecker
+    from taskrunner.errors import TaskrunnerError
+    from taskrunner.tools import load_registry
+
+    checker = FlowChecker(load_registry())
+    try:
+        return FlowCatalog.load(Settings.from_env().flows_dir, checker)
+    except TaskrunnerError:
+        return FlowCatalog.of([], checker)
 
 
 @app.command("schema")

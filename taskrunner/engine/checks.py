@@ -15,6 +15,7 @@ checks of each state's own content belong to its kind (`State.check`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import replace
 from typing import Final
@@ -29,6 +30,7 @@ from taskrunner.engine.input_checks import check_inputs, input_type
 from taskrunner.engine.model import MAX_STATES
 from taskrunner.engine.refs import Reference
 from taskrunner.engine.states.base import State, Transition, transitions_in
+from taskrunner.engine.subflows import FlowSignature, KnownFlows
 from taskrunner.engine.type_diagnostics import nullable_diagnostic
 from taskrunner.engine.types import ToolTypes, ValueType
 from taskrunner.engine.values import CAUGHT_ERROR_TYPE, check_value
@@ -50,15 +52,41 @@ MAX_TYPING_DEPTH: Final = 64
 class MeaningChecker:
     """Checks the meaning of flow documents against one tool registry and one language."""
 
-    def __init__(self, registry: ToolRegistry, language: Language | None = None) -> None:
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        language: Language | None = None,
+        flows: Mapping[str, FlowSignature | None] | None = None,
+    ) -> None:
+        """`flows`: the other flows that `flow` states may call (None for a flow that
+        exists but does not load)."""
         self._tools = {item.name: ToolTypes.of(item) for item in registry}
         self._language = language or builtin_language()
+        self._flows: Mapping[str, FlowSignature | None] = flows or {}
+
+    def with_flows(self, flows: Mapping[str, FlowSignature | None]) -> MeaningChecker:
+        """This checker, knowing `flows` instead (the tools' types are not read again)."""
+        checker = copy.copy(self)
+        checker._flows = flows
+        return checker
 
     def check(self, document: Mapping[str, object]) -> list[Diagnostic]:
+        analysis = self._analysis(document)
+        return [] if analysis is None else list(analysis.run())
+
+    def output_type(self, document: Mapping[str, object]) -> ValueType:
+        """The type of what a task of this (valid) flow produces: the union of what its
+        reachable succeed states output."""
+        analysis = self._analysis(document)
+        return types.ANY if analysis is None else analysis.flow_output()
+
+    def _analysis(self, document: Mapping[str, object]) -> _Analysis | None:
         states = document.get("states")
         if not isinstance(states, Mapping) or not states or len(states) > MAX_STATES:
-            return []  # the shape pass reports it; there is no chart to reason about
-        return list(_Analysis(document, states, self._tools, self._language).run())
+            return None  # the shape pass reports it; there is no chart to reason about
+        name = document.get("name")
+        flows = KnownFlows(name if isinstance(name, str) else None, self._flows)
+        return _Analysis(document, states, self._tools, self._language, flows)
 
 
 class _Analysis:
@@ -68,11 +96,13 @@ class _Analysis:
         states: Mapping[str, object],
         tools: Mapping[str, ToolTypes],
         language: Language,
+        flows: KnownFlows,
     ) -> None:
         self.document = document
         self.states = states
         self.tools = tools
         self.language = language
+        self.flows = flows
         self.kinds: dict[str, type[State] | None] = {}
         self.whole: dict[str, State] = {}
         """The states that read as their kind's model."""
@@ -119,6 +149,18 @@ class _Analysis:
                 yield from self.whole[name].check(scope)
             elif kind is not None and isinstance(raw, Mapping):
                 yield from kind.check_broken(raw, scope)
+
+    def flow_output(self) -> ValueType:
+        """The union of what the reachable succeed states output."""
+        for _ in self._chart():  # works out what is reachable; its problems are `run`'s
+            pass
+        found: ValueType | None = None
+        for name in sorted(self.reachable):
+            state = self.whole.get(name)
+            result = state.result_type(_StateScope(self, name)) if state else None
+            if result is not None:
+                found = result if found is None else types.join(found, result)
+        return found or types.ANY
 
     # -- the chart ------------------------------------------------------------------------
 
@@ -404,6 +446,10 @@ class _StateScope:
 
     def tool(self, name: str) -> ToolTypes | None:
         return self._analysis.tools.get(name)
+
+    @property
+    def flows(self) -> KnownFlows:
+        return self._analysis.flows
 
     def own_output(self) -> ValueType:
         return self._analysis.output_of(self._name)

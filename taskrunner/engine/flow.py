@@ -14,7 +14,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from functools import cache, cached_property
 from typing import Annotated, Union
 
-from pydantic import Field, create_model
+from pydantic import Field, JsonValue, create_model
+from pydantic.json_schema import SkipJsonSchema
 
 from taskrunner.engine.model import (
     MAX_STATES,
@@ -25,6 +26,7 @@ from taskrunner.engine.model import (
     StateName,
 )
 from taskrunner.engine.states import BUILTIN_KINDS, State
+from taskrunner.engine.subflows import called_flows
 from taskrunner.engine.timers import MAX_WAIT_SECONDS
 
 
@@ -51,12 +53,32 @@ class Flow(Node):
     )
     """In `Flow` itself, the base of every kind; a `Language`'s model narrows it to the
     union of its kinds, so flows are read through a language (`Language.parse`)."""
+    pins: SkipJsonSchema[dict[FlowName, str]] = Field(
+        default_factory=dict,
+        description="The digest of every flow this version calls, directly or not: written "
+        "by the catalog (`Language.pin`), never in a flow file, and part of the digest.",
+    )
+    locked: SkipJsonSchema[dict[str, dict[str, JsonValue]]] = Field(
+        default_factory=dict,
+        exclude=True,
+        description="The stored definitions of the pinned versions, by digest: carried "
+        "with the version so that it runs without the catalog, outside the digest (each "
+        "is checked against its pin when used).",
+    )
 
     @cached_property
     def canonical(self) -> str:
         """The definition as canonical JSON: sorted keys, no insignificant whitespace."""
         document = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
         return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def stored_definition(self) -> dict[str, JsonValue]:
+        """What the store keeps of this version: the canonical definition, and the
+        versions it pins, which the language reads back as this very flow."""
+        definition: dict[str, JsonValue] = json.loads(self.canonical)
+        if self.locked:
+            definition["locked"] = dict(self.locked)
+        return definition
 
     @cached_property
     def digest(self) -> str:
@@ -84,6 +106,24 @@ class Language:
     def parse(self, document: Mapping[str, object]) -> Flow:
         """The flow of a document (raises Pydantic's `ValidationError`)."""
         return self.flow_model.model_validate(document)
+
+    def pin(self, flow: Flow, callees: Mapping[str, Flow]) -> Flow:
+        """`flow` pinned to the versions of the flows it calls (`callees`, by name, each
+        pinned already): their digests and those they pin, with their definitions. A
+        flow that calls none is itself."""
+        called = called_flows(flow.model_dump(mode="json", by_alias=True))
+        pins: dict[str, str] = {}
+        locked: dict[str, dict[str, JsonValue]] = {}
+        for name in sorted(called):
+            callee = callees[name]
+            pins[name] = callee.digest
+            locked[callee.digest] = json.loads(callee.canonical)
+            pins.update(callee.pins)
+            locked.update(callee.locked)
+        if not pins:
+            return flow
+        document = flow.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        return self.parse({**document, "pins": pins, "locked": locked})
 
     def kind(self, name: object) -> type[State] | None:
         """The kind whose `type` is `name`, if any."""

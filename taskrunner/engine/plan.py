@@ -27,6 +27,7 @@ from taskrunner.engine.literals import unescape_literal
 from taskrunner.engine.model import InputField
 from taskrunner.engine.shape import make_validator
 from taskrunner.engine.states.base import StatePlan
+from taskrunner.engine.subflows import CallsFlows
 from taskrunner.errors import FlowInputError
 from taskrunner.tools import JsonObject, ToolRegistry
 
@@ -38,7 +39,8 @@ class FlowPlan:
         self.flow = flow
         self.registry = registry
         self.states: dict[str, StatePlan] = {
-            name: state.compile(name, registry) for name, state in flow.states.items()
+            name: _pinned(state.compile(name, registry), flow)
+            for name, state in flow.states.items()
         }
         self.input_model = _input_model(flow.name, flow.input)
 
@@ -59,6 +61,11 @@ class FlowPlan:
         }
         dumped: JsonObject = parsed.model_dump(mode="json", exclude=absent)
         return dumped
+
+
+def _pinned(plan: StatePlan, flow: Flow) -> StatePlan:
+    """The plan, told of the sub-flow versions that `flow`'s version pins if it runs any."""
+    return plan.with_pins(flow.pins, flow.locked) if isinstance(plan, CallsFlows) else plan
 
 
 def _input_model(flow_name: str, declared: Mapping[str, InputField]) -> type[BaseModel]:

@@ -1062,3 +1062,24 @@ def test_validate_a_flow_with_only_warnings(client: TestClient) -> None:
         9,
     )
     assert warning["hint"] == "did you mean `DivisionByZero`?"
+
+
+def test_validate_knows_the_loaded_flows_for_a_flow_state(client: TestClient) -> None:
+    caller = (
+        "name: caller\nstart: call\nstates:\n  call:\n    type: flow\n    flow: echo_add\n"
+        "    input: {text: hi, a: 1, b: 2}\n    next: done\n"
+        "  done:\n    type: succeed\n    output: {sum: $states.call.sum}\n"
+    )
+    response = client.post("/flows/validate", content=caller.encode())
+    assert response.status_code == 200, response.text
+    assert response.json()["valid"] is True, response.text
+    wrong = caller.replace("b: 2", "c: 2")
+    problems = client.post("/flows/validate", content=wrong.encode()).json()["problems"]
+    assert [(item["code"], item["line"]) for item in problems] == [
+        ("flow.input", 7),
+        ("flow.input", 7),
+    ]
+    assert [item["message"] for item in problems] == [
+        "the flow `echo_add` needs the input field `b`, which this input lacks",
+        "the flow `echo_add` declares no input field `c`",
+    ]

@@ -13,6 +13,7 @@ import yaml
 from taskrunner.engine.diagnostics import CODES
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.flowfile import check_source
+from taskrunner.linking import Source, link
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = (ROOT / "docs" / "flow-language.md").read_text()
@@ -33,18 +34,21 @@ def test_every_shipped_flow_is_quoted_whole_in_the_guide(path: Path) -> None:
 def test_every_yaml_example_is_valid_yaml_and_every_whole_flow_validates(
     checker: FlowChecker,
 ) -> None:
+    """Whole flows are checked together, as a flows directory is: one may call another."""
     invalid = set(re.findall(r"<!-- invalid: (\S+) -->", GUIDE))
-    whole = 0
+    sources = []
     for body in _blocks("yaml"):
         document = yaml.safe_load(body)
         assert isinstance(document, dict)
         if {"name", "start", "states"} <= document.keys() and document["name"] not in {
             name.removesuffix(".yaml") for name in invalid
         }:
-            report = check_source(body.encode(), "example.yaml", checker)
-            assert report.problems == [], body
-            whole += 1
-    assert whole >= 3
+            sources.append(Source(f"{document['name']}.yaml", body.encode()))
+    for linked in link(sources, checker).linked:
+        assert linked.report.problems == [], linked.source.raw.decode()
+        assert linked.flow is not None
+    assert len(sources) >= 3
+    assert any(b"type: flow" in source.raw for source in sources)
 
 
 def test_the_invalid_example_prints_exactly_what_the_guide_says(checker: FlowChecker) -> None:

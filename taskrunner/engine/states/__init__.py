@@ -8,6 +8,7 @@ from typing import Final
 from taskrunner.engine.states.base import State
 from taskrunner.engine.states.choice import ChoiceState
 from taskrunner.engine.states.fail import FailState
+from taskrunner.engine.states.flow_ import FlowState
 from taskrunner.engine.states.pass_ import PassState
 from taskrunner.engine.states.succeed import SucceedState
 from taskrunner.engine.states.task import TaskState
@@ -18,6 +19,7 @@ BUILTIN_KINDS: Final[tuple[type[State], ...]] = (
     ChoiceState,
     PassState,
     WaitState,
+    FlowState,
     SucceedState,
     FailState,
 )
@@ -26,6 +28,7 @@ __all__ = [
     "BUILTIN_KINDS",
     "ChoiceState",
     "FailState",
+    "FlowState",
     "PassState",
     "State",
     "SucceedState",

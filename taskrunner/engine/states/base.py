@@ -34,6 +34,7 @@ from taskrunner.engine.refs import (
     parse_value,
 )
 from taskrunner.engine.steps import CallTool, Fail, Finish, Step
+from taskrunner.engine.subflows import KnownFlows
 from taskrunner.engine.types import ANY, ToolTypes, ValueType
 from taskrunner.tools import JsonObject, ToolRegistry
 
@@ -57,6 +58,10 @@ class Scope(Protocol):
 
     def tool(self, name: str) -> ToolTypes | None:
         """The types of a registered tool, or None."""
+
+    @property
+    def flows(self) -> KnownFlows:
+        """The other flows that a `flow` state may call, and the flow being checked."""
 
     def own_output(self) -> ValueType:
         """The type of the state's own output (`output_type`, worked out once; where it
@@ -202,6 +207,11 @@ class State(Node):
     def output_type(self, scope: Scope) -> ValueType:
         """The type of what `$states.NAME` refers to (for kinds that have an output)."""
         return ANY
+
+    def result_type(self, scope: Scope) -> ValueType | None:
+        """The type of the task's output when it succeeds in this state (a terminal kind
+        that succeeds says it); None where no task succeeds."""
+        return None
 
     def initial_output(self) -> tuple[JsonValue] | None:
         """What `$states.NAME` is before the state first runs (its `initial`), as a

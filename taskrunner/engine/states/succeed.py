@@ -8,11 +8,14 @@ from typing import Literal
 
 from pydantic import Field
 
+from taskrunner.engine import types
 from taskrunner.engine.diagnostics import Diagnostic, pointer
 from taskrunner.engine.model import FieldName, Value
 from taskrunner.engine.refs import Expression, parse_value
 from taskrunner.engine.states.base import Arrival, CallsNothing, Run, Scope, State
 from taskrunner.engine.steps import Finish
+from taskrunner.engine.types import ANY, ValueType
+from taskrunner.engine.values import quietly
 from taskrunner.tools import ToolRegistry
 
 
@@ -29,6 +32,13 @@ class SucceedState(State):
     def check(self, scope: Scope) -> Iterator[Diagnostic]:
         for field, value in self.output.items():
             _ = yield from scope.value(value, scope.here + pointer("output", field))
+
+    def result_type(self, scope: Scope) -> ValueType | None:
+        parts: dict[str, ValueType] = {}
+        for field, value in self.output.items():
+            found = quietly(scope.value(value, scope.here + pointer("output", field)))
+            parts[field] = found if found is not None else ANY
+        return types.of_parts(parts, is_array=False)
 
     def compile(self, name: str, tools: ToolRegistry) -> SucceedPlan:
         fields = tuple((key, parse_value(value)) for key, value in self.output.items())
