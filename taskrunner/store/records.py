@@ -80,6 +80,21 @@ class TaskRecord(TaskHead):
     checkpoint: JsonObject | None
     """Where the execution stood after the last step (`Execution.checkpoint()`), written
     with it; None before the first step, and in rows older than the column."""
+    parent_id: uuid.UUID | None = None
+    """A child task (a branch, a map item, a sub-flow run) names the task that started it;
+    None for a task started by a request."""
+    parent_seq: int | None = None
+    """The seq of the parent's fan-out call that started the child…"""
+    parent_attempt: int | None = None
+    """…its attempt (a retried fan-out starts new children)…"""
+    child_key: str | None = None
+    """…and the child's position in it: `branch:NAME`, `item:INDEX` or `flow`."""
+    deadline_at: datetime | None = None
+    """A child ends with `TaskTimeout` then at the latest: its parent's deadline."""
+
+    @property
+    def is_child(self) -> bool:
+        return self.parent_id is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +188,8 @@ class Progress:
 class TaskFilter:
     status: TaskStatus | None = None
     flow: str | None = None
+    parent: uuid.UUID | None = None
+    """The children of this task; None: tasks started by requests (no child ever)."""
 
 
 @dataclass(frozen=True, slots=True)
