@@ -9,8 +9,8 @@ import uuid
 from dataclasses import replace
 
 from test_task_repository import (
-    OWNER,
     LEASE_ENDS,
+    OWNER,
     T0,
     at,
     columns,
@@ -186,4 +186,4 @@ def test_a_child_keeps_its_parent_and_position(repository: TaskRepository) -> No
         "branch:left",
     )
     assert found.deadline_at == at(600)
-    assert T0 == found.created_at
+    assert found.created_at == T0
