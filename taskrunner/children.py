@@ -41,7 +41,7 @@ from taskrunner.engine.fanout import Child, ChildResult, Fanout
 from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.steps import CallTool
 from taskrunner.engine.validate import FlowChecker
-from taskrunner.errors import FlowInputError, TaskrunnerError
+from taskrunner.errors import FlowInputError, LeaseLostError, TaskrunnerError
 from taskrunner.leases import LeaseKeeper
 from taskrunner.store.records import CANCELLED, FlowVersion, TaskRecord
 from taskrunner.store.repository import TaskRepository
@@ -237,9 +237,12 @@ class ChildRunner:
 
     def _cancelled(self, parent: StoredRun) -> bool:
         """Whether the parent was cancelled meanwhile (its children are, by the store's
-        cascade); if so, it ends cancelled now."""
+        cascade); if so, it ends cancelled now. Raises `LeaseLostError` when this runner
+        no longer holds the parent (another took it over): it stops waiting for it."""
         found = self._repository.get_task(parent.task.id)
-        if found is None or not found.cancel_requested:
+        if found is None or found.status != "running" or found.lease_owner != self._leases.owner:
+            raise LeaseLostError
+        if not found.cancel_requested:
             return False
         parent.cancelled(CANCELLED)
         return True

@@ -47,6 +47,8 @@ class SpreadState(State):
     flow: str = "spread"
     max_concurrency: int | None = None
     tolerated_failures: int | None = None
+    validate_input: bool = False
+    """Check each child's input against the chart's declared `input`, as a sub-flow's."""
     next: StateName
 
     TRANSITIONS = ("next",)
@@ -75,7 +77,13 @@ class SpreadPlan:
         chart = LANGUAGE.parse({"name": self.state.flow, **self.state.chart})
         definition: JsonObject = json.loads(chart.canonical)
         children = tuple(
-            Child(f"item:{index}", chart.digest, definition, {"item": item, "index": index})
+            Child(
+                f"item:{index}",
+                chart.digest,
+                definition,
+                {"item": item, "index": index},
+                self.state.validate_input,
+            )
             for index, item in enumerate(items)
         )
         fanout = Fanout(

@@ -135,6 +135,32 @@ states:
 """
 
 
+CHECKED = b"""
+name: checked
+input:
+  words: {type: array}
+start: fan
+states:
+  fan:
+    type: spread
+    flow: checked
+    items: $input.words
+    validate_input: true
+    chart:
+      input:
+        item: {type: string}
+        index: {type: integer}
+      start: echo
+      states:
+        echo: {type: task, tool: echo, args: {text: $input.item}, next: done}
+        done: {type: succeed, output: {text: $states.echo.text}}
+    next: done
+  done:
+    type: succeed
+    output: {results: $states.fan.items}
+"""
+
+
 @pytest.fixture
 def repository() -> InMemoryTaskRepository:
     return InMemoryTaskRepository()
@@ -148,6 +174,7 @@ def service(repository: InMemoryTaskRepository) -> Iterator[TaskService]:
         "spread_tolerant": spread_flow("spread_tolerant", "tolerated_failures: 1"),
         "naps": NAPS,
         "nested": NESTED,
+        "checked": CHECKED,
     }
     flows = []
     for name, source in sources.items():
@@ -286,3 +313,42 @@ def test_a_resumed_parent_runs_only_the_children_that_had_not_ended(
     assert [child.id for child in again] == [child.id for child in children]
     assert again[0].finished_at == first.finished_at
     assert [len(repository.steps_of(child.id)) for child in again] == [1, 1, 1]
+
+
+def test_a_child_whose_input_its_flow_refuses_is_stored_failed(
+    service: TaskService, repository: InMemoryTaskRepository
+) -> None:
+    good = service.run_task("checked", {"words": ["a", "b"]}).task
+    assert good.output == {"results": [{"text": "a"}, {"text": "b"}]}
+    task = service.run_task("checked", {"words": ["a", 2]}).task
+    assert task.status == "failed"
+    assert task.error is not None
+    assert task.error.kind == "InvalidToolInput"
+    assert task.error.message.startswith("item 1 failed: the sub-flow's input is refused: ")
+    refused = children_of(repository, task.id)[1]
+    assert (refused.status, refused.step_count, refused.started_at) == ("failed", 0, None)
+
+
+def test_a_synchronous_run_out_of_time_leaves_its_children_to_the_queue(
+    service: TaskService, repository: InMemoryTaskRepository
+) -> None:
+    service.sync_wait_seconds = 0.1
+    started = service.run_task("naps", {"numbers": [200, 200, 200]}).task
+    assert started.status == "pending"
+    assert len(repository.children_of(started.id, 1, 1)) == 3
+    stop = threading.Event()
+    worker = Worker(service, concurrency=2, poll_seconds=0.05)
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while service.get_task(started.id).finished_at is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join()
+    done = service.get_task(started.id)
+    assert done.output == {"results": [{"ms": 200}] * 3}
+    children = children_of(repository, started.id)
+    assert [len(repository.steps_of(child.id)) for child in children] == [1, 1, 1]
