@@ -31,13 +31,13 @@ from bench.harness import ROOT, fresh_database, python
 
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fanout_kind import spread_checker  # noqa: E402 - the test kind lives with the tests
+from fanout_kind import spread_checker
 
-from taskrunner.catalog import FlowCatalog  # noqa: E402
-from taskrunner.service import TaskService  # noqa: E402
-from taskrunner.store.database import Database  # noqa: E402
-from taskrunner.store.sql import SqlTaskRepository  # noqa: E402
-from taskrunner.tools import builtin_registry  # noqa: E402
+from taskrunner.catalog import FlowCatalog
+from taskrunner.service import TaskService
+from taskrunner.store.database import Database
+from taskrunner.store.sql import SqlTaskRepository
+from taskrunner.tools import builtin_registry
 
 ONE_STEP = """
 name: one_step
