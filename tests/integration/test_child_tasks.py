@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from fanout_kind import spread_checker
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from taskrunner.catalog import FlowCatalog
@@ -373,3 +374,18 @@ def test_a_worker_killed_mid_map_leaves_every_child_run_once(
     # Every child row of the parent belongs to its one map call: none was started twice.
     assert pg_service.list_tasks(parent=task.id, limit=100).next_cursor is None
     assert len(pg_service.list_tasks(parent=task.id, limit=100).items) == 40
+
+
+def test_the_api_lists_a_tasks_children_and_says_a_tasks_parent(client: TestClient) -> None:
+    started = client.post(
+        "/tasks", json={"flow": "echo_add", "input": {"text": "x", "a": 1, "b": 2}}
+    )
+    task = started.json()
+    assert (task["parent_id"], task["child_key"]) == (None, None)
+    listed = client.get("/tasks", params={"parent": task["id"]})
+    assert listed.status_code == 200
+    assert listed.json() == {"items": [], "next_cursor": None}
+    assert client.get("/tasks").json()["items"][0]["parent_id"] is None
+    missing = client.get("/tasks", params={"parent": str(uuid.uuid4())})
+    assert missing.status_code == 404
+    assert client.get("/tasks", params={"parent": "nope"}).status_code == 422

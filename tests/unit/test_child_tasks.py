@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -175,6 +176,7 @@ def service(repository: InMemoryTaskRepository) -> Iterator[TaskService]:
         "naps": NAPS,
         "nested": NESTED,
         "checked": CHECKED,
+        "naps_in_time": NAPS.replace(b"name: naps", b"name: naps_in_time\ntimeout_seconds: 0.3"),
     }
     flows = []
     for name, source in sources.items():
@@ -352,3 +354,19 @@ def test_a_synchronous_run_out_of_time_leaves_its_children_to_the_queue(
     assert done.output == {"results": [{"ms": 200}] * 3}
     children = children_of(repository, started.id)
     assert [len(repository.steps_of(child.id)) for child in children] == [1, 1, 1]
+
+
+def test_children_have_their_parents_deadline(
+    service: TaskService, repository: InMemoryTaskRepository
+) -> None:
+    task = service.run_task("naps_in_time", {"numbers": [100, 1000, 1000]}).task
+    assert task.status == "failed"
+    assert task.error is not None
+    assert task.error.kind == "TaskTimeout"
+    children = children_of(repository, task.id)
+    created = service.get_task(task.id).created_at
+    assert {child.deadline_at for child in children} == {created + timedelta(seconds=0.3)}
+    assert children[0].status == "succeeded"
+    late = repository.get_task(children[1].id)
+    assert late is not None
+    assert (late.status, late.error_kind) == ("failed", "TaskTimeout")
