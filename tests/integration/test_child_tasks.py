@@ -7,6 +7,7 @@ once, and the output is in input order."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -25,8 +26,10 @@ import pytest
 from fanout_kind import spread_checker
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from test_cli import cli, run_main
 
 from taskrunner.catalog import FlowCatalog
+from taskrunner.errors import EXIT_FAILED
 from taskrunner.service import TaskService, utc_now
 from taskrunner.store import statements as stmt
 from taskrunner.store.database import Database
@@ -389,3 +392,25 @@ def test_the_api_lists_a_tasks_children_and_says_a_tasks_parent(client: TestClie
     missing = client.get("/tasks", params={"parent": str(uuid.uuid4())})
     assert missing.status_code == 404
     assert client.get("/tasks", params={"parent": "nope"}).status_code == 422
+
+
+def test_list_tasks_parent_lists_the_children_on_the_command_line(
+    spread_service: TaskService,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    task = spread_service.run_task("spread_divide", {"numbers": [1, 2]}).task
+    listing = cli(database_url, "list-tasks", "--parent", str(task.id), "--json")
+    assert listing.exit_code == 0, listing.output
+    items = json.loads(listing.stdout)["items"]
+    assert sorted(item["child_key"] for item in items) == ["item:0", "item:1"]
+    assert {item["parent_id"] for item in items} == {str(task.id)}
+    top = json.loads(cli(database_url, "list-tasks", "--json").stdout)["items"]
+    assert [item["id"] for item in top] == [str(task.id)]
+    unknown = str(uuid.uuid4())
+    status, _out, err = run_main(
+        monkeypatch, capsys, database_url, "list-tasks", "--parent", unknown
+    )
+    assert status == EXIT_FAILED
+    assert f"no task with id {unknown}" in err
