@@ -93,10 +93,6 @@ class TaskRecord(TaskHead):
     deadline_at: datetime | None = None
     """A child ends with `TaskTimeout` then at the latest: its parent's deadline."""
 
-    @property
-    def is_child(self) -> bool:
-        return self.parent_id is not None
-
 
 @dataclass(frozen=True, slots=True)
 class StepRecord:
