@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Final
 
 from pydantic import ValidationError
 
+from taskrunner.backlog import Backlog
 from taskrunner.engine.fanout import Child, ChildResult, Fanout
 from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.steps import CallTool
@@ -68,6 +69,7 @@ class ChildRunner:
         self,
         repository: TaskRepository,
         leases: LeaseKeeper,
+        backlog: Backlog,
         *,
         clock: Callable[[], datetime],
         new_id: Callable[[], uuid.UUID],
@@ -76,6 +78,7 @@ class ChildRunner:
     ) -> None:
         self._repository = repository
         self._leases = leases
+        self._backlog = backlog
         self._clock = clock
         self._new_id = new_id
         self._checker = checker
@@ -110,7 +113,9 @@ class ChildRunner:
                     wait(running)
                     parent.hand_back()
                     return None
-                due = self._let_in(rows, window)
+                # Tasks claimed here and not started may be this call's children: run them
+                # too, rather than wait for runner threads that may all be waiting.
+                due = self._let_in(rows, window) + len(self._backlog)
                 while len(running) < threads and due > len(running):
                     running.add(pool.submit(self._drain, parent, call, leave))
                 before = _progress(rows)
@@ -212,25 +217,31 @@ class ChildRunner:
         return len(due) + min(max(room, 0), len(held))
 
     def _drain(self, parent: StoredRun, call: CallTool, leave: threading.Event) -> None:
-        """Claim due children of the call and run them here, one after another, until
-        none is due or the parent leaves."""
+        """Run, one after another, the tasks claimed here and not started, then due
+        children of the call claimed now, until there are none or the parent leaves."""
         while not leave.is_set():
-            claimed = self._repository.claim_children(
-                self._leases.owner,
-                parent.task.id,
-                call.seq,
-                call.attempt,
-                1,
-                self._clock(),
-                self._leases.expiry(),
-            )
-            if not claimed:
+            task = self._backlog.take() or self._claim_child(parent, call)
+            if task is None:
                 return
-            self._leases.hold(claimed[0].id)
             try:
-                self._resume(claimed[0], leave)
-            except Exception:  # one child's failure to run is its own, never the parent's
-                log.exception("running child task %s failed", claimed[0].id)
+                self._resume(task, leave)
+            except Exception:  # one task's failure to run is its own, never the parent's
+                log.exception("running task %s failed", task.id)
+
+    def _claim_child(self, parent: StoredRun, call: CallTool) -> TaskRecord | None:
+        claimed = self._repository.claim_children(
+            self._leases.owner,
+            parent.task.id,
+            call.seq,
+            call.attempt,
+            1,
+            self._clock(),
+            self._leases.expiry(),
+        )
+        if not claimed:
+            return None
+        self._leases.hold(claimed[0].id)
+        return claimed[0]
 
     def _failed_beyond_policy(self, fanout: Fanout, rows: Sequence[TaskRecord]) -> bool:
         return not fanout.tolerates(sum(1 for row in rows if row.status == "failed"))

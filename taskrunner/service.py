@@ -34,6 +34,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from taskrunner.admission import admit, new_task
+from taskrunner.backlog import Backlog
 from taskrunner.catalog import FlowCatalog
 from taskrunner.children import ChildRunner
 from taskrunner.cursors import decode_cursor, encode_cursor
@@ -128,9 +129,12 @@ class TaskService:
         self._new_id = new_id
         self._waits = CancellableWaits(repository, clock=clock, wait=wait)
         self._versions = FlowVersions(repository, catalog)
+        self.backlog = Backlog()
+        """The tasks claimed here and not started yet (a `Worker` fills it)."""
         self._children = ChildRunner(
             repository,
             self.leases,
+            self.backlog,
             clock=clock,
             new_id=new_id,
             checker=lambda: self.catalog.checker,

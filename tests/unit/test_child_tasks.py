@@ -370,3 +370,26 @@ def test_children_have_their_parents_deadline(
     late = repository.get_task(children[1].id)
     assert late is not None
     assert (late.status, late.error_kind) == ("failed", "TaskTimeout")
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_a_worker_busy_with_parents_still_runs_the_children_it_claimed(
+    service: TaskService, concurrency: int
+) -> None:
+    tasks = [
+        service.enqueue_task("naps", {"numbers": [5] * 8}).task for _ in range(4 * concurrency)
+    ]
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=Worker(service, concurrency=concurrency, poll_seconds=0.05).run, args=(stop,)
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while any(service.get_task(task.id).finished_at is None for task in tasks):
+            assert time.monotonic() < deadline, "the parents wait for children nobody runs"
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join()
+    assert {service.get_task(task.id).status for task in tasks} == {"succeeded"}
