@@ -44,6 +44,9 @@ from taskrunner.store.records import (
 from taskrunner.store.repository import TaskRepository
 from taskrunner.tools import JsonObject
 
+RunChildren = Callable[["StoredRun", CallTool, Fanout], Sequence[ChildResult] | None]
+"""Runs the children of a fan-out call for a run (`children.ChildRunner.run`)."""
+
 
 class StoredRun:
     """The journal of one task, run by the holder of its lease.
@@ -69,6 +72,7 @@ class StoredRun:
         deadline: datetime | None = None,
         stop: threading.Event | None = None,
         timeout_seconds: float | None = None,
+        children: RunChildren | None = None,
     ) -> None:
         self.task = task
         """The task as the store now has it."""
@@ -82,6 +86,7 @@ class StoredRun:
         self._deadline = deadline
         self._stop = stop
         self._started = clock()
+        self._children = children
         self.timeout_seconds = timeout_seconds
         """The flow's whole-task limit, once known (the task's flow version says it)."""
 
@@ -89,15 +94,14 @@ class StoredRun:
         return self._clock()
 
     def time_left(self) -> float | None:
-        expires = self._expires()
+        expires = self.expires()
         return None if expires is None else (expires - self._clock()).total_seconds()
 
     def before_call(self, call: CallTool) -> bool:
         now = self._clock()
         if self._timed_out(call.state, now):
             return False
-        stopping = self._stop is not None and self._stop.is_set()
-        if stopping or (self._deadline is not None and now >= self._deadline):
+        if self.must_leave():
             self.hand_back()
             return False
         # A worker resumes a retry only once the queue has waited its delay out.
@@ -124,12 +128,24 @@ class StoredRun:
         self.task = released(self.task, now)
 
     def run_children(self, call: CallTool, fanout: Fanout) -> Sequence[ChildResult] | None:
-        raise NotImplementedError("fan-out states do not run here yet")
+        if self._children is None:
+            raise NotImplementedError("this run has no runner of child tasks")
+        return self._children(self, call, fanout)
+
+    def must_leave(self) -> bool:
+        """Whether the run must hand its task back now: its worker is stopping, or the
+        caller's time is up."""
+        stopping = self._stop is not None and self._stop.is_set()
+        return stopping or (self._deadline is not None and self._clock() >= self._deadline)
+
+    def cancelled(self, error: StepError) -> None:
+        """End the task cancelled now, where it stands (a cancel came while it waited)."""
+        self.end(ended("cancelled", self.task.current_state or "", self._clock(), error))
 
     def record(self, step: Step, decision: Decision, checkpoint: JsonObject) -> bool:
         finished = self._clock()
         if self._past_deadline(finished) or (step.error and step.error.kind == TASK_TIMEOUT):
-            decision = Fail(step.state, task_timed_out(self.timeout_seconds or 0.0))
+            decision = Fail(step.state, task_timed_out(self._limit_seconds()))
         progress = replace(_progress(decision, finished), checkpoint=checkpoint)
         wake = _wake_time(decision, finished) if isinstance(decision, CallTool) else None
         if wake is not None and wake > finished:
@@ -152,26 +168,40 @@ class StoredRun:
         status = self._repository.update_task(self.task.id, self._owner, progress)
         self._moved(progress, None, status)
 
-    def _expires(self) -> datetime | None:
-        """The task's deadline, if its flow has one."""
+    def expires(self) -> datetime | None:
+        """The task's deadline, if it has one: its flow's `timeout_seconds` after it was
+        created, or, for a child task, its parent's deadline, whichever comes first."""
+        inherited = self.task.deadline_at
         if self.timeout_seconds is None:
-            return None
-        return self.task.created_at + timedelta(seconds=self.timeout_seconds)
+            return inherited
+        own = self.task.created_at + timedelta(seconds=self.timeout_seconds)
+        return own if inherited is None else min(own, inherited)
+
+    def _limit_seconds(self) -> float:
+        """The time the task had, for the error that says it is up."""
+        inherited = self.task.deadline_at
+        own = self.timeout_seconds
+        if inherited is None or (own is not None and own <= self._seconds_to(inherited)):
+            return own or 0.0
+        return self._seconds_to(inherited)
+
+    def _seconds_to(self, moment: datetime) -> float:
+        return (moment - self.task.created_at).total_seconds()
 
     def _capped(self, moment: datetime) -> datetime:
         """`moment`, or the task's deadline if that comes first: a task woken then fails."""
-        expires = self._expires()
+        expires = self.expires()
         return moment if expires is None else min(moment, expires)
 
     def _past_deadline(self, now: datetime) -> bool:
-        expires = self._expires()
+        expires = self.expires()
         return expires is not None and now >= expires
 
     def _timed_out(self, state: str, now: datetime) -> bool:
         """End the task with `TaskTimeout` if it is past its deadline; whether it was."""
         if not self._past_deadline(now):
             return False
-        self.end(ended("failed", state, now, task_timed_out(self.timeout_seconds or 0.0)))
+        self.end(ended("failed", state, now, task_timed_out(self._limit_seconds())))
         return True
 
     def _moved(self, progress: Progress, step_count: int | None, status: TaskStatus) -> None:

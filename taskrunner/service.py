@@ -34,7 +34,9 @@ from typing import Final
 from pydantic import ValidationError
 
 from taskrunner.admission import admit, new_task
+from taskrunner.backlog import Backlog
 from taskrunner.catalog import FlowCatalog
+from taskrunner.children import ChildRunner
 from taskrunner.cursors import decode_cursor, encode_cursor
 from taskrunner.engine.driver import drive
 from taskrunner.engine.flow import Flow
@@ -127,6 +129,17 @@ class TaskService:
         self._new_id = new_id
         self._waits = CancellableWaits(repository, clock=clock, wait=wait)
         self._versions = FlowVersions(repository, catalog)
+        self.backlog = Backlog()
+        """The tasks claimed here and not started yet (a `Worker` fills it)."""
+        self._children = ChildRunner(
+            repository,
+            self.leases,
+            self.backlog,
+            clock=clock,
+            new_id=new_id,
+            checker=lambda: self.catalog.checker,
+            resume=self.resume,
+        )
 
     def use_catalog(self, catalog: FlowCatalog) -> None:
         """Start new tasks from `catalog` from now on (a reload of the flows).
@@ -340,16 +353,21 @@ class TaskService:
         *,
         status: TaskStatus | None = None,
         flow: str | None = None,
+        parent: uuid.UUID | None = None,
         limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
     ) -> TaskPage:
-        """A page of tasks, newest first; `next_cursor` continues after its last task."""
+        """A page of tasks, newest first; `next_cursor` continues after its last task:
+        the tasks started by requests, or the children of the task `parent` (a fan-out's
+        branches, items and sub-flow runs; `TaskNotFoundError` if there is no such task)."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequestError(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
         if flow is not None and not re.fullmatch(FLOW_NAME_PATTERN, flow):
             raise InvalidRequestError(f"{flow!r} is not a flow name")
         after = decode_cursor(cursor) if cursor else None
-        page = self.repository.list_tasks(TaskFilter(status, flow), limit, after)
+        if parent is not None and self.repository.get_task(parent) is None:
+            raise TaskNotFoundError(parent)
+        page = self.repository.list_tasks(TaskFilter(status, flow, parent), limit, after)
         return page_view(page, encode_cursor(page.after) if page.after else None)
 
     # -- helpers ------------------------------------------------------------------------
@@ -375,6 +393,7 @@ class TaskService:
             wait=wait,
             deadline=deadline,
             stop=stop,
+            children=self._children.run,
         )
 
     def _deadline(self) -> datetime:

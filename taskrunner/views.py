@@ -68,6 +68,18 @@ class TaskSummary(View):
     updated_at: datetime = Field(examples=[_EXAMPLE_TIME])
     started_at: datetime | None = Field(examples=[_EXAMPLE_TIME])
     finished_at: datetime | None = Field(examples=[_EXAMPLE_TIME])
+    parent_id: uuid.UUID | None = Field(
+        default=None,
+        description="For a child task (a parallel branch, a map item, a sub-flow run): "
+        "the task whose state started it; null for a task started by a request.",
+        examples=[None],
+    )
+    child_key: str | None = Field(
+        default=None,
+        description="A child task's position in its parent's state: `branch:NAME`, "
+        "`item:INDEX` (from 0) or `flow`.",
+        examples=[None],
+    )
 
 
 class TaskView(TaskSummary):
@@ -171,6 +183,8 @@ def _head_fields(task: TaskHead) -> dict[str, Any]:
         "updated_at": task.updated_at,
         "started_at": task.started_at,
         "finished_at": task.finished_at,
+        "parent_id": task.parent_id,
+        "child_key": task.child_key,
     }
 
 

@@ -23,7 +23,6 @@ claimed tasks not yet started.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -61,7 +60,7 @@ class Worker:
         self.retention = retention
         """Deletes old finished tasks in a thread of its own, beside the runners."""
         self._wake = threading.Event()
-        self._backlog: queue.Queue[TaskRecord] = queue.Queue()
+        self._backlog = service.backlog
         self._running = 0
         self._lock = threading.Lock()
         self._claims = Outage(log, "claiming tasks")
@@ -88,9 +87,9 @@ class Worker:
         recovered_at = 0.0
         while not stop.is_set():
             self._wake.clear()
-            if self._backlog.qsize() < self.concurrency:
+            if len(self._backlog) < self.concurrency:
                 stop.wait(BATCH_WINDOW)
-                wanted = 2 * self.concurrency - self._backlog.qsize() - self._busy()
+                wanted = 2 * self.concurrency - len(self._backlog) - self._busy()
                 claimed = self._claim(self.service.claim, wanted)
                 if time.monotonic() - recovered_at >= self.poll_seconds:
                     recovered_at = time.monotonic()
@@ -102,14 +101,13 @@ class Worker:
             self._wake.wait(self.poll_seconds)
         for thread in threads:
             thread.join()
-        while not self._backlog.empty():
-            self._release(self._backlog.get())
+        while (left := self._backlog.take()) is not None:
+            self._release(left)
 
     def _run_tasks(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            try:
-                task = self._backlog.get(timeout=self.poll_seconds)
-            except queue.Empty:
+            task = self._backlog.get(self.poll_seconds)
+            if task is None:
                 continue
             with self._lock:
                 self._running += 1
@@ -122,7 +120,7 @@ class Worker:
             finally:
                 with self._lock:
                     self._running -= 1
-                if self._backlog.qsize() < self.concurrency:
+                if len(self._backlog) < self.concurrency:
                     self._wake.set()
 
     def _claim(self, claim: Callable[[int], list[TaskRecord]], wanted: int) -> list[TaskRecord]:

@@ -199,7 +199,7 @@ async def cancel_task(request: Request, task_id: uuid.UUID) -> Response:
     tags=["tasks"],
     summary="List tasks, newest first",
     dependencies=READ,
-    responses=problem_responses(422, 503),
+    responses=problem_responses(404, 422, 503),
 )
 async def list_tasks(
     request: Request,
@@ -208,6 +208,14 @@ async def list_tasks(
         str | None,
         Query(max_length=64, pattern=FLOW_NAME_PATTERN, description="Only tasks of this flow."),
     ] = None,
+    parent: Annotated[
+        uuid.UUID | None,
+        Query(
+            description="The children of this task (the branches, map items and sub-flow "
+            "runs its states started) instead of the tasks started by requests, which "
+            "never include a child."
+        ),
+    ] = None,
     limit: Annotated[
         int, Query(ge=1, le=MAX_PAGE, description="At most this many tasks.")
     ] = DEFAULT_PAGE,
@@ -215,10 +223,12 @@ async def list_tasks(
         str | None, Query(max_length=256, description="`next_cursor` of the previous page.")
     ] = None,
 ) -> Response:
-    """Task summaries (no input, output or steps), newest first, a page at a time."""
+    """Task summaries (no input, output or steps), newest first, a page at a time: the
+    tasks started by requests, or with `parent`, that task's children (404 if there is no
+    such task)."""
     service = runtime_of(request).service
     page = await offload_of(request).call(
-        service.list_tasks, status=status, flow=flow, limit=limit, cursor=cursor
+        service.list_tasks, status=status, flow=flow, parent=parent, limit=limit, cursor=cursor
     )
     return _json(page)
 

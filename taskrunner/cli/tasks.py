@@ -143,6 +143,10 @@ def list_tasks(
         typer.Option(help="Only tasks in this status: pending, running, succeeded, failed…"),
     ] = None,
     flow: Annotated[str | None, typer.Option(help="Only tasks of this flow.")] = None,
+    parent: Annotated[
+        str | None,
+        typer.Option(help="The children of this task (its branches, map items, sub-flow runs)."),
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many (1 to 500).")] = 50,
     cursor: Annotated[
         str | None, typer.Option(help="Continue after a previous page (its next_cursor).")
@@ -167,6 +171,7 @@ def list_tasks(
         page = runtime.service.list_tasks(
             status=status,  # type: ignore[arg-type]
             flow=flow,
+            parent=None if parent is None else _task_id(parent),
             limit=limit,
             cursor=cursor,
         )

@@ -127,21 +127,97 @@ class InMemoryTaskRepository:
             task = self._tasks.get(task_id)
             if task is None:
                 return "missing"
-            if task.status == "pending":
-                self._tasks[task_id] = cancelled(task, now)
-                self.commits += 1
-                return "cancelled"
-            if task.status == "running":
-                self._tasks[task_id] = replace(task, cancel_requested=True, updated_at=now)
-                self.commits += 1
-                return "requested"
-            return "finished"
+            if task.finished:
+                return "finished"
+            self._cancel([task, *self._descendants([task_id])], now)
+            self.commits += 1
+            return "cancelled" if task.status == "pending" else "requested"
+
+    # -- child tasks --------------------------------------------------------------------
+
+    def spawn_children(
+        self, children: Sequence[TaskRecord], versions: Sequence[FlowVersion]
+    ) -> list[TaskRecord]:
+        if not children:
+            return []
+        first = children[0]
+        with self._lock:
+            for version in versions:
+                self._versions.setdefault(version.digest, version)
+            taken = {task.child_key for task in self._call(first)}
+            for child in children:
+                if child.child_key not in taken:
+                    self._tasks[child.id] = child
+                    self._steps[child.id] = []
+            self.commits += 1
+            return self._call(first)
+
+    def children_of(self, parent_id: uuid.UUID, seq: int, attempt: int) -> list[TaskRecord]:
+        with self._lock:
+            return [
+                task
+                for task in self._tasks.values()
+                if (task.parent_id, task.parent_seq, task.parent_attempt)
+                == (parent_id, seq, attempt)
+            ]
+
+    def make_due(self, task_ids: Sequence[uuid.UUID], now: datetime) -> int:
+        made = 0
+        with self._lock:
+            for task_id in task_ids:
+                task = self._tasks.get(task_id)
+                if task is not None and task.status == "pending" and task.run_after is None:
+                    self._tasks[task_id] = replace(task, run_after=now, updated_at=now)
+                    made += 1
+            self.commits += 1
+        if made:
+            self._woken.set()
+        return made
+
+    def claim_children(
+        self,
+        owner: str,
+        parent_id: uuid.UUID,
+        seq: int,
+        attempt: int,
+        limit: int,
+        now: datetime,
+        lease_expires_at: datetime,
+    ) -> list[TaskRecord]:
+        if limit < 1:
+            return []
+        with self._lock:
+            due = sorted(
+                (
+                    task
+                    for task in self._tasks.values()
+                    if (task.parent_id, task.parent_seq, task.parent_attempt)
+                    == (parent_id, seq, attempt)
+                    and task.status == "pending"
+                    and task.run_after is not None
+                    and task.run_after <= now
+                ),
+                key=lambda task: task.run_after or now,
+            )
+            return self._take(due[:limit], owner, now, lease_expires_at)
+
+    def cancel_children(self, parent_id: uuid.UUID, seq: int, attempt: int, now: datetime) -> None:
+        with self._lock:
+            call = [
+                task
+                for task in self._tasks.values()
+                if (task.parent_id, task.parent_seq, task.parent_attempt)
+                == (parent_id, seq, attempt)
+            ]
+            self._cancel([*call, *self._descendants([task.id for task in call])], now)
+            self.commits += 1
 
     def purge(
         self, finished_before: datetime, statuses: Sequence[TaskStatus], limit: int
     ) -> Purged:
         with self._lock:
-            doomed = self._purgeable(finished_before, statuses)[: max(limit, 0)]
+            chosen = self._purgeable(finished_before, statuses)[: max(limit, 0)]
+            doomed = [*chosen, *self._descendants([task.id for task in chosen])]
             steps = sum(len(self._steps.pop(task.id, ())) for task in doomed)
             for task in doomed:
                 del self._tasks[task.id]
@@ -151,7 +227,8 @@ class InMemoryTaskRepository:
 
     def count_purgeable(self, finished_before: datetime, statuses: Sequence[TaskStatus]) -> Purged:
         with self._lock:
-            doomed = self._purgeable(finished_before, statuses)
+            chosen = self._purgeable(finished_before, statuses)
+            doomed = [*chosen, *self._descendants([task.id for task in chosen])]
             return Purged(len(doomed), sum(len(self._steps[task.id]) for task in doomed))
 
     def wait_for_work(self, timeout: float) -> bool:
@@ -180,7 +257,8 @@ class InMemoryTaskRepository:
             found = [
                 task
                 for task in self._tasks.values()
-                if (where.status is None or task.status == where.status)
+                if task.parent_id == where.parent
+                and (where.status is None or task.status == where.status)
                 and (where.flow is None or task.flow_name == where.flow)
                 and (after is None or (task.created_at, task.id) < after)
             ]
@@ -220,11 +298,39 @@ class InMemoryTaskRepository:
             task
             for task in self._tasks.values()
             if task.status in wanted
+            and task.parent_id is None
             and task.finished_at is not None
             and task.finished_at < finished_before
         ]
         found.sort(key=lambda task: (task.finished_at or finished_before, task.id))
         return found
+
+    def _call(self, child: TaskRecord) -> list[TaskRecord]:
+        """The children of `child`'s fan-out call."""
+        call = (child.parent_id, child.parent_seq, child.parent_attempt)
+        return [
+            task
+            for task in self._tasks.values()
+            if (task.parent_id, task.parent_seq, task.parent_attempt) == call
+        ]
+
+    def _descendants(self, roots: list[uuid.UUID]) -> list[TaskRecord]:
+        """The children of `roots`, their children…"""
+        found: list[TaskRecord] = []
+        parents = set(roots)
+        while parents:
+            layer = [task for task in self._tasks.values() if task.parent_id in parents]
+            found += layer
+            parents = {task.id for task in layer}
+        return found
+
+    def _cancel(self, tasks: list[TaskRecord], now: datetime) -> None:
+        """Cancel the pending ones of `tasks` now; ask the running ones to stop."""
+        for task in tasks:
+            if task.status == "pending":
+                self._tasks[task.id] = cancelled(task, now)
+            elif task.status == "running":
+                self._tasks[task.id] = replace(task, cancel_requested=True, updated_at=now)
 
     def _move(self, task: TaskRecord) -> TaskStatus:
         self._tasks[task.id] = task

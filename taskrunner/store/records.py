@@ -35,7 +35,7 @@ Position = tuple[datetime, uuid.UUID]
 """Where a page of tasks ends: the (created_at, id) of its last task."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskHead:
     """A task without its data: what a list of tasks shows."""
 
@@ -51,6 +51,12 @@ class TaskHead:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    parent_id: uuid.UUID | None = None
+    """A child task (a branch, a map item, a sub-flow run) names the task that started it;
+    None for a task started by a request."""
+    child_key: str | None = None
+    """A child's position in its parent's fan-out call: `branch:NAME`, `item:INDEX` or
+    `flow`."""
 
     @property
     def error(self) -> StepError | None:
@@ -63,7 +69,7 @@ class TaskHead:
         return self.status not in ACTIVE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskRecord(TaskHead):
     """A task, whole: its data, and where it stands in the queue."""
 
@@ -80,6 +86,12 @@ class TaskRecord(TaskHead):
     checkpoint: JsonObject | None
     """Where the execution stood after the last step (`Execution.checkpoint()`), written
     with it; None before the first step, and in rows older than the column."""
+    parent_seq: int | None = None
+    """The seq of the parent's fan-out call that started the child…"""
+    parent_attempt: int | None = None
+    """…and its attempt (a retried fan-out starts new children)."""
+    deadline_at: datetime | None = None
+    """A child ends with `TaskTimeout` then at the latest: its parent's deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +185,8 @@ class Progress:
 class TaskFilter:
     status: TaskStatus | None = None
     flow: str | None = None
+    parent: uuid.UUID | None = None
+    """The children of this task; None: tasks started by requests (no child ever)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,14 +64,51 @@ class TaskRepository(Protocol):
         """Give a held task back to the queue, claimable at once (nothing if not held)."""
 
     def cancel(self, task_id: uuid.UUID, now: datetime) -> CancelOutcome:
-        """Cancel a pending task now; ask a running one to stop before its next step."""
+        """Cancel a pending task now; ask a running one to stop before its next step.
+        Either way its children (and theirs) are cancelled alike, at once."""
+
+    # -- child tasks: a fan-out call's branches, map items or sub-flow run ------------------
+
+    def spawn_children(
+        self, children: Sequence[TaskRecord], versions: Sequence[FlowVersion]
+    ) -> list[TaskRecord]:
+        """Store the children of one fan-out call (they share `parent_id`, `parent_seq`,
+        `parent_attempt`) and the flow versions they run, those not stored yet, in one
+        transaction; return every child the call has, new or found. A child already
+        stored at a position (`child_key`) is kept as it is: a resumed parent finds the
+        children it started. Children are stored as they are given: pending with no
+        `run_after` is held back, claimable by no one until `make_due`."""
+
+    def children_of(self, parent_id: uuid.UUID, seq: int, attempt: int) -> list[TaskRecord]:
+        """The children of the parent's fan-out call (`seq`, `attempt`), in any order."""
+
+    def make_due(self, task_ids: Sequence[uuid.UUID], now: datetime) -> int:
+        """Let any worker claim these held-back tasks from now on (wake idle workers);
+        how many were held back."""
+
+    def claim_children(
+        self,
+        owner: str,
+        parent_id: uuid.UUID,
+        seq: int,
+        attempt: int,
+        limit: int,
+        now: datetime,
+        lease_expires_at: datetime,
+    ) -> list[TaskRecord]:
+        """Take up to `limit` due pending children of the call, as `claim` takes tasks."""
+
+    def cancel_children(self, parent_id: uuid.UUID, seq: int, attempt: int, now: datetime) -> None:
+        """Cancel the call's pending children (and theirs) now; ask the running to stop."""
 
     def purge(
         self, finished_before: datetime, statuses: Sequence[TaskStatus], limit: int
     ) -> Purged:
         """Delete up to `limit` tasks that finished before `finished_before` in one of
-        `statuses`, the longest finished first, with their steps, in one short transaction
-        (so that no lock is held for long); returns how many tasks and steps went.
+        `statuses`, the longest finished first, with their steps and their children (and
+        theirs, with their steps), in one short transaction (so that no lock is held for
+        long); returns how many tasks and steps went, children counted. A child is never
+        chosen on its own: it goes with its parent.
 
         Only finished statuses count: a pending or running task is never deleted, whatever
         `statuses` says. Flow versions stay: tasks pin them, and they are few. Concurrent
@@ -94,7 +131,8 @@ class TaskRepository(Protocol):
         greater than `after` (no row for an unknown task)."""
 
     def list_tasks(self, where: TaskFilter, limit: int, after: Position | None) -> Page:
-        """At most `limit` tasks, newest first, strictly after `after`."""
+        """At most `limit` tasks, newest first, strictly after `after`: those started by
+        requests, or the children of `where.parent`."""
 
     def flow_definition(self, digest: str) -> JsonObject | None:
         """The stored definition of a flow version."""

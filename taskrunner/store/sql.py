@@ -158,13 +158,89 @@ class SqlTaskRepository:
     @translated
     def cancel(self, task_id: uuid.UUID, now: datetime) -> CancelOutcome:
         given = {"task_id": task_id, "now": now}
+        outcome: CancelOutcome | None = None
         with self._engine.begin() as connection:
             if connection.execute(stmt.CANCEL_PENDING, given).first() is not None:
-                return "cancelled"
-            if connection.execute(stmt.ASK_TO_CANCEL, given).first() is not None:
-                return "requested"
-            found = connection.execute(stmt.SELECT_TASK, given).first()
-        return "missing" if found is None else "finished"
+                outcome = "cancelled"
+            elif connection.execute(stmt.ASK_TO_CANCEL, given).first() is not None:
+                outcome = "requested"
+            else:
+                found = connection.execute(stmt.SELECT_TASK, given).first()
+                return "missing" if found is None else "finished"
+            for statement in stmt.CANCEL_DESCENDANTS:
+                connection.execute(statement, given)
+        return outcome
+
+    # -- child tasks --------------------------------------------------------------------
+
+    @translated
+    def spawn_children(
+        self, children: Sequence[TaskRecord], versions: Sequence[FlowVersion]
+    ) -> list[TaskRecord]:
+        if not children:
+            return []
+        call = _call_of(children[0])
+        with self._engine.begin() as connection:
+            for version in versions:
+                self._save_version(connection, version)
+            connection.execute(stmt.INSERT_CHILD, [_row(child, _TASK_FIELDS) for child in children])
+            found = connection.execute(stmt.SELECT_CHILDREN, call).all()
+        self._known_versions.update(version.digest for version in versions)
+        return [_task(row) for row in found]
+
+    @translated
+    def children_of(self, parent_id: uuid.UUID, seq: int, attempt: int) -> list[TaskRecord]:
+        call = {"c_parent": parent_id, "c_seq": seq, "c_attempt": attempt}
+        with self._single.connect() as connection:
+            found = connection.execute(stmt.SELECT_CHILDREN, call).all()
+        return [_task(row) for row in found]
+
+    @translated
+    def make_due(self, task_ids: Sequence[uuid.UUID], now: datetime) -> int:
+        if not task_ids:
+            return 0
+        with self._engine.begin() as connection:
+            made = len(
+                connection.execute(stmt.DUE_CHILDREN, {"ids": list(task_ids), "now": now}).all()
+            )
+            if made and self._postgres:
+                connection.execute(stmt.WAKE_WORKERS)
+        if made:
+            self._woken.set()
+        return made
+
+    @translated
+    def claim_children(
+        self,
+        owner: str,
+        parent_id: uuid.UUID,
+        seq: int,
+        attempt: int,
+        limit: int,
+        now: datetime,
+        lease_expires_at: datetime,
+    ) -> list[TaskRecord]:
+        if limit < 1:
+            return []
+        given = {
+            "owner": owner,
+            "limit": limit,
+            "now": now,
+            "expires": lease_expires_at,
+            "c_parent": parent_id,
+            "c_seq": seq,
+            "c_attempt": attempt,
+        }
+        with self._single.begin() as connection:
+            found = connection.execute(stmt.CLAIM_CHILDREN, given).all()
+        return [_task(row) for row in found]
+
+    @translated
+    def cancel_children(self, parent_id: uuid.UUID, seq: int, attempt: int, now: datetime) -> None:
+        given = {"c_parent": parent_id, "c_seq": seq, "c_attempt": attempt, "now": now}
+        with self._engine.begin() as connection:
+            for statement in stmt.CANCEL_CHILDREN:
+                connection.execute(statement, given)
 
     @translated
     def purge(
@@ -181,8 +257,9 @@ class SqlTaskRepository:
         # The steps' delete comes first: the transaction starts with a write, so it waits
         # for SQLite's one writer rather than failing if another wrote meanwhile.
         with self._engine.begin() as connection:
-            steps = connection.execute(stmt.PURGE_BATCH_STEPS, given).rowcount
-            tasks = connection.execute(stmt.PURGE_BATCH_TASKS, given).rowcount
+            steps = len(connection.execute(stmt.PURGE_BATCH_STEPS, given).all())
+            tasks = connection.execute(stmt.COUNT_BATCH_TASKS, given).scalar_one()
+            connection.execute(stmt.PURGE_BATCH_TASKS, given)
         return Purged(tasks, steps)
 
     @translated
@@ -231,8 +308,15 @@ class SqlTaskRepository:
 
     @translated
     def list_tasks(self, where: TaskFilter, limit: int, after: Position | None) -> Page:
-        query = stmt.select_heads(where.status is not None, where.flow is not None, bool(after))
-        given: dict[str, object] = {"limit": limit + 1, "status": where.status, "flow": where.flow}
+        query = stmt.select_heads(
+            where.status is not None, where.flow is not None, bool(after), where.parent is not None
+        )
+        given: dict[str, object] = {
+            "limit": limit + 1,
+            "status": where.status,
+            "flow": where.flow,
+            "parent": where.parent,
+        }
         if after is not None:
             given["after_created_at"], given["after_id"] = after
         with self._single.connect() as connection:
@@ -320,6 +404,15 @@ def _values_of(names: tuple[str, ...]) -> attrgetter[tuple[object, ...]]:
 
 def _task(row: Row[Any]) -> TaskRecord:
     return TaskRecord(**row._mapping)
+
+
+def _call_of(child: TaskRecord) -> dict[str, object]:
+    """The parameters that name the fan-out call of `child`."""
+    return {
+        "c_parent": child.parent_id,
+        "c_seq": child.parent_seq,
+        "c_attempt": child.parent_attempt,
+    }
 
 
 def _purgeable(

@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any, Final
 
 from sqlalchemy import (
+    CTE,
     JSON,
     Boolean,
     ClauseElement,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Executable,
     FromClause,
     Insert,
+    Integer,
     Select,
     Update,
     and_,
@@ -205,6 +207,79 @@ ASK_TO_CANCEL: Final = (
 """A running task asked to stop before its next step."""
 WAKE_WORKERS: Final = select(func.pg_notify(NOTIFY_CHANNEL, ""))
 
+# -- child tasks --------------------------------------------------------------------------
+
+
+def family_of(roots: Select[Any], name: str) -> CTE:
+    """The ids of `roots` (a select of task ids) and of all their descendants: children,
+    their children… (a fan-out in a branch nests)."""
+    family = roots.cte(name, recursive=True)
+    return family.union_all(select(TASKS.c.id).where(TASKS.c.parent_id == family.c.id))
+
+
+_CALL: Final = and_(
+    TASKS.c.parent_id == bindparam("c_parent", type_=TASKS.c.id.type),
+    TASKS.c.parent_seq == bindparam("c_seq", type_=Integer),
+    TASKS.c.parent_attempt == bindparam("c_attempt", type_=Integer),
+)
+"""The children of one fan-out call."""
+INSERT_CHILD: Final = INSERT_TASK.on_conflict_do_nothing(
+    index_elements=["parent_id", "parent_seq", "parent_attempt", "child_key"]
+)
+"""A child task, unless its call already has one at its position (a resumed parent)."""
+SELECT_CHILDREN: Final = select(TASKS).where(_CALL).order_by(TASKS.c.child_key)
+CLAIM_CHILDREN: Final = _take(
+    select(TASKS.c.id)
+    .where(_CALL, TASKS.c.status == "pending", TASKS.c.run_after <= _NOW)
+    .order_by(TASKS.c.run_after)
+)
+"""Due pending children of one call, for the parent's runner to run beside the workers."""
+DUE_CHILDREN: Final = (
+    update(TASKS)
+    .where(
+        TASKS.c.id.in_(bindparam("ids", expanding=True)),
+        TASKS.c.status == "pending",
+        TASKS.c.run_after.is_(None),
+    )
+    .values(run_after=_NOW, updated_at=_NOW)
+    .returning(TASKS.c.id)
+)
+"""Held-back children made due: any worker may claim them now."""
+
+
+def _cancel_family(roots: Select[Any]) -> tuple[Update, Update]:
+    """Cancel the pending tasks of `roots`' family now; ask its running ones to stop."""
+    family = family_of(roots, "family")
+    members = TASKS.c.id.in_(select(family.c.id))
+    pending = (
+        update(TASKS)
+        .where(members, TASKS.c.status == "pending")
+        .values(
+            status="cancelled",
+            error_kind=CANCELLED.kind,
+            error_message=CANCELLED.message,
+            lease_owner=None,
+            lease_expires_at=None,
+            run_after=None,
+            finished_at=_NOW,
+            updated_at=_NOW,
+        )
+    )
+    running = (
+        update(TASKS)
+        .where(members, TASKS.c.status == "running")
+        .values(cancel_requested=True, updated_at=_NOW)
+    )
+    return pending, running
+
+
+CANCEL_DESCENDANTS: Final = _cancel_family(
+    select(TASKS.c.id).where(TASKS.c.parent_id == bindparam("task_id", type_=TASKS.c.id.type))
+)
+"""A cancelled task's children, and theirs: cancelling a parent cancels its children."""
+CANCEL_CHILDREN: Final = _cancel_family(select(TASKS.c.id).where(_CALL))
+"""The children of one fan-out call (and theirs): a failure ended the call."""
+
 # -- retention ----------------------------------------------------------------------------
 # Served by the partial index on (finished_at, id) of finished tasks: `finished_at < :before`
 # implies the index's `finished_at IS NOT NULL`, so each batch reads the oldest rows in index
@@ -216,9 +291,11 @@ _PURGEABLE: Final = and_(
     # (status, created_at, id) index, which would read every purgeable row and sort them
     # for each batch (SQLite does, without statistics), over the one in finished_at order.
     TASKS.c.status.concat(literal_column("''")).in_(bindparam("statuses", expanding=True)),
+    # A child goes with its parent, never alone: its parent may still need its output.
+    TASKS.c.parent_id.is_(None),
 )
-"""Tasks that finished before `before` in one of `statuses` (the caller passes finished
-ones only)."""
+"""Tasks started by requests that finished before `before` in one of `statuses` (the
+caller passes finished ones only)."""
 _OLDEST_PURGEABLE: Final = (
     select(TASKS.c.id)
     .where(_PURGEABLE)
@@ -229,28 +306,43 @@ _CHOSEN: Final = _OLDEST_PURGEABLE.with_for_update(skip_locked=True).cte("chosen
 _GONE: Final = (
     delete(TASKS).where(TASKS.c.id.in_(select(_CHOSEN.c.id))).returning(TASKS.c.id).cte("gone")
 )
+_GONE_WITH: Final = family_of(
+    select(TASKS.c.id).where(TASKS.c.parent_id.in_(select(_CHOSEN.c.id))), "descendants"
+)
 PURGE_BATCH: Final = select(
-    select(func.count()).select_from(_GONE).scalar_subquery().label("tasks"),
+    (
+        select(func.count()).select_from(_GONE).scalar_subquery()
+        + select(func.count()).select_from(_GONE_WITH).scalar_subquery()
+    ).label("tasks"),
     select(func.count())
     .select_from(STEPS)
-    .where(STEPS.c.task_id.in_(select(_GONE.c.id)))
+    .where(STEPS.c.task_id.in_(select(_GONE.c.id)) | STEPS.c.task_id.in_(select(_GONE_WITH.c.id)))
     .scalar_subquery()
     .label("steps"),
 )
-"""PostgreSQL: a batch of the oldest purgeable tasks deleted, in one statement; their steps
-go with them (`ON DELETE CASCADE`), and are counted in the statement's snapshot, which
-still holds them. Rows another purge has locked are skipped."""
-PURGE_BATCH_STEPS: Final = delete(STEPS).where(
-    STEPS.c.task_id.in_(_OLDEST_PURGEABLE.scalar_subquery())
+"""PostgreSQL: a batch of the oldest purgeable tasks deleted, in one statement; their
+children, and the steps of all, go with them (`ON DELETE CASCADE`), and are counted in the
+statement's snapshot, which still holds them. Rows another purge has locked are skipped."""
+_BATCH_FAMILY: Final = family_of(
+    select(TASKS.c.id).where(TASKS.c.id.in_(_OLDEST_PURGEABLE.scalar_subquery())), "batch"
 )
+PURGE_BATCH_STEPS: Final = (
+    delete(STEPS)
+    .where(STEPS.c.task_id.in_(select(_BATCH_FAMILY.c.id)))
+    .returning(STEPS.c.seq)  # counted so: SQLite gives no row count for a WITH statement
+)
+COUNT_BATCH_TASKS: Final = select(func.count()).select_from(_BATCH_FAMILY)
 PURGE_BATCH_TASKS: Final = delete(TASKS).where(TASKS.c.id.in_(_OLDEST_PURGEABLE.scalar_subquery()))
-"""SQLite: a batch's steps, then its tasks, in one transaction that starts with its write;
-both choose the same tasks (the same order, and no other writer in between)."""
+"""SQLite: a batch's steps (its tasks' and their children's), its tasks counted with
+their children, then deleted (the children by `ON DELETE CASCADE`), in one transaction
+that starts with its write; all choose the same tasks (the same order, and no other
+writer in between)."""
+_ALL_FAMILY: Final = family_of(select(TASKS.c.id).where(_PURGEABLE), "purgeable")
 COUNT_PURGEABLE: Final = select(
-    select(func.count()).select_from(TASKS).where(_PURGEABLE).scalar_subquery().label("tasks"),
+    select(func.count()).select_from(_ALL_FAMILY).scalar_subquery().label("tasks"),
     select(func.count())
     .select_from(STEPS)
-    .where(STEPS.c.task_id.in_(select(TASKS.c.id).where(_PURGEABLE)))
+    .where(STEPS.c.task_id.in_(select(_ALL_FAMILY.c.id)))
     .scalar_subquery()
     .label("steps"),
 )
@@ -275,10 +367,15 @@ SELECT_FLOW_DEFINITION: Final = select(FLOW_VERSIONS.c.definition).where(
 
 
 @cache
-def select_heads(status: bool, flow: bool, after: bool) -> Executable:
+def select_heads(status: bool, flow: bool, after: bool, parent: bool = False) -> Executable:
     """A page of tasks, newest first, filtered on `status` and `flow` if asked, strictly
-    after the position (`after_created_at`, `after_id`) if asked."""
+    after the position (`after_created_at`, `after_id`) if asked: the children of the
+    task `parent` if asked, else tasks started by requests (the partial list indexes')."""
     query = select(*HEAD_COLUMNS)
+    if parent:
+        query = query.where(TASKS.c.parent_id == bindparam("parent", type_=TASKS.c.id.type))
+    else:
+        query = query.where(TASKS.c.parent_id.is_(None))
     if status:
         query = query.where(TASKS.c.status == bindparam("status"))
     if flow:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -80,6 +81,13 @@ class FlowVersionRow(Base):
     created_at: Mapped[datetime]
 
 
+_TOP_LEVEL: dict[str, Any] = {
+    "postgresql_where": text("parent_id IS NULL"),
+    "sqlite_where": text("parent_id IS NULL"),
+}
+"""The partial index of the tasks that requests started (no child task)."""
+
+
 class TaskRow(Base):
     """One run of a flow on one input."""
 
@@ -108,16 +116,43 @@ class TaskRow(Base):
     step_count: Mapped[int] = mapped_column(Integer, default=0)
     # Where the interpreter stood after step `step_count`: a claim resumes from it.
     checkpoint: Mapped[JsonObject | None]
+    # A child task (a branch, a map item, a sub-flow run): the task whose fan-out call
+    # (`parent_seq`, `parent_attempt`) started it, and its position in that call. It goes
+    # when its parent goes; and it has the parent's deadline.
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    parent_seq: Mapped[int | None] = mapped_column(Integer)
+    parent_attempt: Mapped[int | None] = mapped_column(Integer)
+    child_key: Mapped[str | None] = mapped_column(String(80))
+    deadline_at: Mapped[datetime | None]
 
     __table_args__ = (
         CheckConstraint(
             "status IN (" + ", ".join(f"'{status}'" for status in TASK_STATUSES) + ")",
             name="status",
         ),
-        # GET /tasks: newest first, keyset on (created_at, id), optionally filtered.
-        Index("ix_tasks_created_at_id", "created_at", "id"),
-        Index("ix_tasks_status_created_at_id", "status", "created_at", "id"),
-        Index("ix_tasks_flow_name_created_at_id", "flow_name", "created_at", "id"),
+        # GET /tasks: newest first, keyset on (created_at, id), optionally filtered; tasks
+        # started by requests only, so that a map's thousand children weigh nothing there.
+        Index("ix_tasks_created_at_id", "created_at", "id", **_TOP_LEVEL),
+        Index("ix_tasks_status_created_at_id", "status", "created_at", "id", **_TOP_LEVEL),
+        Index("ix_tasks_flow_name_created_at_id", "flow_name", "created_at", "id", **_TOP_LEVEL),
+        # GET /tasks?parent=ID: a task's children, in the same order.
+        Index(
+            "ix_tasks_parent_id_created_at_id",
+            "parent_id",
+            "created_at",
+            "id",
+            postgresql_where=text("parent_id IS NOT NULL"),
+            sqlite_where=text("parent_id IS NOT NULL"),
+        ),
+        # A fan-out call's children, each once: a resumed parent finds them by their key.
+        Index(
+            "ix_tasks_parent_id_parent_seq_parent_attempt_child_key",
+            "parent_id",
+            "parent_seq",
+            "parent_attempt",
+            "child_key",
+            unique=True,
+        ),
         Index("ix_tasks_idempotency_key", "idempotency_key", unique=True),
         # Claiming: due pending tasks, and running tasks whose lease has run out.
         Index(

@@ -43,6 +43,8 @@ SUMMARY_KEYS: Final = {
     "updated_at",
     "started_at",
     "finished_at",
+    "parent_id",
+    "child_key",
 }
 OPERATIONS: Final = {
     ("/tasks", "post"),

@@ -60,3 +60,26 @@ def test_the_benchmark_runs_every_scenario_in_its_smallest_mode(
     validate = cli["taskrunner validate-flow taskrunner/flows/echo_add.yaml"]
     assert validate["extra"]["heavy_imports"] == []
     assert "taskrunner" in finished.stdout  # the table was printed
+
+
+def test_the_fan_out_benchmark_runs_in_a_small_size(postgres_url: str) -> None:
+    env = {**os.environ, "TASKRUNNER_BENCH_URL": postgres_url}
+    env.pop("DATABASE_URL", None)
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.fanout",
+            *("--items", "20", "--parents", "2", "--workers", "1", "--concurrency", "2"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    lines = finished.stdout.splitlines()
+    assert lines[1].startswith("single-step path: 20 one-step tasks in ")
+    assert lines[2].startswith("map over 20 items: ")
+    assert lines[3].startswith("parallel of 8 branches x 2 tasks: ")

@@ -44,6 +44,13 @@ TASKS_INDEXES = {
     "ix_tasks_pending_run_after": ["run_after"],
     "ix_tasks_running_lease_expires_at": ["lease_expires_at"],
     "ix_tasks_finished_at_id": ["finished_at", "id"],
+    "ix_tasks_parent_id_created_at_id": ["parent_id", "created_at", "id"],
+    "ix_tasks_parent_id_parent_seq_parent_attempt_child_key": [
+        "parent_id",
+        "parent_seq",
+        "parent_attempt",
+        "child_key",
+    ],
 }
 JSON_COLUMNS = {
     ("flow_versions", "definition"),
