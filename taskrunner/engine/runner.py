@@ -3,18 +3,28 @@
 For tests, for the documentation's examples, and as the model of the durable service:
 both advance runs through the same driver (`engine.driver.drive`), so the golden traces
 taken here are what the service records.
+
+A fan-out's children (parallel branches, map items) are nested runs of the same runner,
+on a thread pool of at most `max_concurrency` threads. Each starts at the parent's time
+with what is left of the parent's deadline (or the state's `timeout_seconds`, if shorter).
+Under fail-fast, once a child fails, the children after it (by position) that have not
+started are cancelled; those before it still run, so the failure the state reports, the
+first by position, is the same whatever order the children ended in.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 from taskrunner.engine.driver import drive
-from taskrunner.engine.fanout import ChildResult, Fanout
-from taskrunner.engine.flow import Flow
+from taskrunner.engine.fanout import Child, ChildResult, Fanout
+from taskrunner.engine.flow import Flow, builtin_language
 from taskrunner.engine.interpreter import Execution
 from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.steps import (
@@ -27,7 +37,8 @@ from taskrunner.engine.steps import (
     StepError,
     task_timed_out,
 )
-from taskrunner.tools import JsonObject, ToolRegistry
+from taskrunner.errors import FlowInputError
+from taskrunner.tools import INVALID_INPUT, TIMEOUT, JsonObject, ToolRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +50,10 @@ class RunResult:
     output: JsonObject | None
     error: StepError | None
     steps: tuple[Step, ...]
+    children: Mapping[str, RunResult] = field(default_factory=dict)
+    """The runs of the fan-outs' children, keyed `SEQ/KEY` (`3/item:0`: the child at
+    `item:0` of the call recorded as step 3). Under fail-fast, a failed call keeps only the
+    children up to the first failed one: whether later ones ran depends on timing."""
 
 
 VIRTUAL_START: Final = datetime(2000, 1, 1, tzinfo=UTC)
@@ -53,13 +68,14 @@ class _Memory:
 
     def __init__(
         self,
-        sleep: Callable[[float], None] | None,
-        clock: Callable[[], datetime] | None,
+        runner: InMemoryRunner,
         timeout_seconds: float | None,
+        started: datetime = VIRTUAL_START,
     ) -> None:
-        self._sleep = sleep
-        self._clock = clock
-        self._virtual = VIRTUAL_START
+        self._runner = runner
+        self._sleep = runner.sleep
+        self._clock = runner.clock
+        self._virtual = started
         self._limit = timeout_seconds
         started = self.now()
         self._deadline = (
@@ -67,6 +83,7 @@ class _Memory:
         )
         self.timed_out: Fail | None = None
         """How the run ended when it ran out of time (no state's decision says it)."""
+        self.children: dict[str, RunResult] = {}
 
     def now(self) -> datetime:
         return self._clock() if self._clock is not None else self._virtual
@@ -88,7 +105,40 @@ class _Memory:
         return True
 
     def run_children(self, call: CallTool, fanout: Fanout) -> Sequence[ChildResult] | None:
-        raise NotImplementedError("fan-out states do not run here yet")
+        left = self.time_left()
+        limit = min(math.inf if left is None else left, call.timeout_seconds or math.inf)
+        state_bound = call.timeout_seconds is not None and call.timeout_seconds == limit
+        started = self.now()
+        # The position of the first child known to have failed (under fail-fast).
+        failed_at = [len(fanout.children)]
+        lock = threading.Lock()
+
+        def run(position: int, child: Child) -> tuple[RunResult | None, float]:
+            if fanout.fail_fast:
+                with lock:
+                    if failed_at[0] < position:
+                        return None, 0.0
+            result, took = self._runner.run_child(
+                child, None if limit == math.inf else limit, started
+            )
+            if result.status == "failed" and fanout.fail_fast:
+                with lock:
+                    failed_at[0] = min(failed_at[0], position)
+            return result, took
+
+        width = max(1, min(fanout.max_concurrency or len(fanout.children), len(fanout.children)))
+        with ThreadPoolExecutor(max_workers=width) as pool:
+            ran = list(pool.map(run, range(len(fanout.children)), fanout.children))
+        results: list[ChildResult] = []
+        for position, (child, (result, _)) in enumerate(zip(fanout.children, ran, strict=True)):
+            if result is None:
+                results.append(ChildResult(child.key, "cancelled"))
+                continue
+            if position <= failed_at[0]:
+                self.children[f"{call.seq}/{child.key}"] = result
+            results.append(_ended(child.key, result, state_bound=state_bound))
+        self._pass(max((took for _, took in ran), default=0.0), sleep=False)
+        return results
 
     def record(self, step: Step, decision: Decision, checkpoint: JsonObject) -> bool:
         left = self.time_left()
@@ -102,8 +152,8 @@ class _Memory:
     def settle(self, decision: Finish | Fail) -> None:
         pass
 
-    def _pass(self, seconds: float) -> None:
-        if seconds and self._sleep is not None:
+    def _pass(self, seconds: float, *, sleep: bool = True) -> None:
+        if seconds and sleep and self._sleep is not None:
             self._sleep(seconds)
         if self._clock is None:
             self._virtual += timedelta(seconds=seconds)
@@ -128,27 +178,72 @@ class InMemoryRunner:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.registry = registry
-        self._sleep = sleep
-        self._clock = clock
+        self.sleep = sleep
+        self.clock = clock
         self._plans: dict[str, FlowPlan] = {}
+        self._lock = threading.Lock()
 
     def plan(self, flow: Flow) -> FlowPlan:
-        found = self._plans.get(flow.digest)
-        if found is None:
-            found = self._plans[flow.digest] = FlowPlan(flow, self.registry)
-        return found
+        with self._lock:  # children plan their charts from several threads
+            found = self._plans.get(flow.digest)
+            if found is None:
+                found = self._plans[flow.digest] = FlowPlan(flow, self.registry)
+            return found
 
     def run(self, flow: Flow, data: Mapping[str, object]) -> RunResult:
         """Validate the input (raising `FlowInputError`), then run the task to its end."""
         plan = self.plan(flow)
-        execution = Execution(plan, plan.validate_input(data))
-        journal = _Memory(self._sleep, self._clock, flow.timeout_seconds)
+        result, _ = self._run(plan, plan.validate_input(data), flow.timeout_seconds, None)
+        return result
+
+    def run_child(
+        self, child: Child, time_left: float | None, started: datetime
+    ) -> tuple[RunResult, float]:
+        """Run one child of a fan-out from `started`, within `time_left` seconds; how it
+        ended, and how many seconds of virtual time it took."""
+        plan = self.plan(builtin_language().parse(child.definition))
+        data = child.input
+        if child.validate_input:
+            try:
+                data = plan.validate_input(data)
+            except FlowInputError as exc:
+                error = StepError(INVALID_INPUT, str(exc))
+                return RunResult("failed", plan.flow.start, None, error, ()), 0.0
+        limit = plan.flow.timeout_seconds
+        if time_left is not None:
+            limit = time_left if limit is None else min(limit, time_left)
+        return self._run(plan, data, limit, started)
+
+    def _run(
+        self,
+        plan: FlowPlan,
+        data: JsonObject,
+        timeout_seconds: float | None,
+        started: datetime | None,
+    ) -> tuple[RunResult, float]:
+        execution = Execution(plan, data)
+        journal = _Memory(self, timeout_seconds, started or VIRTUAL_START)
+        begun = journal.now()
         decision = drive(execution, journal)
+        took = (journal.now() - begun).total_seconds()
         steps = tuple(execution.steps)
+        children = journal.children
         if journal.timed_out is not None:
             decision = journal.timed_out
         if isinstance(decision, Fail):
-            return RunResult("failed", decision.state, None, decision.error, steps)
+            return RunResult("failed", decision.state, None, decision.error, steps, children), took
         if isinstance(decision, Finish):
-            return RunResult("succeeded", decision.state, decision.output, None, steps)
+            output = decision.output
+            return RunResult("succeeded", decision.state, output, None, steps, children), took
         raise AssertionError("an in-memory run stops only at its end")
+
+
+def _ended(key: str, result: RunResult, *, state_bound: bool) -> ChildResult:
+    """How a child ended, as its fan-out sees it. A child stopped by the state's own
+    `timeout_seconds` failed with `Timeout`, which the state may catch; one stopped by the
+    task's deadline with `TaskTimeout`, which ends the task."""
+    if result.status == "succeeded":
+        return ChildResult(key, "succeeded", result.output)
+    error = result.error or StepError("Unknown", "the child failed without an error")
+    kind = TIMEOUT if error.kind == TASK_TIMEOUT and state_bound else error.kind
+    return ChildResult(key, "failed", None, kind, error.message)

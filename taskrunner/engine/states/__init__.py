@@ -8,6 +8,8 @@ from typing import Final
 from taskrunner.engine.states.base import State
 from taskrunner.engine.states.choice import ChoiceState
 from taskrunner.engine.states.fail import FailState
+from taskrunner.engine.states.map import MapState
+from taskrunner.engine.states.parallel import ParallelState
 from taskrunner.engine.states.pass_ import PassState
 from taskrunner.engine.states.succeed import SucceedState
 from taskrunner.engine.states.task import TaskState
@@ -18,6 +20,8 @@ BUILTIN_KINDS: Final[tuple[type[State], ...]] = (
     ChoiceState,
     PassState,
     WaitState,
+    ParallelState,
+    MapState,
     SucceedState,
     FailState,
 )
@@ -26,6 +30,8 @@ __all__ = [
     "BUILTIN_KINDS",
     "ChoiceState",
     "FailState",
+    "MapState",
+    "ParallelState",
     "PassState",
     "State",
     "SucceedState",

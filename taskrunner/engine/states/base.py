@@ -62,6 +62,13 @@ class Scope(Protocol):
         """The type of the state's own output (`output_type`, worked out once; where it
         refers to itself through its `initial`, that part is any value)."""
 
+    def chart(
+        self, chart: Mapping[str, object], path: str, chart_input: ValueType
+    ) -> Generator[Diagnostic, None, ValueType]:
+        """Check a sub-chart (`{start, states}`, at `path` in the document) as a chart of
+        its own, whose `$input` has type `chart_input` and which cannot see this chart's
+        states; report its problems, and return the type of what it ends with."""
+
     def value(
         self,
         value: JsonValue,
@@ -202,6 +209,11 @@ class State(Node):
     def output_type(self, scope: Scope) -> ValueType:
         """The type of what `$states.NAME` refers to (for kinds that have an output)."""
         return ANY
+
+    def end_type(self, scope: Scope) -> ValueType | None:
+        """The type of the output a chart ends with in this state (a succeed state's), or
+        None when the chart does not end here with an output."""
+        return None
 
     def initial_output(self) -> tuple[JsonValue] | None:
         """What `$states.NAME` is before the state first runs (its `initial`), as a

@@ -13,6 +13,7 @@ from taskrunner.engine.model import FieldName, Value
 from taskrunner.engine.refs import Expression, parse_value
 from taskrunner.engine.states.base import Arrival, CallsNothing, Run, Scope, State
 from taskrunner.engine.steps import Finish
+from taskrunner.engine.types import ANY, ValueType
 from taskrunner.tools import ToolRegistry
 
 
@@ -29,6 +30,15 @@ class SucceedState(State):
     def check(self, scope: Scope) -> Iterator[Diagnostic]:
         for field, value in self.output.items():
             _ = yield from scope.value(value, scope.here + pointer("output", field))
+
+    def end_type(self, scope: Scope) -> ValueType | None:
+        checking = scope.value(dict(self.output), scope.here + "/output")
+        while True:  # its problems are reported by `check`
+            try:
+                next(checking)
+            except StopIteration as stop:
+                found: ValueType | None = stop.value
+                return found if found is not None else ANY
 
     def compile(self, name: str, tools: ToolRegistry) -> SucceedPlan:
         fields = tuple((key, parse_value(value)) for key, value in self.output.items())
