@@ -273,10 +273,14 @@ class _Analysis:
             current = self.input_type
             names = self.input_names
             if names is not None and ref.path and ref.path[0] not in names:
-                owner = "the sub-chart's `$input` has" if self.nested else "the flow declares"
+                owner = (
+                    "the sub-chart's `$input` has no field"
+                    if self.nested
+                    else ("the flow declares no input field")
+                )
                 return Diagnostic(
                     "ref.unknown-input",
-                    f"`{ref.text}`: {owner} no input field `{ref.path[0]}`",
+                    f"`{ref.text}`: {owner} `{ref.path[0]}`",
                     path,
                     self._suggest(ref.path[0], names) or f"declared: {listing(names) or 'none'}",
                 )
