@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,11 @@ states:
                   - {value: $input.index, eq: 11}
               next: failing
           default: again
-        failing: {type: task, tool: test.jitter, args: {value: $input.index, fail: true}, next: done}
+        failing:
+          type: task
+          tool: test.jitter
+          args: {value: $input.index, fail: true}
+          next: done
         again: {type: task, tool: test.jitter, args: {value: $input.index}, next: done}
         done: {type: succeed, output: {value: $states.first.value}}
     next: done
@@ -113,6 +117,10 @@ def _trace(result: RunResult) -> dict[str, Any]:
     }
 
 
+def _looking_up(look_up: Callable[[str], Tool], ended: Ended) -> Callable[[str], object]:
+    return lambda name: ended if name == ended.name else look_up(name)
+
+
 def _runs(registry: ToolRegistry, text: str, data: dict[str, Any]) -> tuple[set[str], set[str]]:
     """The distinct traces of RUNS runs, and the distinct orders their calls ended in."""
     checked = FlowChecker(registry).check(yaml.safe_load(text))
@@ -125,9 +133,7 @@ def _runs(registry: ToolRegistry, text: str, data: dict[str, Any]) -> tuple[set[
     for _ in range(RUNS):
         ended = Ended(jitter)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(
-                registry, "get", lambda name: ended if name == jitter.name else look_up(name)
-            )
+            patch.setattr(registry, "get", _looking_up(look_up, ended))
             result = InMemoryRunner(registry).run(flow, data)
         traces.add(json.dumps(_trace(result), sort_keys=True))
         orders.add(json.dumps(ended.order))
