@@ -5,22 +5,23 @@ both advance runs through the same driver (`engine.driver.drive`), so the golden
 taken here are what the service records.
 
 A fan-out's children (parallel branches, map items) are nested runs of the same runner,
-on a thread pool of at most `max_concurrency` threads. Each starts at the parent's time
-with what is left of the parent's deadline (or the state's `timeout_seconds`, if shorter).
-Under fail-fast, once a child fails, the children after it (by position) that have not
-started are cancelled; those before it still run, so the failure the state reports, the
-first by position, is the same whatever order the children ended in.
+at most `max_concurrency` at once. The engine starts no thread: by default the children
+run one after the other, in order; given a `Concurrency` (`taskrunner.concurrency.
+on_threads`), at once. Each starts at the parent's time with what is left of the parent's
+deadline (or the state's `timeout_seconds`, if shorter). Under fail-fast, once a child
+fails, the children after it (by position) that have not started are cancelled; those
+before it still run, so the failure the state reports, the first by position, is the same
+whatever order the children ended in.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from functools import partial
+from typing import Final, Literal, Protocol
 
 from taskrunner.engine.driver import drive
 from taskrunner.engine.fanout import Child, ChildResult, Fanout
@@ -54,6 +55,18 @@ class RunResult:
     """The runs of the fan-outs' children, keyed `SEQ/KEY` (`3/item:0`: the child at
     `item:0` of the call recorded as step 3). Under fail-fast, a failed call keeps only the
     children up to the first failed one: whether later ones ran depends on timing."""
+
+
+class Concurrency(Protocol):
+    """How a runner makes several calls: each call's result, in the order of `calls`,
+    with at most `width` of them running at once."""
+
+    def __call__[T](self, calls: Sequence[Callable[[], T]], width: int) -> list[T]: ...
+
+
+def one_by_one[T](calls: Sequence[Callable[[], T]], width: int) -> list[T]:
+    """The calls made one after the other, in order."""
+    return [call() for call in calls]
 
 
 VIRTUAL_START: Final = datetime(2000, 1, 1, tzinfo=UTC)
@@ -109,32 +122,35 @@ class _Memory:
         limit = min(math.inf if left is None else left, call.timeout_seconds or math.inf)
         state_bound = call.timeout_seconds is not None and call.timeout_seconds == limit
         started = self.now()
-        # The position of the first child known to have failed (under fail-fast).
+        # A failed child's position: a child after it that has not started is cancelled.
+        # Two children failing at once may race on it, but either value is the position
+        # of a failure, so the first failure by position is never cancelled.
         failed_at = [len(fanout.children)]
-        lock = threading.Lock()
 
         def run(position: int, child: Child) -> tuple[RunResult | None, float]:
-            if fanout.fail_fast:
-                with lock:
-                    if failed_at[0] < position:
-                        return None, 0.0
+            if fanout.fail_fast and failed_at[0] < position:
+                return None, 0.0
             result, took = self._runner.run_child(
                 child, None if limit == math.inf else limit, started
             )
             if result.status == "failed" and fanout.fail_fast:
-                with lock:
-                    failed_at[0] = min(failed_at[0], position)
+                failed_at[0] = min(failed_at[0], position)
             return result, took
 
-        width = max(1, min(fanout.max_concurrency or len(fanout.children), len(fanout.children)))
-        with ThreadPoolExecutor(max_workers=width) as pool:
-            ran = list(pool.map(run, range(len(fanout.children)), fanout.children))
+        calls = [partial(run, position, child) for position, child in enumerate(fanout.children)]
+        ran = self._runner.concurrency(calls, fanout.max_concurrency or len(calls))
+        failures = [
+            position
+            for position, (result, _) in enumerate(ran)
+            if result is not None and result.status == "failed"
+        ]
+        shown = min(failures) if fanout.fail_fast and failures else len(ran)
         results: list[ChildResult] = []
         for position, (child, (result, _)) in enumerate(zip(fanout.children, ran, strict=True)):
             if result is None:
                 results.append(ChildResult(child.key, "cancelled"))
                 continue
-            if position <= failed_at[0]:
+            if position <= shown:
                 self.children[f"{call.seq}/{child.key}"] = result
             results.append(_ended(child.key, result, state_bound=state_bound))
         self._pass(max((took for _, took in ran), default=0.0), sleep=False)
@@ -168,6 +184,7 @@ class InMemoryRunner:
     Retry delays and waits are passed to `sleep`; by default nobody waits, which keeps
     tests fast (the delays are still part of every `CallTool` decision). Without a
     `clock`, time is virtual (see `_Memory`), which keeps the runner free of clocks.
+    A fan-out's children are made through `concurrency`: one by one unless told.
     """
 
     def __init__(
@@ -176,19 +193,21 @@ class InMemoryRunner:
         *,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], datetime] | None = None,
+        concurrency: Concurrency = one_by_one,
     ) -> None:
         self.registry = registry
         self.sleep = sleep
         self.clock = clock
+        self.concurrency = concurrency
         self._plans: dict[str, FlowPlan] = {}
-        self._lock = threading.Lock()
 
     def plan(self, flow: Flow) -> FlowPlan:
-        with self._lock:  # children plan their charts from several threads
-            found = self._plans.get(flow.digest)
-            if found is None:
-                found = self._plans[flow.digest] = FlowPlan(flow, self.registry)
-            return found
+        # Children may plan their chart from several threads at once: at worst a chart is
+        # compiled twice, the same.
+        found = self._plans.get(flow.digest)
+        if found is None:
+            found = self._plans[flow.digest] = FlowPlan(flow, self.registry)
+        return found
 
     def run(self, flow: Flow, data: Mapping[str, object]) -> RunResult:
         """Validate the input (raising `FlowInputError`), then run the task to its end."""

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from taskrunner.concurrency import on_threads
 from taskrunner.engine.runner import InMemoryRunner, RunResult
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.tools import JsonObject, Tool, ToolRegistry, load_registry
@@ -134,7 +135,7 @@ def _runs(registry: ToolRegistry, text: str, data: dict[str, Any]) -> tuple[set[
         ended = Ended(jitter)
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(registry, "get", _looking_up(look_up, ended))
-            result = InMemoryRunner(registry).run(flow, data)
+            result = InMemoryRunner(registry, concurrency=on_threads).run(flow, data)
         traces.add(json.dumps(_trace(result), sort_keys=True))
         orders.add(json.dumps(ended.order))
     return traces, orders

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from taskrunner.concurrency import on_threads
 from taskrunner.engine.flow import Flow
 from taskrunner.engine.interpreter import Execution, replay
 from taskrunner.engine.runner import InMemoryRunner
@@ -279,7 +280,7 @@ def test_map_items_run_at_most_max_concurrency_at_once(
     make_flow: Callable[[str], Flow], probe_registry: ToolRegistry, probe: Probe
 ) -> None:
     flow = make_flow(MAP_OF_PROBES % {"width": 2})
-    result = InMemoryRunner(probe_registry).run(
+    result = InMemoryRunner(probe_registry, concurrency=on_threads).run(
         flow, {"values": list(range(8)), "fail_at": -1, "ms": 20}
     )
     assert result.status == "succeeded"
@@ -293,7 +294,7 @@ def test_fail_fast_cancels_the_items_after_the_failure_that_have_not_started(
     make_flow: Callable[[str], Flow], probe_registry: ToolRegistry, probe: Probe
 ) -> None:
     flow = make_flow(MAP_OF_PROBES % {"width": 1})
-    result = InMemoryRunner(probe_registry).run(
+    result = InMemoryRunner(probe_registry, concurrency=on_threads).run(
         flow, {"values": list(range(10)), "fail_at": 2, "ms": 0}
     )
     assert result.status == "failed"
@@ -339,7 +340,9 @@ states:
     next: done
   done: {type: succeed}
 """)
-    result = InMemoryRunner(probe_registry).run(flow, {"values": [0, 1, 2, 3]})
+    result = InMemoryRunner(probe_registry, concurrency=on_threads).run(
+        flow, {"values": [0, 1, 2, 3]}
+    )
     assert result.error is not None
     assert result.error.message == "item 0 failed: value 0 failed"
 
@@ -351,7 +354,7 @@ def test_a_map_past_the_item_bound_fails_with_too_many_items(
 ) -> None:
     monkeypatch.setattr(map_kind, "MAX_ITEMS", 3)
     flow = make_flow(MAP_OF_PROBES % {"width": 4})
-    result = InMemoryRunner(probe_registry).run(
+    result = InMemoryRunner(probe_registry, concurrency=on_threads).run(
         flow, {"values": [1, 2, 3, 4], "fail_at": -1, "ms": 0}
     )
     assert result.status == "failed"
@@ -387,7 +390,7 @@ def test_a_fanout_state_timeout_fails_its_children_with_a_catchable_timeout(
     make_flow: Callable[[str], Flow], probe_registry: ToolRegistry
 ) -> None:
     flow = make_flow(WAITING_BRANCH % {"deadline": "", "timeout": "timeout_seconds: 10"})
-    result = InMemoryRunner(probe_registry).run(flow, {})
+    result = InMemoryRunner(probe_registry, concurrency=on_threads).run(flow, {})
     assert (result.status, result.state, result.output) == (
         "succeeded",
         "late",
@@ -399,7 +402,7 @@ def test_children_inherit_the_time_left_before_the_tasks_deadline(
     make_flow: Callable[[str], Flow], probe_registry: ToolRegistry
 ) -> None:
     flow = make_flow(WAITING_BRANCH % {"deadline": "timeout_seconds: 10", "timeout": ""})
-    result = InMemoryRunner(probe_registry).run(flow, {})
+    result = InMemoryRunner(probe_registry, concurrency=on_threads).run(flow, {})
     assert result.status == "failed"
     assert result.error is not None
     assert (result.state, result.error.kind) == ("both", "TaskTimeout")
@@ -427,7 +430,7 @@ states:
     next: done
   done: {type: succeed, output: {all: $states.each, second: $states.each.1.text}}
 """)
-    result = InMemoryRunner(probe_registry).run(flow, {"greeting": "hi"})
+    result = InMemoryRunner(probe_registry, concurrency=on_threads).run(flow, {"greeting": "hi"})
     assert result.output == {
         "all": [{"text": "hi ann #0"}, {"text": "hi bob #1"}],
         "second": "hi bob #1",
@@ -437,7 +440,7 @@ states:
     assert step.tool == "map"
     assert step.input == {"items": 2}
     assert step.output == {"items": result.output["all"]}
-    runner = InMemoryRunner(probe_registry)
+    runner = InMemoryRunner(probe_registry, concurrency=on_threads)
     plan = runner.plan(flow)
     replayed = replay(plan, plan.validate_input({"greeting": "hi"}), result.steps)
     assert replayed.outputs["each"] == result.output["all"]
@@ -476,5 +479,5 @@ states:
     type: succeed
     output: {a: $states.both.same.text, b: $states.other.given.first}
 """)
-    result = InMemoryRunner(probe_registry).run(flow, {"text": "hey"})
+    result = InMemoryRunner(probe_registry, concurrency=on_threads).run(flow, {"text": "hey"})
     assert result.output == {"a": "hey", "b": "hey!"}
