@@ -27,8 +27,23 @@ UNRESOLVED_REFERENCE: Final = "UnresolvedReference"
 """A reference had no value at run time: the flow is wrong, no handler can fix it."""
 STEP_LIMIT_EXCEEDED: Final = "StepLimitExceeded"
 """The task recorded `interpreter.MAX_STEPS` steps."""
+TOO_MANY_ITEMS: Final = "TooManyItems"
+"""A map state was given more than `states.map.MAX_ITEMS` items."""
+INVALID_ITEMS: Final = "InvalidItems"
+"""A map state's `items` was not an array when it ran (only an untyped value can be)."""
+INVALID_BRANCH_INPUT: Final = "InvalidBranchInput"
+"""A parallel state's `input` was not an object when it ran (only an untyped value can be)."""
 
-UNCATCHABLE_KINDS: Final = frozenset({UNRESOLVED_REFERENCE, STEP_LIMIT_EXCEEDED, TASK_TIMEOUT})
+UNCATCHABLE_KINDS: Final = frozenset(
+    {
+        UNRESOLVED_REFERENCE,
+        STEP_LIMIT_EXCEEDED,
+        TASK_TIMEOUT,
+        TOO_MANY_ITEMS,
+        INVALID_ITEMS,
+        INVALID_BRANCH_INPUT,
+    }
+)
 """Kinds that end a task regardless of `retry` and `catch` (`*` does not match them)."""
 
 CALL_KINDS: Final = (INVALID_INPUT, INVALID_OUTPUT, OUTPUT_TOO_LARGE, GENERIC_ERROR)

@@ -20,6 +20,7 @@ from pydantic import Field, JsonValue
 
 from taskrunner.engine import types
 from taskrunner.engine.diagnostics import Diagnostic, pointer
+from taskrunner.engine.errorkinds import INVALID_ITEMS, TOO_MANY_ITEMS
 from taskrunner.engine.fanout import MAP_TOOL, Child, Fanout
 from taskrunner.engine.model import FieldName, StateName, Value
 from taskrunner.engine.refs import Expression, parse_value
@@ -41,9 +42,6 @@ from taskrunner.tools import JsonObject, ToolRegistry
 
 MAX_ITEMS: Final = 10_000
 """The most items one map state runs; more fail the task with `TooManyItems`."""
-TOO_MANY_ITEMS: Final = "TooManyItems"
-INVALID_ITEMS: Final = "InvalidItems"
-"""`items` was not an array when the state ran (only an untyped value can be)."""
 ITEM_FIELDS: Final = ("item", "index")
 """The fields of an item's `$input` that the map sets; `input` may not set them."""
 ARRAY = types.of_schema({"type": "array"})

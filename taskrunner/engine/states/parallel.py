@@ -18,6 +18,7 @@ from pydantic import Field
 
 from taskrunner.engine import types
 from taskrunner.engine.diagnostics import Diagnostic, pointer
+from taskrunner.engine.errorkinds import INVALID_BRANCH_INPUT
 from taskrunner.engine.fanout import PARALLEL_TOOL, Child, Fanout
 from taskrunner.engine.model import FieldName, StateName, Value
 from taskrunner.engine.refs import Expression, parse_value
@@ -35,7 +36,6 @@ from taskrunner.engine.types import ANY, ValueType
 from taskrunner.tools import JsonObject, ToolRegistry
 
 OBJECT = types.of_schema({"type": "object"})
-INVALID_BRANCH_INPUT = "InvalidBranchInput"
 
 
 class ParallelState(State):
