@@ -454,6 +454,26 @@ class _StateScope:
     def own_output(self) -> ValueType:
         return self._analysis.output_of(self._name)
 
+    def chart_raises(self, chart: Mapping[str, object]) -> frozenset[str] | None:
+        states = chart.get("states")
+        if not isinstance(states, Mapping):
+            return None
+        found: set[str] = set()
+        for raw in states.values():
+            kind = (
+                self._analysis.language.kind(raw.get("type")) if isinstance(raw, Mapping) else None
+            )
+            if kind is None:
+                return None
+            try:
+                raised = kind.model_validate(raw).raises(self)
+            except ValidationError:
+                return None
+            if raised is None:
+                return None
+            found |= raised
+        return frozenset(found)
+
     def chart(
         self, chart: Mapping[str, object], path: str, chart_input: ValueType
     ) -> Generator[Diagnostic, None, ValueType]:

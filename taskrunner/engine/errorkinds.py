@@ -60,6 +60,8 @@ class RaisableKinds:
     tool: str
     declared: tuple[str, ...]
     system: tuple[str, ...]
+    owner: str = ""
+    """Who fails, for messages, when not a tool (`the parallel state `both``)."""
 
     @classmethod
     def of(cls, tool: str, declared: Iterable[str], *, timeout: bool) -> RaisableKinds:
@@ -104,9 +106,10 @@ def _unknown(kind: str, path: str, raisable: RaisableKinds) -> Diagnostic:
         )
     meant = closest(kind, raisable.names())
     hint = f"did you mean `{meant}`?" if meant else None
+    owner = raisable.owner or f"the tool `{raisable.tool}`"
     return Diagnostic(
         "error.unknown-kind",
-        f"the tool `{raisable.tool}` never fails with `{kind}`, so this never matches",
+        f"{owner} never fails with `{kind}`, so this never matches",
         path,
         hint or f"it can fail with: {listing(raisable.names())}",
         severity="warning",

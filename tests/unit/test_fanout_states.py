@@ -481,3 +481,33 @@ states:
 """)
     result = InMemoryRunner(probe_registry, concurrency=on_threads).run(flow, {"text": "hey"})
     assert result.output == {"a": "hey", "b": "hey!"}
+
+
+def test_a_child_that_ends_with_an_uncatchable_kind_ends_the_task(
+    make_flow: Callable[[str], Flow], probe_registry: ToolRegistry
+) -> None:
+    # `$input.item.x` is `any` (the items are untyped), and finds no data in a number.
+    flow = make_flow("""
+name: uncatchable_child
+input:
+  values: {type: array}
+start: each
+states:
+  each:
+    type: map
+    items: $input.values
+    each:
+      start: done
+      states:
+        done: {type: succeed, output: {x: $input.item.x}}
+    catch:
+      - errors: ["*"]
+        next: caught
+    next: done
+  caught: {type: succeed, output: {caught: true}}
+  done: {type: succeed}
+""")
+    result = InMemoryRunner(probe_registry).run(flow, {"values": [5]})
+    assert result.status == "failed"
+    assert result.error is not None
+    assert (result.state, result.error.kind) == ("each", "UnresolvedReference")

@@ -62,6 +62,10 @@ class Scope(Protocol):
         """The type of the state's own output (`output_type`, worked out once; where it
         refers to itself through its `initial`, that part is any value)."""
 
+    def chart_raises(self, chart: Mapping[str, object]) -> frozenset[str] | None:
+        """The error kinds a run of a sub-chart may fail with, as its states say
+        (`State.raises`); None when that cannot be known."""
+
     def chart(
         self, chart: Mapping[str, object], path: str, chart_input: ValueType
     ) -> Generator[Diagnostic, None, ValueType]:
@@ -209,6 +213,11 @@ class State(Node):
     def output_type(self, scope: Scope) -> ValueType:
         """The type of what `$states.NAME` refers to (for kinds that have an output)."""
         return ANY
+
+    def raises(self, scope: Scope) -> frozenset[str] | None:
+        """The error kinds of its own (besides those of every chart: `charts.CHART_KINDS`)
+        that a chart may end with in this state, failed; None when they cannot be known."""
+        return frozenset()
 
     def end_type(self, scope: Scope) -> ValueType | None:
         """The type of the output a chart ends with in this state (a succeed state's), or

@@ -12,7 +12,7 @@ the checker reads them with the flow's language.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -20,8 +20,11 @@ from pydantic import Field, JsonValue, WithJsonSchema
 
 from taskrunner.engine import types
 from taskrunner.engine.diagnostics import Diagnostic
+from taskrunner.engine.errorkinds import CALL_KINDS, RaisableKinds
 from taskrunner.engine.model import MAX_STATES, Node, StateName
 from taskrunner.engine.states.base import Scope
+from taskrunner.engine.states.fail import INVALID_ERROR_KIND
+from taskrunner.engine.timers import INVALID_WAIT
 from taskrunner.engine.types import ANY, ValueType
 from taskrunner.tools import JsonObject
 
@@ -66,6 +69,25 @@ def compile_chart(chart: Chart) -> CompiledChart:
     flow = builtin_language().parse(chart.document())
     definition: JsonObject = flow.model_dump(mode="json", by_alias=True, exclude_unset=True)
     return CompiledChart(flow.digest, definition)
+
+
+CHART_KINDS: Final = (*CALL_KINDS, INVALID_WAIT, INVALID_ERROR_KIND)
+"""The error kinds any chart's run may fail with, whatever its states: a tool call's own,
+an output too large, a wait or a fail state given a bad value by the data."""
+
+
+def fanout_kinds(
+    scope: Scope, charts: Iterable[Chart], own: Iterable[str], owner: str
+) -> RaisableKinds | None:
+    """The kinds a fan-out state may fail with: those its charts' runs may fail with, and
+    its `own`; None when a chart's cannot be known (an unknown tool, a built error kind)."""
+    found = set(CHART_KINDS) | set(own)
+    for chart in charts:
+        raised = scope.chart_raises(chart.model_dump())
+        if raised is None:
+            return None
+        found |= raised
+    return RaisableKinds("", tuple(sorted(found)), (), owner=owner)
 
 
 INDEX_TYPE: Final = types.of_schema({"type": "integer", "minimum": 0})

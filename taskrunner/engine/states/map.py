@@ -20,8 +20,8 @@ from pydantic import Field, JsonValue
 
 from taskrunner.engine import types
 from taskrunner.engine.diagnostics import Diagnostic, pointer
-from taskrunner.engine.errorkinds import INVALID_ITEMS, TOO_MANY_ITEMS
-from taskrunner.engine.fanout import MAP_TOOL, Child, Fanout
+from taskrunner.engine.errorkinds import INVALID_ITEMS, TOO_MANY_ITEMS, RaisableKinds
+from taskrunner.engine.fanout import MAP_TOOL, TOLERATED_FAILURES_EXCEEDED, Child, Fanout
 from taskrunner.engine.model import FieldName, StateName, Value
 from taskrunner.engine.refs import Expression, parse_value
 from taskrunner.engine.states.base import Arrival, Goto, Outcome, Run, Scope, State
@@ -34,11 +34,12 @@ from taskrunner.engine.states.charts import (
     compile_chart,
     drained,
     element_of,
+    fanout_kinds,
 )
 from taskrunner.engine.states.recovery import Catch, Retry, after_failure, check_handlers
 from taskrunner.engine.steps import CallTool, Fail, Step, StepError
 from taskrunner.engine.types import ANY, ValueType
-from taskrunner.tools import JsonObject, ToolRegistry
+from taskrunner.tools import TIMEOUT, JsonObject, ToolRegistry
 
 MAX_ITEMS: Final = 10_000
 """The most items one map state runs; more fail the task with `TooManyItems`."""
@@ -111,7 +112,17 @@ class MapState(State):
                 )
         item_input = yield from self._item_input(scope)
         _ = yield from check_chart(scope, self.each, scope.here + "/each", item_input)
-        yield from check_handlers(scope.here, self.retry, self.catch, None)
+        yield from check_handlers(scope.here, self.retry, self.catch, self._raisable(scope))
+
+    def raises(self, scope: Scope) -> frozenset[str] | None:
+        raisable = self._raisable(scope)
+        return None if raisable is None else frozenset(raisable.names())
+
+    def _raisable(self, scope: Scope) -> RaisableKinds | None:
+        own = [TIMEOUT] if self.timeout_seconds is not None else []
+        if self.tolerant:
+            own.append(TOLERATED_FAILURES_EXCEEDED)
+        return fanout_kinds(scope, [self.each], own, "this map state")
 
     def output_type(self, scope: Scope) -> ValueType:
         end = drained(check_chart(scope, self.each, scope.here, drained(self._item_input(scope))))

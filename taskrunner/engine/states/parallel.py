@@ -18,7 +18,7 @@ from pydantic import Field
 
 from taskrunner.engine import types
 from taskrunner.engine.diagnostics import Diagnostic, pointer
-from taskrunner.engine.errorkinds import INVALID_BRANCH_INPUT
+from taskrunner.engine.errorkinds import INVALID_BRANCH_INPUT, RaisableKinds
 from taskrunner.engine.fanout import PARALLEL_TOOL, Child, Fanout
 from taskrunner.engine.model import FieldName, StateName, Value
 from taskrunner.engine.refs import Expression, parse_value
@@ -29,11 +29,12 @@ from taskrunner.engine.states.charts import (
     check_chart,
     compile_chart,
     drained,
+    fanout_kinds,
 )
 from taskrunner.engine.states.recovery import Catch, Retry, after_failure, check_handlers
 from taskrunner.engine.steps import CallTool, Fail, Step, StepError
 from taskrunner.engine.types import ANY, ValueType
-from taskrunner.tools import JsonObject, ToolRegistry
+from taskrunner.tools import TIMEOUT, JsonObject, ToolRegistry
 
 OBJECT = types.of_schema({"type": "object"})
 
@@ -78,7 +79,15 @@ class ParallelState(State):
         for branch, chart in self.branches.items():
             path = scope.here + pointer("branches", branch)
             _ = yield from check_chart(scope, chart, path, branch_input)
-        yield from check_handlers(scope.here, self.retry, self.catch, None)
+        yield from check_handlers(scope.here, self.retry, self.catch, self._raisable(scope))
+
+    def raises(self, scope: Scope) -> frozenset[str] | None:
+        raisable = self._raisable(scope)
+        return None if raisable is None else frozenset(raisable.names())
+
+    def _raisable(self, scope: Scope) -> RaisableKinds | None:
+        own = [TIMEOUT] if self.timeout_seconds is not None else []
+        return fanout_kinds(scope, self.branches.values(), own, "this parallel state")
 
     def output_type(self, scope: Scope) -> ValueType:
         branch_input = drained(self._input_type(scope))

@@ -12,10 +12,10 @@ from collections.abc import Iterator, Sequence
 from pydantic import Field
 
 from taskrunner.engine.diagnostics import Diagnostic, pointer
-from taskrunner.engine.errorkinds import RaisableKinds, check_kinds
+from taskrunner.engine.errorkinds import UNCATCHABLE_KINDS, RaisableKinds, check_kinds
 from taskrunner.engine.model import ErrorCode, ErrorKind, Node, StateName
 from taskrunner.engine.states.base import Again, Goto, Outcome
-from taskrunner.engine.steps import Fail, Step, StepError
+from taskrunner.engine.steps import TASK_TIMEOUT, Fail, Step, StepError
 from taskrunner.tools import JsonObject
 
 
@@ -62,6 +62,10 @@ def after_failure(name: str, step: Step, retry: Retry | None, catch: Sequence[Ca
     """Where a failed step of state `name` leads: another attempt, a handler (which sees
     the error as `$error`), or the end of the task."""
     error = step.error or StepError("Unknown", "the step failed without an error")
+    if error.kind in UNCATCHABLE_KINDS and error.kind != TASK_TIMEOUT:
+        # A fan-out's child that ended so (a reference that found no data) ends the task.
+        # The task's own deadline is its journal's to enforce, after the step is recorded.
+        return Fail(name, error)
     if retry and step.attempt < retry.max_attempts and retry.retries(error.kind):
         return Again(step.attempt + 1, retry.delay_before(step.attempt + 1))
     for handler in catch:

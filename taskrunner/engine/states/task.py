@@ -70,6 +70,13 @@ class TaskState(State):
         yield from check_handlers(scope.here, self.retry, self.catch, raisable)
         yield from check_initial(self, scope)
 
+    def raises(self, scope: Scope) -> frozenset[str] | None:
+        tool = scope.tool(self.tool)
+        if tool is None:
+            return None
+        timeout = self.timeout_seconds is not None
+        return frozenset(RaisableKinds.of(self.tool, tool.errors, timeout=timeout).names())
+
     def output_type(self, scope: Scope) -> ValueType:
         tool = scope.tool(self.tool)
         if tool is None:
