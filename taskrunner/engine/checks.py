@@ -97,6 +97,8 @@ class _Analysis:
         tools: Mapping[str, ToolTypes],
         language: Language,
         flows: KnownFlows,
+        chart_input: ValueType | None = None,
+        outer: frozenset[str] = frozenset(),
     ) -> None:
         self.document = document
         self.states = states
@@ -123,7 +125,15 @@ class _Analysis:
         start = document.get("start")
         self.start = start if isinstance(start, str) and start in states else None
         self.start_text = start
-        self.input_names, self.input_type = input_type(document.get("input"))
+        self.nested = chart_input is not None
+        """A sub-chart: its `$input` is what the enclosing state hands it."""
+        self.outer = outer
+        """The states of the charts around this one, which it cannot see."""
+        self.input_names: list[str] | None
+        if chart_input is None:
+            self.input_names, self.input_type = input_type(document.get("input"))
+        else:
+            self.input_names, self.input_type = _field_names(chart_input), chart_input
         self.reachable: set[str] = set()
         self.outputs: dict[str, frozenset[str]] = {}
         self.caught: set[str] = set()
@@ -154,13 +164,7 @@ class _Analysis:
         """The union of what the reachable succeed states output."""
         for _ in self._chart():  # works out what is reachable; its problems are `run`'s
             pass
-        found: ValueType | None = None
-        for name in sorted(self.reachable):
-            state = self.whole.get(name)
-            result = state.result_type(_StateScope(self, name)) if state else None
-            if result is not None:
-                found = result if found is None else types.join(found, result)
-        return found or types.ANY
+        return self.end_type()
 
     # -- the chart ------------------------------------------------------------------------
 
@@ -308,10 +312,15 @@ class _Analysis:
         elif ref.state is None:
             current = self.input_type
             names = self.input_names
-            if ref.path and ref.path[0] not in names:
+            if names is not None and ref.path and ref.path[0] not in names:
+                owner = (
+                    "the sub-chart's `$input` has no field"
+                    if self.nested
+                    else ("the flow declares no input field")
+                )
                 return Diagnostic(
                     "ref.unknown-input",
-                    f"`{ref.text}`: the flow declares no input field `{ref.path[0]}`",
+                    f"`{ref.text}`: {owner} `{ref.path[0]}`",
                     path,
                     self._suggest(ref.path[0], names) or f"declared: {listing(names) or 'none'}",
                 )
@@ -344,6 +353,32 @@ class _Analysis:
             return types.join(types.non_null(current), types.of_value(ref.default))
         return types.non_null(current) if ref.target in known else current
 
+    def sub_chart(
+        self, chart: Mapping[str, object], path: str, chart_input: ValueType
+    ) -> Generator[Diagnostic, None, ValueType]:
+        """Check a sub-chart as a chart of its own; its problems, at their places in this
+        document; the type it ends with."""
+        states = chart.get("states")
+        if not isinstance(states, Mapping) or not states or len(states) > MAX_STATES:
+            return types.ANY
+        outer = self.outer | frozenset(self.states)
+        inner = _Analysis(chart, states, self.tools, self.language, self.flows, chart_input, outer)
+        for diagnostic in inner.run():
+            yield replace(diagnostic, path=path + diagnostic.path)
+        return inner.end_type()
+
+    def end_type(self) -> ValueType:
+        """The type of what the chart ends with: the union of its reachable succeed states'
+        outputs (after `run`)."""
+        found: ValueType | None = None
+        for name, state in self.readable.items():
+            if self.start is not None and name not in self.reachable:
+                continue
+            end = state.end_type(_StateScope(self, name))
+            if end is not None:
+                found = end if found is None else types.join(found, end)
+        return found if found is not None else types.ANY
+
     def output_of(self, name: str) -> ValueType:
         """The type of the output of state `name`, worked out once. A state whose output
         type depends on its own (a loop), or a chain of them too long to follow, gets the
@@ -366,6 +401,15 @@ class _Analysis:
     def _producer_problem(self, state: str, ref: Reference, path: str) -> Diagnostic | None:
         producer = ref.state or ""
         producing = " or ".join(kind.kind for kind in self.language if kind.has_output)
+        if producer not in self.states and producer in self.outer:
+            return Diagnostic(
+                "ref.outer-state",
+                f"`{ref.text}`: `{producer}` is outside this sub-chart, which sees only its "
+                "own states and its `$input`",
+                path,
+                "pass the value in through the enclosing state's `input:` and read it "
+                "from `$input`",
+            )
         if producer not in self.states:
             names = [n for n, kind in self.kinds.items() if kind is not None and kind.has_output]
             return Diagnostic(
@@ -454,6 +498,33 @@ class _StateScope:
     def own_output(self) -> ValueType:
         return self._analysis.output_of(self._name)
 
+    def chart_raises(self, chart: Mapping[str, object]) -> frozenset[str] | None:
+        states = chart.get("states")
+        if not isinstance(states, Mapping):
+            return None
+        found: set[str] = set()
+        for raw in states.values():
+            kind = (
+                self._analysis.language.kind(raw.get("type")) if isinstance(raw, Mapping) else None
+            )
+            if kind is None:
+                return None
+            try:
+                raised = kind.model_validate(raw).raises(self)
+            except ValidationError:
+                return None
+            if raised is None:
+                return None
+            found |= raised
+        return frozenset(found)
+
+    def chart(
+        self, chart: Mapping[str, object], path: str, chart_input: ValueType
+    ) -> Generator[Diagnostic, None, ValueType]:
+        if self._shallow:
+            return _any_chart()
+        return self._analysis.sub_chart(chart, path, chart_input)
+
     def value(
         self,
         value: JsonValue,
@@ -480,6 +551,25 @@ class _StateScope:
 def _unknown() -> Generator[Diagnostic, None, ValueType | None]:
     return None
     yield  # a generator that reports nothing
+
+
+def _any_chart() -> Generator[Diagnostic, None, ValueType]:
+    return types.ANY
+    yield  # a generator that reports nothing
+
+
+def _field_names(value: ValueType) -> list[str] | None:
+    """The fields an object of this type may have, when they are known (a closed object)."""
+    schema = value.schema
+    if schema is None:
+        return None
+    literal = schema.get("const")
+    if isinstance(literal, dict):
+        return list(literal)
+    properties = schema.get("properties")
+    if isinstance(properties, Mapping) and schema.get("additionalProperties") is False:
+        return list(properties)
+    return None
 
 
 def _replaces_output(state: str, fact: str) -> bool:

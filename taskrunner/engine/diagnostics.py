@@ -47,10 +47,14 @@ CODES: Final[dict[str, str]] = {
     "ref.syntax": "A string starting with `$` is not a well-formed reference.",
     "ref.unknown-input": "A reference to an input field that the flow does not declare.",
     "ref.unknown-state": "A reference to a state that does not exist.",
-    "ref.no-output": "A reference to a state that has no output (not a task, pass or flow state).",
+    "ref.no-output": "A reference to a state that has no output (a choice, wait, succeed or "
+    "fail state).",
     "ref.not-run": "A reference to a state that has not run on every path to this point.",
     "ref.unknown-field": "A reference to a field that the data does not have.",
     "ref.no-error": "`$error` in a state that some path reaches without a caught error.",
+    "ref.outer-state": "A sub-chart (a parallel branch, a map's `each`) refers to a state "
+    "outside it: it sees only its own states and its `$input`; pass the value in through "
+    "`input:`.",
     "template.syntax": "A template whose braces are not `{$reference}` parts or `{{`/`}}`.",
     "template.not-scalar": "A template part that is an object, an array or may be null.",
     "fail.error-kind": "A fail state's `error` template cannot build an error kind.",
@@ -65,6 +69,8 @@ CODES: Final[dict[str, str]] = {
     "error.unknown-kind": "Warning: `retry` or `catch` names a kind its tool never fails with.",
     "wait.duration": "A wait state has both `seconds` and `until`, or neither.",
     "wait.timestamp": "A literal `until` that is not an RFC 3339 timestamp with an offset.",
+    "map.reserved-input": "A map state's `input` sets `item` or `index`, which the map sets "
+    "for each item.",
     # the report itself
     "report.omitted": "More problems than a report lists: how many were left out.",
 }

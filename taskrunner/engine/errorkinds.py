@@ -27,8 +27,23 @@ UNRESOLVED_REFERENCE: Final = "UnresolvedReference"
 """A reference had no value at run time: the flow is wrong, no handler can fix it."""
 STEP_LIMIT_EXCEEDED: Final = "StepLimitExceeded"
 """The task recorded `interpreter.MAX_STEPS` steps."""
+TOO_MANY_ITEMS: Final = "TooManyItems"
+"""A map state was given more than `states.map.MAX_ITEMS` items."""
+INVALID_ITEMS: Final = "InvalidItems"
+"""A map state's `items` was not an array when it ran (only an untyped value can be)."""
+INVALID_BRANCH_INPUT: Final = "InvalidBranchInput"
+"""A parallel state's `input` was not an object when it ran (only an untyped value can be)."""
 
-UNCATCHABLE_KINDS: Final = frozenset({UNRESOLVED_REFERENCE, STEP_LIMIT_EXCEEDED, TASK_TIMEOUT})
+UNCATCHABLE_KINDS: Final = frozenset(
+    {
+        UNRESOLVED_REFERENCE,
+        STEP_LIMIT_EXCEEDED,
+        TASK_TIMEOUT,
+        TOO_MANY_ITEMS,
+        INVALID_ITEMS,
+        INVALID_BRANCH_INPUT,
+    }
+)
 """Kinds that end a task regardless of `retry` and `catch` (`*` does not match them)."""
 
 CALL_KINDS: Final = (INVALID_INPUT, INVALID_OUTPUT, OUTPUT_TOO_LARGE, GENERIC_ERROR)
@@ -45,6 +60,8 @@ class RaisableKinds:
     tool: str
     declared: tuple[str, ...]
     system: tuple[str, ...]
+    owner: str = ""
+    """Who fails, for messages, when not a tool (`the parallel state `both``)."""
 
     @classmethod
     def of(cls, tool: str, declared: Iterable[str], *, timeout: bool) -> RaisableKinds:
@@ -89,9 +106,10 @@ def _unknown(kind: str, path: str, raisable: RaisableKinds) -> Diagnostic:
         )
     meant = closest(kind, raisable.names())
     hint = f"did you mean `{meant}`?" if meant else None
+    owner = raisable.owner or f"the tool `{raisable.tool}`"
     return Diagnostic(
         "error.unknown-kind",
-        f"the tool `{raisable.tool}` never fails with `{kind}`, so this never matches",
+        f"{owner} never fails with `{kind}`, so this never matches",
         path,
         hint or f"it can fail with: {listing(raisable.names())}",
         severity="warning",

@@ -87,6 +87,8 @@ class Execution:
             self.outputs[step.state] = step.output
         outcome = self.plan.states[step.state].on_step(self, step)
         if isinstance(outcome, Goto):
+            if outcome.produced:  # the state's output is not the step's (a map's array)
+                self.outputs[step.state] = outcome.output
             if outcome.caught is not None:
                 self.outputs[CAUGHT_ERROR] = outcome.caught
             self._move(outcome.target)

@@ -41,12 +41,28 @@ def check_literal_text(document: Mapping[str, object]) -> Iterator[Diagnostic]:
             if "default" in spec:
                 where = f"the default of `{name}`"
                 yield from literal_reference(spec["default"], here + "/default", where)
-    states = document.get("states")
-    if isinstance(states, Mapping):
-        for name, state in states.items():
-            if isinstance(state, Mapping):
-                path = pointer("states", name, "description")
-                yield from _description(state.get("description"), path)
+    yield from _state_descriptions(document.get("states"), "")
+
+
+def _state_descriptions(states: object, chart: str) -> Iterator[Diagnostic]:
+    """The states' descriptions, and those of their sub-charts' states (a parallel
+    branch's, a map's `each`), at any depth."""
+    if not isinstance(states, Mapping):
+        return
+    for name, state in states.items():
+        if not isinstance(state, Mapping):
+            continue
+        here = chart + pointer("states", name)
+        yield from _description(state.get("description"), here + "/description")
+        branches = state.get("branches")
+        if isinstance(branches, Mapping):
+            for branch, inner in branches.items():
+                if isinstance(inner, Mapping):
+                    where = here + pointer("branches", branch)
+                    yield from _state_descriptions(inner.get("states"), where)
+        each = state.get("each")
+        if isinstance(each, Mapping):
+            yield from _state_descriptions(each.get("states"), here + "/each")
 
 
 def literal_reference(value: object, path: str, where: str) -> Iterator[Diagnostic]:

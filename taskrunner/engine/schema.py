@@ -12,16 +12,19 @@ given schemas".
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import Any, Final
 
 from pydantic import JsonValue
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from taskrunner.engine.flow import Flow, Language, builtin_language, flow_model
+from taskrunner.engine.states.charts import CHART_STATE_MARK
 from taskrunner.tools import ToolRegistry
 
 DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
+STATE_DEFINITION: Final = "State"
+"""The name, in `$defs`, of the union of state kinds."""
 
 
 class _FlowSchemaGenerator(GenerateJsonSchema):
@@ -66,7 +69,29 @@ def flow_json_schema(
     kinds = language or builtin_language()
     document = flow_model([kind.schema_variant(registry) for kind in kinds], Flow)
     generated = document.model_json_schema(schema_generator=_FlowSchemaGenerator)
-    return {"$schema": DIALECT, **generated, "title": "taskrunner flow"}
+    return {"$schema": DIALECT, **_with_recursive_charts(generated), "title": "taskrunner flow"}
+
+
+def _with_recursive_charts(generated: dict[str, Any]) -> dict[str, Any]:
+    """The schema with the union of state kinds under `$defs/State`, which the flow's
+    `states` and every sub-chart's `states` (a branch's, a map's `each`) refer to."""
+    reference = {"$ref": f"#/$defs/{STATE_DEFINITION}"}
+    states = generated["properties"]["states"]
+    union = states["additionalProperties"]
+    states["additionalProperties"] = reference
+
+    def linked(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get(CHART_STATE_MARK) is True:
+                return dict(reference)
+            return {key: linked(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [linked(value) for value in node]
+        return node
+
+    defs = {**generated.get("$defs", {}), STATE_DEFINITION: union}
+    found: dict[str, Any] = linked({**generated, "$defs": defs})
+    return found
 
 
 def flow_schema_text(registry: ToolRegistry, language: Language | None = None) -> str:

@@ -152,6 +152,9 @@ def _describe(error: ValidationError) -> Iterable[Diagnostic]:
         yield Diagnostic("schema.invalid", error.message, path)
 
 
+_STATE_PATH: Final = r"(?:/states/[^/]+/(?:branches/[^/]+|each))*/states/[^/]+"
+"""The pointer of a state: of the flow's, or of a sub-chart's (a parallel branch's, a map's
+`each`), at any depth."""
 _RANGE_KEYWORDS: Final = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
 _SIZE_KEYWORDS: Final = {
     "minLength",
@@ -289,7 +292,7 @@ def _not_allowed(error: ValidationError, path: str) -> Diagnostic:
     names = [str(item) for item in allowed]
     hint = suggest(str(instance), names) if isinstance(instance, str) else None
     listing = ", ".join(f"`{name}`" for name in names)
-    if re.fullmatch(r"/states/[^/]+/tool", path):
+    if re.fullmatch(_STATE_PATH + "/tool", path):
         return Diagnostic(
             "tool.unknown",
             f"unknown tool `{instance}`",
@@ -309,7 +312,7 @@ def _listed(value: object) -> list[object]:
 
 
 def _in_arguments(path: str) -> bool:
-    return bool(re.match(r"/states/[^/]+/(args|output)/", path))
+    return bool(re.match(_STATE_PATH + "/(args|output)/", path))
 
 
 def _expected_types(value: object) -> str:

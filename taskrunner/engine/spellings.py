@@ -43,6 +43,17 @@ KEY_ALIASES: Final = {
     **dict.fromkeys(("result", "outputs", "return"), "output"),
     **dict.fromkeys(("cause", "reason", "msg"), "message"),
     **dict.fromkeys(("kind", "state_type"), "type"),
+    # fan-outs: Step Functions' Map and Parallel, Argo's withItems and parallelism
+    **dict.fromkeys(("itemspath", "items_path", "withitems", "with_items", "foreach"), "items"),
+    **dict.fromkeys(("itemprocessor", "item_processor", "iterator", "for_each_item"), "each"),
+    **dict.fromkeys(("itemselector", "item_selector"), "input"),
+    **dict.fromkeys(("maxconcurrency", "concurrency", "parallelism"), "max_concurrency"),
+    **dict.fromkeys(
+        ("toleratedfailurecount", "tolerated_failure_count", "max_failures"), "tolerated_failures"
+    ),
+    **dict.fromkeys(
+        ("toleratedfailurepercentage", "tolerated_failure_percentage"), "tolerated_percentage"
+    ),
 }
 """Keys that mean a key of ours, written as another language writes it (lower-cased): the
 hint names ours when it is allowed where the unknown key is."""

@@ -18,8 +18,9 @@ from taskrunner.tools.base import Tool
 from taskrunner.tools.builtin import BUILTIN_TOOLS
 
 ENTRY_POINT_GROUP: Final = "taskrunner.tools"
-RESERVED_NAMES: Final = frozenset({"wait", "flow"})
-"""Tool names that a task's history uses for steps of its own (a wait or flow state's)."""
+RESERVED_NAMES: Final = frozenset({"wait", "parallel", "map", "flow"})
+"""Tool names that a task's history uses for steps of its own (a wait state's, and the
+joined step of a fan-out: `engine.fanout.FANOUT_TOOLS`)."""
 
 
 class ToolRegistry:
@@ -29,9 +30,7 @@ class ToolRegistry:
         by_name: dict[str, Tool] = {}
         for item in tools:
             if item.name in RESERVED_NAMES:
-                raise ToolRegistryError(
-                    f"the tool name {item.name!r} is reserved for wait and flow steps"
-                )
+                raise ToolRegistryError(f"the tool name {item.name!r} is reserved for engine steps")
             if item.name in by_name:
                 raise ToolRegistryError(f"two tools are named {item.name!r}")
             by_name[item.name] = item

@@ -312,6 +312,8 @@ def test_flows_are_listed(client: TestClient) -> None:
         "delayed_echo",
         "divide_or_explain",
         "echo_add",
+        "echo_and_add",
+        "halve_all",
         "reshape_order",
         "safe_divide",
     ]

@@ -95,7 +95,14 @@ def test_a_dollar_escaped_in_a_default_is_one_literal_dollar(checker: FlowChecke
 
 
 def test_the_uncatchable_kinds_are_those_that_end_a_task_regardless() -> None:
-    assert {"UnresolvedReference", "StepLimitExceeded", "TaskTimeout"} == UNCATCHABLE_KINDS
+    assert {
+        "UnresolvedReference",
+        "StepLimitExceeded",
+        "TaskTimeout",
+        "TooManyItems",
+        "InvalidItems",
+        "InvalidBranchInput",
+    } == UNCATCHABLE_KINDS
     assert not UNCATCHABLE_KINDS & set(SYSTEM_KINDS)
 
 

@@ -71,17 +71,21 @@ def load(registry: ToolRegistry) -> Callable[[Path], Flow]:
 
 def _trace(result: RunResult, sleeps: list[float]) -> str:
     """Canonical JSON, so that 5 and 5.0 differ as they do on the wire."""
-    return json.dumps(
-        {
-            "status": result.status,
-            "state": result.state,
-            "output": result.output,
-            "error": asdict(result.error) if result.error else None,
-            "sleeps": sleeps,
-            "steps": [asdict(step) for step in result.steps],
-        },
-        sort_keys=True,
-    )
+    return json.dumps({**_ending(result), "sleeps": sleeps}, sort_keys=True)
+
+
+def _ending(result: RunResult) -> dict[str, Any]:
+    """How a run ended and its steps; with those of its fan-outs' children, by key."""
+    found = {
+        "status": result.status,
+        "state": result.state,
+        "output": result.output,
+        "error": asdict(result.error) if result.error else None,
+        "steps": [asdict(step) for step in result.steps],
+    }
+    if result.children:
+        found["children"] = {key: _ending(child) for key, child in result.children.items()}
+    return found
 
 
 def _run(registry: ToolRegistry, flow: Flow, data: dict[str, Any]) -> tuple[RunResult, str]:

@@ -56,6 +56,7 @@ def test_a_tool_from_another_package_is_registered() -> None:
         "repeat",
         "sum",
         "test.cstring",
+        "test.jitter",
         "test.nap",
         "test.nest",
         "test.shout",

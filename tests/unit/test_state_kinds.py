@@ -113,7 +113,9 @@ def test_the_new_kind_is_in_the_generated_schema(registry: ToolRegistry) -> None
     assert "AssignState" in schema["$defs"]
     states = schema["$defs"]["AssignState"]
     assert states["required"] == ["type", "values", "next"]
-    assert "assign" in str(schema["properties"]["states"])
+    # A flow's states and every sub-chart's refer to the one union of kinds.
+    assert schema["properties"]["states"]["additionalProperties"] == {"$ref": "#/$defs/State"}
+    assert "assign" in str(schema["$defs"]["State"])
 
 
 def test_the_schema_checks_the_new_kinds_shape(checker: FlowChecker) -> None:

@@ -9,6 +9,8 @@ from taskrunner.engine.states.base import State
 from taskrunner.engine.states.choice import ChoiceState
 from taskrunner.engine.states.fail import FailState
 from taskrunner.engine.states.flow_ import FlowState
+from taskrunner.engine.states.map import MapState
+from taskrunner.engine.states.parallel import ParallelState
 from taskrunner.engine.states.pass_ import PassState
 from taskrunner.engine.states.succeed import SucceedState
 from taskrunner.engine.states.task import TaskState
@@ -20,6 +22,8 @@ BUILTIN_KINDS: Final[tuple[type[State], ...]] = (
     PassState,
     WaitState,
     FlowState,
+    ParallelState,
+    MapState,
     SucceedState,
     FailState,
 )
@@ -29,6 +33,8 @@ __all__ = [
     "ChoiceState",
     "FailState",
     "FlowState",
+    "MapState",
+    "ParallelState",
     "PassState",
     "State",
     "SucceedState",

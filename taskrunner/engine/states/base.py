@@ -67,6 +67,17 @@ class Scope(Protocol):
         """The type of the state's own output (`output_type`, worked out once; where it
         refers to itself through its `initial`, that part is any value)."""
 
+    def chart_raises(self, chart: Mapping[str, object]) -> frozenset[str] | None:
+        """The error kinds a run of a sub-chart may fail with, as its states say
+        (`State.raises`); None when that cannot be known."""
+
+    def chart(
+        self, chart: Mapping[str, object], path: str, chart_input: ValueType
+    ) -> Generator[Diagnostic, None, ValueType]:
+        """Check a sub-chart (`{start, states}`, at `path` in the document) as a chart of
+        its own, whose `$input` has type `chart_input` and which cannot see this chart's
+        states; report its problems, and return the type of what it ends with."""
+
     def value(
         self,
         value: JsonValue,
@@ -208,9 +219,14 @@ class State(Node):
         """The type of what `$states.NAME` refers to (for kinds that have an output)."""
         return ANY
 
-    def result_type(self, scope: Scope) -> ValueType | None:
-        """The type of the task's output when it succeeds in this state (a terminal kind
-        that succeeds says it); None where no task succeeds."""
+    def raises(self, scope: Scope) -> frozenset[str] | None:
+        """The error kinds of its own (besides those of every chart: `charts.CHART_KINDS`)
+        that a chart may end with in this state, failed; None when they cannot be known."""
+        return frozenset()
+
+    def end_type(self, scope: Scope) -> ValueType | None:
+        """The type of the output a chart ends with in this state (a succeed state's), or
+        None when the chart does not end here with an output."""
         return None
 
     def initial_output(self) -> tuple[JsonValue] | None:

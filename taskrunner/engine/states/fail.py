@@ -57,6 +57,10 @@ class FailState(State):
 
     terminal = True
 
+    def raises(self, scope: Scope) -> frozenset[str] | None:
+        built = self.error.startswith("$") or "{" in self.error  # known only at run time
+        return None if built else frozenset({self.error})
+
     def check(self, scope: Scope) -> Iterator[Diagnostic]:
         path = scope.here + "/error"
         _ = yield from scope.value(self.error, path, STRING, "`error`")

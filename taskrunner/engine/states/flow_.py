@@ -18,12 +18,11 @@ from pydantic import Field
 
 from taskrunner.engine import types
 from taskrunner.engine.diagnostics import Diagnostic, closest, listing, pointer
-from taskrunner.engine.errorkinds import check_kinds
 from taskrunner.engine.fanout import FLOW_TOOL, Child, Fanout
 from taskrunner.engine.model import FlowName, StateName, Value
 from taskrunner.engine.refs import Expression, parse_value
-from taskrunner.engine.states.base import Again, Arrival, Goto, Outcome, Run, Scope, State
-from taskrunner.engine.states.task import Catch, Retry
+from taskrunner.engine.states.base import Arrival, Goto, Outcome, Run, Scope, State
+from taskrunner.engine.states.recovery import Catch, Retry, after_failure, check_handlers
 from taskrunner.engine.steps import CallTool, Fail, Step, StepError
 from taskrunner.engine.subflows import UnpinnedFlowError, pinned_version
 from taskrunner.engine.types import ANY, ValueType
@@ -98,14 +97,7 @@ class FlowState(State):
         yield from self._check_input(scope, declared)
         # Which kinds a sub-flow fails with is its own business: only the uncatchable
         # kinds are known not to reach a handler.
-        if self.retry is not None:
-            yield from check_kinds(self.retry.errors, scope.here + "/retry/errors", None)
-            path = scope.here + "/retry/non_retryable"
-            yield from check_kinds(self.retry.non_retryable, path, None)
-        for index, handler in enumerate(self.catch):
-            yield from check_kinds(
-                handler.errors, scope.here + pointer("catch", index, "errors"), None
-            )
+        yield from check_handlers(scope.here, self.retry, self.catch, None)
 
     def _check_input(self, scope: Scope, declared: ValueType | None) -> Iterator[Diagnostic]:
         """The input against the flow's declared input: field by field when it is written
@@ -205,16 +197,4 @@ class FlowCallPlan:
     def on_step(self, run: Run, step: Step) -> Outcome:
         if step.status == "succeeded":
             return Goto(self.state.next)
-        error = step.error or StepError("Unknown", "the sub-flow failed without an error")
-        retry = self.state.retry
-        if retry and step.attempt < retry.max_attempts and retry.retries(error.kind):
-            return Again(step.attempt + 1, retry.delay_before(step.attempt + 1))
-        for handler in self.state.catch:
-            if "*" in handler.errors or error.kind in handler.errors:
-                caught: JsonObject = {
-                    "kind": error.kind,
-                    "message": error.message,
-                    "state": self.name,
-                }
-                return Goto(handler.next, caught=caught)
-        return Fail(self.name, error)
+        return after_failure(self.name, step, self.state.retry, self.state.catch)

@@ -8,7 +8,6 @@ from typing import Literal
 
 from pydantic import Field
 
-from taskrunner.engine import types
 from taskrunner.engine.diagnostics import Diagnostic, pointer
 from taskrunner.engine.model import FieldName, Value
 from taskrunner.engine.refs import Expression, parse_value
@@ -33,12 +32,9 @@ class SucceedState(State):
         for field, value in self.output.items():
             _ = yield from scope.value(value, scope.here + pointer("output", field))
 
-    def result_type(self, scope: Scope) -> ValueType | None:
-        parts: dict[str, ValueType] = {}
-        for field, value in self.output.items():
-            found = quietly(scope.value(value, scope.here + pointer("output", field)))
-            parts[field] = found if found is not None else ANY
-        return types.of_parts(parts, is_array=False)
+    def end_type(self, scope: Scope) -> ValueType | None:
+        found = quietly(scope.value(dict(self.output), scope.here + "/output"))
+        return found if found is not None else ANY
 
     def compile(self, name: str, tools: ToolRegistry) -> SucceedPlan:
         fields = tuple((key, parse_value(value)) for key, value in self.output.items())

@@ -13,62 +13,15 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from taskrunner.engine.diagnostics import Diagnostic, pointer
-from taskrunner.engine.errorkinds import RaisableKinds, check_kinds
-from taskrunner.engine.model import ErrorCode, ErrorKind, Node, StateName, Value
+from taskrunner.engine.errorkinds import RaisableKinds
+from taskrunner.engine.model import StateName, Value
 from taskrunner.engine.refs import REFERENCE_PATTERN, Expression, parse_value
-from taskrunner.engine.states.base import (
-    Again,
-    Arrival,
-    Goto,
-    Outcome,
-    Run,
-    Scope,
-    State,
-    check_initial,
-)
-from taskrunner.engine.steps import CallTool, Fail, Step, StepError
+from taskrunner.engine.states.base import Arrival, Goto, Outcome, Run, Scope, State, check_initial
+from taskrunner.engine.states.recovery import Catch, Retry, after_failure, check_handlers
+from taskrunner.engine.steps import CallTool, Step
 from taskrunner.engine.types import ANY, ValueType
 from taskrunner.engine.values import quietly
-from taskrunner.tools import JsonObject, Tool, ToolRegistry
-
-
-class Retry(Node):
-    """Run a failed task state again, after a deterministic, growing delay."""
-
-    max_attempts: int = Field(ge=1, le=100, description="Attempts in all, the first included.")
-    interval_seconds: float = Field(
-        default=1.0, ge=0, le=86_400, description="Delay before the second attempt."
-    )
-    backoff_rate: float = Field(
-        default=2.0, ge=1, le=100, description="Each further delay is the previous one times this."
-    )
-    max_interval_seconds: float = Field(
-        default=3_600.0, ge=0, le=86_400, description="No delay is longer than this."
-    )
-    errors: list[ErrorKind] = Field(
-        default=["*"], min_length=1, description="Error kinds to retry; `*` matches every kind."
-    )
-    non_retryable: list[ErrorCode] = Field(
-        default_factory=list,
-        description="Error kinds never retried, even when `errors` matches them: they go "
-        "straight to `catch`.",
-    )
-
-    def retries(self, kind: str) -> bool:
-        """Whether an error of this kind is retried (attempts left aside)."""
-        return kind not in self.non_retryable and _caught(self.errors, kind)
-
-    def delay_before(self, attempt: int) -> float:
-        """Seconds to wait before attempt number `attempt` (2 or more)."""
-        delay = self.interval_seconds * self.backoff_rate ** (attempt - 2)
-        return min(delay, self.max_interval_seconds)
-
-
-class Catch(Node):
-    """Go to another state when the task state fails with one of these error kinds."""
-
-    errors: list[ErrorKind] = Field(min_length=1, description="`*` matches every kind.")
-    next: StateName = Field(description="The state to go to.")
+from taskrunner.tools import Tool, ToolRegistry
 
 
 class TaskState(State):
@@ -115,14 +68,15 @@ class TaskState(State):
             if tool
             else None
         )
-        if self.retry is not None:
-            yield from check_kinds(self.retry.errors, scope.here + "/retry/errors", raisable)
-            path = scope.here + "/retry/non_retryable"
-            yield from check_kinds(self.retry.non_retryable, path, raisable)
-        for index, handler in enumerate(self.catch):
-            path = scope.here + pointer("catch", index, "errors")
-            yield from check_kinds(handler.errors, path, raisable)
+        yield from check_handlers(scope.here, self.retry, self.catch, raisable)
         yield from check_initial(self, scope)
+
+    def raises(self, scope: Scope) -> frozenset[str] | None:
+        tool = scope.tool(self.tool)
+        if tool is None:
+            return None
+        timeout = self.timeout_seconds is not None
+        return frozenset(RaisableKinds.of(self.tool, tool.errors, timeout=timeout).names())
 
     def output_type(self, scope: Scope) -> ValueType:
         tool = scope.tool(self.tool)
@@ -174,19 +128,7 @@ class TaskPlan:
     def on_step(self, run: Run, step: Step) -> Outcome:
         if step.status == "succeeded":
             return Goto(self.state.next)
-        error = step.error or StepError("Unknown", "the step failed without an error")
-        retry = self.state.retry
-        if retry and step.attempt < retry.max_attempts and retry.retries(error.kind):
-            return Again(step.attempt + 1, retry.delay_before(step.attempt + 1))
-        for handler in self.state.catch:
-            if _caught(handler.errors, error.kind):
-                caught: JsonObject = {
-                    "kind": error.kind,
-                    "message": error.message,
-                    "state": self.name,
-                }
-                return Goto(handler.next, caught=caught)
-        return Fail(self.name, error)
+        return after_failure(self.name, step, self.state.retry, self.state.catch)
 
 
 # -- the published schema: one task-state model per tool -----------------------------------
@@ -250,7 +192,3 @@ def _referable(annotation: Any) -> Any:
     if origin in (Union, UnionType):
         return Union[tuple(_referable(item) for item in arguments)]  # noqa: UP007
     return annotation
-
-
-def _caught(kinds: list[str], kind: str) -> bool:
-    return "*" in kinds or kind in kinds

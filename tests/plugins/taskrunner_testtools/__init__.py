@@ -86,3 +86,25 @@ def nest(args: NestInput) -> NestOutput:
     for _ in range(args.depth):
         value = {"in": value}
     return NestOutput.model_construct(value=value)  # as built: no validation on the way
+
+
+class JitterInput(ToolModel):
+    value: int
+    fail: bool = False
+
+
+class JitterOutput(ToolModel):
+    value: int
+
+
+@tool("test.jitter", errors=("Jittered",))
+def jitter(args: JitterInput) -> JitterOutput:
+    """Sleep a random 0 to 20 ms, then return the value (or fail with `Jittered`): calls
+    made at once end in a random order, so that tests can show that it changes nothing."""
+    import random
+    import time
+
+    time.sleep(random.uniform(0, 0.02))  # noqa: S311 - an order to shuffle, not a secret
+    if args.fail:
+        raise ToolError(f"item {args.value} failed", kind="Jittered")
+    return JitterOutput(value=args.value)
