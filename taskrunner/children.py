@@ -32,7 +32,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from pydantic import ValidationError
@@ -40,13 +40,13 @@ from pydantic import ValidationError
 from taskrunner.backlog import Backlog
 from taskrunner.engine.fanout import Child, ChildResult, Fanout
 from taskrunner.engine.plan import FlowPlan
-from taskrunner.engine.steps import CallTool
+from taskrunner.engine.steps import TASK_TIMEOUT, CallTool
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import FlowInputError, LeaseLostError, TaskrunnerError
 from taskrunner.leases import LeaseKeeper
 from taskrunner.store.records import CANCELLED, FlowVersion, TaskRecord
 from taskrunner.store.repository import TaskRepository
-from taskrunner.tools import INVALID_INPUT
+from taskrunner.tools import INVALID_INPUT, TIMEOUT
 
 if TYPE_CHECKING:
     from taskrunner.runs import StoredRun
@@ -90,6 +90,10 @@ class ChildRunner:
         """Run the call's children to their ends and say how each ended; None when the
         parent had to leave first (it is then back on the queue, or ended cancelled)."""
         rows = self._spawn(parent, call, fanout)
+        # Past the call's limit or the parent's deadline, the children are cut short here,
+        # even when no runner is left to end them on their own.
+        call_limit = _call_deadline(call, rows)
+        limit = _earliest(call_limit, parent.expires())
         window = fanout.max_concurrency or len(fanout.children)
         threads = max(1, min(window, LOCAL_CHILDREN))
         leave = threading.Event()
@@ -98,6 +102,10 @@ class ChildRunner:
         pool = ThreadPoolExecutor(threads, thread_name_prefix=f"taskrunner-child-{call.state}")
         try:
             while True:
+                # A cancelled parent's children end cancelled by the cascade: the parent
+                # must see its own cancel first, not take theirs for a failure of the call.
+                if self._cancelled(parent):
+                    return None
                 results = _ended(fanout, rows)
                 if results is not None:
                     return results
@@ -106,8 +114,16 @@ class ChildRunner:
                         parent.task.id, call.seq, call.attempt, self._clock()
                     )
                     return _with_siblings_cancelled(fanout, rows)
-                if self._cancelled(parent):
-                    return None
+                if limit is not None and self._clock() >= limit:
+                    self._repository.cancel_children(
+                        parent.task.id, call.seq, call.attempt, self._clock()
+                    )
+                    reason = (
+                        f"the state's timeout_seconds ({call.timeout_seconds:g} s)"
+                        if limit == call_limit
+                        else "the task's deadline"
+                    )
+                    return _with_unfinished_timed_out(rows, f"it did not end within {reason}")
                 if parent.must_leave():
                     leave.set()
                     wait(running)
@@ -179,7 +195,7 @@ class ChildRunner:
             parent_seq=call.seq,
             parent_attempt=call.attempt,
             child_key=child.key,
-            deadline_at=parent.expires(),
+            deadline_at=_earliest(parent.expires(), _call_deadline(call, [], now)),
         )
 
     def _refused(self, child: Child) -> str | None:
@@ -259,6 +275,22 @@ class ChildRunner:
         return True
 
 
+def _call_deadline(
+    call: CallTool, rows: Sequence[TaskRecord], now: datetime | None = None
+) -> datetime | None:
+    """When the call's `timeout_seconds` is up: counted from when its first child was
+    stored (so a resumed parent keeps the limit it had), or from `now` before any was."""
+    if call.timeout_seconds is None:
+        return None
+    started = min((row.created_at for row in rows), default=now)
+    return None if started is None else started + timedelta(seconds=call.timeout_seconds)
+
+
+def _earliest(*moments: datetime | None) -> datetime | None:
+    known = [moment for moment in moments if moment is not None]
+    return min(known, default=None)
+
+
 def _position(row: TaskRecord) -> tuple[int, str]:
     """A child's place in its call: items by index, branches by name."""
     kind, _, name = (row.child_key or "").partition(":")
@@ -276,6 +308,11 @@ def _result(row: TaskRecord, beyond_policy: bool) -> ChildResult:
         return ChildResult(key, "succeeded", row.output)
     if row.status == "cancelled" and beyond_policy:
         return ChildResult(key, "cancelled")  # for a sibling's failure, which ends the call
+    if row.error_kind == TASK_TIMEOUT:
+        # The child ran out of time: the call's `timeout_seconds`, or the child flow's
+        # own limit. To the parent that is a catchable `Timeout` of the state; had the
+        # parent's own deadline passed, the parent's run fails the task anyway.
+        return ChildResult(key, "failed", None, TIMEOUT, row.error_message)
     # A child cancelled on its own, not for a sibling's failure, failed its call.
     return ChildResult(key, "failed", None, row.error_kind, row.error_message)
 
@@ -286,6 +323,17 @@ def _ended(fanout: Fanout, rows: Sequence[TaskRecord]) -> list[ChildResult] | No
         return None
     beyond = not fanout.tolerates(sum(1 for row in rows if row.status == "failed"))
     return [_result(row, beyond) for row in rows]
+
+
+def _with_unfinished_timed_out(rows: Sequence[TaskRecord], message: str) -> list[ChildResult]:
+    """The results of a call whose time is up: those unfinished failed with `Timeout`
+    (they were cancelled)."""
+    return [
+        _result(row, False)
+        if row.finished
+        else ChildResult(row.child_key or "", "failed", None, TIMEOUT, message)
+        for row in rows
+    ]
 
 
 def _with_siblings_cancelled(fanout: Fanout, rows: Sequence[TaskRecord]) -> list[ChildResult]:
