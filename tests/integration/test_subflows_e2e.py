@@ -173,6 +173,42 @@ states:
     type: succeed
     output: {slept: $states.call.slept}
 """,
+    "sleepy": """
+name: sleepy
+timeout_seconds: 0.3
+input:
+  seconds: {type: number}
+start: nap
+states:
+  nap:
+    type: wait
+    seconds: $input.seconds
+    next: done
+  done:
+    type: succeed
+    output: {slept: $input.seconds}
+""",
+    "patient": """
+name: patient
+input:
+  seconds: {type: number}
+start: call
+states:
+  call:
+    type: flow
+    flow: sleepy
+    input: {seconds: $input.seconds}
+    catch:
+      - errors: [Timeout]
+        next: gave_up
+    next: done
+  gave_up:
+    type: succeed
+    output: {kind: $error.kind, message: $error.message}
+  done:
+    type: succeed
+    output: {slept: $states.call.slept}
+""",
     "loose": """
 name: loose
 input:
@@ -415,6 +451,41 @@ def test_the_parents_deadline_ends_the_sub_flow(subflow_service: TaskService) ->
     assert child.deadline_at is not None
     wait_for(finished(subflow_service, child.id))
     assert subflow_service.get_task(child.id).status in {"failed", "cancelled"}
+
+
+def test_a_sub_flow_past_its_own_deadline_fails_the_state_with_timeout(
+    subflow_service: TaskService,
+) -> None:
+    task = subflow_service.run_task("patient", {"seconds": 60}).task
+    assert task.status == "succeeded"
+    assert task.output is not None
+    assert task.output["kind"] == "Timeout"
+    assert "timeout_seconds (0.3 s)" in str(task.output["message"])
+    [child] = children(subflow_service, task.id)
+    assert (child.status, child.error_kind) == ("failed", "TaskTimeout")
+
+
+# -- resuming ------------------------------------------------------------------------------
+
+
+def test_a_parent_handed_back_mid_sub_flow_finds_its_child_again(
+    database: Database, flows_dir: Path, checker: FlowChecker
+) -> None:
+    catalog = FlowCatalog.load(flows_dir, checker)
+    service = TaskService(SqlTaskRepository(database), catalog, sync_wait_seconds=0.2)
+    try:
+        answered = service.run_task("naps", {"seconds": 0.6}).task
+        assert answered.status in {"pending", "running"}
+        [child] = children(service, answered.id)
+        with Working(service):
+            wait_for(finished(service, answered.id))
+        done = service.get_task(answered.id, all_steps=True)
+        assert (done.status, done.output) == ("succeeded", {"slept": 0.6})
+        assert [(step.state, step.attempt) for step in done.steps] == [("call", 1)]
+        assert [row.id for row in children(service, answered.id)] == [child.id]
+        assert [step.tool for step in service.repository.steps_of(child.id)] == ["wait", "wait"]
+    finally:
+        service.close()
 
 
 # -- 6. three levels ------------------------------------------------------------------------
