@@ -425,6 +425,27 @@ def test_cancelling_a_parent_cancels_its_waiting_sub_flow(subflow_service: TaskS
     assert subflow_service.get_task(child.id).status == "cancelled"
 
 
+def test_cancelling_the_sub_flow_alone_fails_the_flow_state(
+    subflow_service: TaskService,
+) -> None:
+    task = subflow_service.enqueue_task("naps", {"seconds": 60}).task
+
+    def child_waits() -> bool:
+        found = children(subflow_service, task.id)
+        return bool(found) and found[0].step_count >= 1
+
+    with Working(subflow_service):
+        wait_for(child_waits)
+        [child] = children(subflow_service, task.id)
+        subflow_service.cancel_task(child.id)
+        wait_for(finished(subflow_service, task.id))
+    parent = subflow_service.get_task(task.id)
+    assert parent.status == "failed"
+    assert parent.error is not None
+    assert parent.error.kind == "Cancelled"
+    assert subflow_service.get_task(child.id).status == "cancelled"
+
+
 # -- 5. time limits -------------------------------------------------------------------------
 
 
