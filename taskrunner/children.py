@@ -20,7 +20,8 @@ children, then, until every one has ended:
   the parent's row, to see a cancel.
 
 A failure the policy does not tolerate cancels the siblings (and theirs) and ends the call
-at once. A parent that must leave (its worker stops, a synchronous request's time is up)
+at once; so does the call's `timeout_seconds` or the parent's deadline (the unfinished
+children fail it with `Timeout`). A parent that must leave (its worker stops, a synchronous request's time is up)
 stops its pool after the step in hand, goes back to the queue, and returns None: its
 children go on, on any worker, and the parent finds them when it is resumed.
 """
