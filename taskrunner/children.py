@@ -21,9 +21,10 @@ children, then, until every one has ended:
 
 A failure the policy does not tolerate cancels the siblings (and theirs) and ends the call
 at once; so does the call's `timeout_seconds` or the parent's deadline (the unfinished
-children fail it with `Timeout`). A parent that must leave (its worker stops, a synchronous request's time is up)
-stops its pool after the step in hand, goes back to the queue, and returns None: its
-children go on, on any worker, and the parent finds them when it is resumed.
+children fail it with `Timeout`). A parent that must leave (its worker stops, a
+synchronous request's time is up) stops its pool after the step in hand, goes back to the
+queue, and returns None: its children go on, on any worker, and the parent finds them
+when it is resumed.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
@@ -109,22 +111,20 @@ class ChildRunner:
                     return None
                 results = _ended(fanout, rows)
                 if results is not None:
-                    return results
+                    return _explained(results, rows, call, call_limit)
                 if self._failed_beyond_policy(fanout, rows):
                     self._repository.cancel_children(
                         parent.task.id, call.seq, call.attempt, self._clock()
                     )
-                    return _with_siblings_cancelled(fanout, rows)
+                    ended = _with_siblings_cancelled(fanout, rows)
+                    return _explained(ended, rows, call, call_limit)
                 if limit is not None and self._clock() >= limit:
                     self._repository.cancel_children(
                         parent.task.id, call.seq, call.attempt, self._clock()
                     )
-                    reason = (
-                        f"the state's timeout_seconds ({call.timeout_seconds:g} s)"
-                        if limit == call_limit
-                        else "the task's deadline"
-                    )
-                    return _with_unfinished_timed_out(rows, f"it did not end within {reason}")
+                    reason = _call_timed_out(call) if limit == call_limit else None
+                    message = reason or "it did not end within the task's deadline"
+                    return _with_unfinished_timed_out(rows, message)
                 if parent.must_leave():
                     leave.set()
                     wait(running)
@@ -285,6 +285,34 @@ def _call_deadline(
         return None
     started = min((row.created_at for row in rows), default=now)
     return None if started is None else started + timedelta(seconds=call.timeout_seconds)
+
+
+def _call_timed_out(call: CallTool) -> str:
+    return f"it did not end within the state's timeout_seconds ({call.timeout_seconds:g} s)"
+
+
+def _explained(
+    results: list[ChildResult],
+    rows: Sequence[TaskRecord],
+    call: CallTool,
+    call_limit: datetime | None,
+) -> list[ChildResult]:
+    """The results, where a child that ran out of time at the call's limit (its inherited
+    deadline) says so: its own message speaks of a `timeout_seconds` it does not have."""
+    if call_limit is None:
+        return results
+    late = {
+        row.child_key
+        for row in rows
+        if row.error_kind == TASK_TIMEOUT
+        and row.finished_at is not None
+        and row.finished_at >= call_limit
+    }
+    message = _call_timed_out(call)
+    return [
+        replace(result, error_message=message) if result.key in late else result
+        for result in results
+    ]
 
 
 def _earliest(*moments: datetime | None) -> datetime | None:
