@@ -20,9 +20,11 @@ children, then, until every one has ended:
   the parent's row, to see a cancel.
 
 A failure the policy does not tolerate cancels the siblings (and theirs) and ends the call
-at once. A parent that must leave (its worker stops, a synchronous request's time is up)
-stops its pool after the step in hand, goes back to the queue, and returns None: its
-children go on, on any worker, and the parent finds them when it is resumed.
+at once; so does the call's `timeout_seconds` or the parent's deadline (the unfinished
+children fail it with `Timeout`). A parent that must leave (its worker stops, a
+synchronous request's time is up) stops its pool after the step in hand, goes back to the
+queue, and returns None: its children go on, on any worker, and the parent finds them
+when it is resumed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from pydantic import ValidationError
@@ -40,13 +43,13 @@ from pydantic import ValidationError
 from taskrunner.backlog import Backlog
 from taskrunner.engine.fanout import Child, ChildResult, Fanout
 from taskrunner.engine.plan import FlowPlan
-from taskrunner.engine.steps import CallTool
+from taskrunner.engine.steps import TASK_TIMEOUT, CallTool
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import FlowInputError, LeaseLostError, TaskrunnerError
 from taskrunner.leases import LeaseKeeper
 from taskrunner.store.records import CANCELLED, FlowVersion, TaskRecord
 from taskrunner.store.repository import TaskRepository
-from taskrunner.tools import INVALID_INPUT
+from taskrunner.tools import INVALID_INPUT, TIMEOUT
 
 if TYPE_CHECKING:
     from taskrunner.runs import StoredRun
@@ -90,6 +93,10 @@ class ChildRunner:
         """Run the call's children to their ends and say how each ended; None when the
         parent had to leave first (it is then back on the queue, or ended cancelled)."""
         rows = self._spawn(parent, call, fanout)
+        # Past the call's limit or the parent's deadline, the children are cut short here,
+        # even when no runner is left to end them on their own.
+        call_limit = _call_deadline(call, rows)
+        limit = _earliest(call_limit, parent.expires())
         window = fanout.max_concurrency or len(fanout.children)
         threads = max(1, min(window, LOCAL_CHILDREN))
         leave = threading.Event()
@@ -98,16 +105,26 @@ class ChildRunner:
         pool = ThreadPoolExecutor(threads, thread_name_prefix=f"taskrunner-child-{call.state}")
         try:
             while True:
+                # A cancelled parent's children end cancelled by the cascade: the parent
+                # must see its own cancel first, not take theirs for a failure of the call.
+                if self._cancelled(parent):
+                    return None
                 results = _ended(fanout, rows)
                 if results is not None:
-                    return results
+                    return _explained(results, rows, call, call_limit)
                 if self._failed_beyond_policy(fanout, rows):
                     self._repository.cancel_children(
                         parent.task.id, call.seq, call.attempt, self._clock()
                     )
-                    return _with_siblings_cancelled(fanout, rows)
-                if self._cancelled(parent):
-                    return None
+                    ended = _with_siblings_cancelled(fanout, rows)
+                    return _explained(ended, rows, call, call_limit)
+                if limit is not None and self._clock() >= limit:
+                    self._repository.cancel_children(
+                        parent.task.id, call.seq, call.attempt, self._clock()
+                    )
+                    reason = _call_timed_out(call) if limit == call_limit else None
+                    message = reason or "it did not end within the task's deadline"
+                    return _with_unfinished_timed_out(rows, message)
                 if parent.must_leave():
                     leave.set()
                     wait(running)
@@ -179,7 +196,7 @@ class ChildRunner:
             parent_seq=call.seq,
             parent_attempt=call.attempt,
             child_key=child.key,
-            deadline_at=parent.expires(),
+            deadline_at=_earliest(parent.expires(), _call_deadline(call, [], now)),
         )
 
     def _refused(self, child: Child) -> str | None:
@@ -259,6 +276,50 @@ class ChildRunner:
         return True
 
 
+def _call_deadline(
+    call: CallTool, rows: Sequence[TaskRecord], now: datetime | None = None
+) -> datetime | None:
+    """When the call's `timeout_seconds` is up: counted from when its first child was
+    stored (so a resumed parent keeps the limit it had), or from `now` before any was."""
+    if call.timeout_seconds is None:
+        return None
+    started = min((row.created_at for row in rows), default=now)
+    return None if started is None else started + timedelta(seconds=call.timeout_seconds)
+
+
+def _call_timed_out(call: CallTool) -> str:
+    return f"it did not end within the state's timeout_seconds ({call.timeout_seconds:g} s)"
+
+
+def _explained(
+    results: list[ChildResult],
+    rows: Sequence[TaskRecord],
+    call: CallTool,
+    call_limit: datetime | None,
+) -> list[ChildResult]:
+    """The results, where a child that ran out of time at the call's limit (its inherited
+    deadline) says so: its own message speaks of a `timeout_seconds` it does not have."""
+    if call_limit is None:
+        return results
+    late = {
+        row.child_key
+        for row in rows
+        if row.error_kind == TASK_TIMEOUT
+        and row.finished_at is not None
+        and row.finished_at >= call_limit
+    }
+    message = _call_timed_out(call)
+    return [
+        replace(result, error_message=message) if result.key in late else result
+        for result in results
+    ]
+
+
+def _earliest(*moments: datetime | None) -> datetime | None:
+    known = [moment for moment in moments if moment is not None]
+    return min(known, default=None)
+
+
 def _position(row: TaskRecord) -> tuple[int, str]:
     """A child's place in its call: items by index, branches by name."""
     kind, _, name = (row.child_key or "").partition(":")
@@ -276,6 +337,11 @@ def _result(row: TaskRecord, beyond_policy: bool) -> ChildResult:
         return ChildResult(key, "succeeded", row.output)
     if row.status == "cancelled" and beyond_policy:
         return ChildResult(key, "cancelled")  # for a sibling's failure, which ends the call
+    if row.error_kind == TASK_TIMEOUT:
+        # The child ran out of time: the call's `timeout_seconds`, or the child flow's
+        # own limit. To the parent that is a catchable `Timeout` of the state; had the
+        # parent's own deadline passed, the parent's run fails the task anyway.
+        return ChildResult(key, "failed", None, TIMEOUT, row.error_message)
     # A child cancelled on its own, not for a sibling's failure, failed its call.
     return ChildResult(key, "failed", None, row.error_kind, row.error_message)
 
@@ -286,6 +352,17 @@ def _ended(fanout: Fanout, rows: Sequence[TaskRecord]) -> list[ChildResult] | No
         return None
     beyond = not fanout.tolerates(sum(1 for row in rows if row.status == "failed"))
     return [_result(row, beyond) for row in rows]
+
+
+def _with_unfinished_timed_out(rows: Sequence[TaskRecord], message: str) -> list[ChildResult]:
+    """The results of a call whose time is up: those unfinished failed with `Timeout`
+    (they were cancelled)."""
+    return [
+        _result(row, False)
+        if row.finished
+        else ChildResult(row.child_key or "", "failed", None, TIMEOUT, message)
+        for row in rows
+    ]
 
 
 def _with_siblings_cancelled(fanout: Fanout, rows: Sequence[TaskRecord]) -> list[ChildResult]:
