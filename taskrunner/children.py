@@ -310,7 +310,7 @@ def _explained(
     }
     message = _call_timed_out(call)
     return [
-        replace(result, error_message=message) if result.key in late else result
+        replace(result, status="timed_out", error_message=message) if result.key in late else result
         for result in results
     ]
 
@@ -355,12 +355,12 @@ def _ended(fanout: Fanout, rows: Sequence[TaskRecord]) -> list[ChildResult] | No
 
 
 def _with_unfinished_timed_out(rows: Sequence[TaskRecord], message: str) -> list[ChildResult]:
-    """The results of a call whose time is up: those unfinished failed with `Timeout`
-    (they were cancelled)."""
+    """The results of a call whose time is up: those unfinished `timed_out` (they were
+    cancelled), which fails the call with `Timeout` whatever its failure policy."""
     return [
         _result(row, False)
         if row.finished
-        else ChildResult(row.child_key or "", "failed", None, TIMEOUT, message)
+        else ChildResult(row.child_key or "", "timed_out", None, TIMEOUT, message)
         for row in rows
     ]
 

@@ -20,7 +20,7 @@ from pydantic import JsonValue
 
 from taskrunner.engine.sizes import OUTPUT_TOO_LARGE, oversize
 from taskrunner.engine.steps import CallTool, Step
-from taskrunner.tools import JsonObject
+from taskrunner.tools import TIMEOUT, JsonObject
 
 PARALLEL_TOOL: Final = "parallel"
 MAP_TOOL: Final = "map"
@@ -31,7 +31,7 @@ FANOUT_TOOLS: Final = frozenset({PARALLEL_TOOL, MAP_TOOL, FLOW_TOOL})
 TOLERATED_FAILURES_EXCEEDED: Final = "ToleratedFailuresExceeded"
 """A map state's error when more items failed than its failure policy tolerates."""
 
-ChildStatus = Literal["succeeded", "failed", "cancelled"]
+ChildStatus = Literal["succeeded", "failed", "cancelled", "timed_out"]
 Shape = Literal["object", "array", "single"]
 
 
@@ -53,7 +53,8 @@ class Child:
 
 @dataclass(frozen=True, slots=True)
 class ChildResult:
-    """How one child ended. A child cancelled because a sibling failed is `cancelled`."""
+    """How one child ended. A child cancelled because a sibling failed is `cancelled`; one
+    cut short because the fan-out state's own `timeout_seconds` ran out is `timed_out`."""
 
     key: str
     status: ChildStatus
@@ -72,7 +73,8 @@ class Fanout:
     and `tolerated_percentage` both unset, the first failed child (in key order, not in
     time) fails the call with its own error kind; with either set, more failures than it
     allows fail the call with `ToleratedFailuresExceeded`, and fewer leave a null in the
-    failed items' places.
+    failed items' places. A child cut short by the state's `timeout_seconds` fails the call
+    with `Timeout`, whatever the policy (as a Step Functions Map's `TimeoutSeconds` does).
     """
 
     children: tuple[Child, ...]
@@ -108,6 +110,9 @@ class Fanout:
         if missing:
             raise ValueError(f"no result for the children {', '.join(missing)}")
         ended = [result for result in ordered if result is not None]
+        late = [result for result in ended if result.status == "timed_out"]
+        if late:  # the state's time is up: the whole call fails, whatever the policy
+            return call.failed(TIMEOUT, f"{_label(late[0].key)}: {late[0].error_message}")
         failed = [result for result in ended if result.status == "failed"]
         if not self.tolerates(len(failed)):
             if self.fail_fast:

@@ -264,5 +264,6 @@ def _ended(key: str, result: RunResult, *, state_bound: bool) -> ChildResult:
     if result.status == "succeeded":
         return ChildResult(key, "succeeded", result.output)
     error = result.error or StepError("Unknown", "the child failed without an error")
-    kind = TIMEOUT if error.kind == TASK_TIMEOUT and state_bound else error.kind
-    return ChildResult(key, "failed", None, kind, error.message)
+    if error.kind == TASK_TIMEOUT and state_bound:
+        return ChildResult(key, "timed_out", None, TIMEOUT, error.message)
+    return ChildResult(key, "failed", None, error.kind, error.message)

@@ -102,3 +102,14 @@ def test_a_joined_output_too_large_to_store_fails_the_call() -> None:
     step = fanout.join(call(fanout), [ok(key, {"text": "x" * 1024}) for key in keys])
     assert step.error is not None
     assert step.error.kind == "OutputTooLarge"
+
+
+def test_a_state_out_of_time_fails_with_timeout_whatever_the_policy() -> None:
+    keys = [f"item:{index}" for index in range(4)]
+    tolerant = Fanout(children(*keys), "array", tolerated_percentage=100)
+    late = ChildResult("item:2", "timed_out", None, "Timeout", "did not end within 1 s")
+    results = [ok("item:0", {}), failed("item:1"), late, ok("item:3", {})]
+    step = tolerant.join(call(tolerant), results)
+    assert step.error is not None
+    assert step.error.kind == "Timeout"
+    assert step.error.message == "item 2: did not end within 1 s"
