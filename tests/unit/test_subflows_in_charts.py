@@ -21,6 +21,8 @@ from taskrunner.engine.flow import Flow
 from taskrunner.engine.runner import InMemoryRunner
 from taskrunner.engine.states.charts import compile_chart
 from taskrunner.engine.states.map import MapPlan
+from taskrunner.engine.states.parallel import ParallelPlan
+from taskrunner.engine.steps import StepError
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.service import TaskService
 from taskrunner.store.database import Database
@@ -143,8 +145,7 @@ def flows(tmp_path: Path) -> Path:
 def _flow(flows: Path, checker: FlowChecker, name: str) -> Flow:
     catalog = FlowCatalog.load(flows, checker)
     assert not catalog.skipped, [
-        (item.path.name, [problem.message for problem in item.problems])
-        for item in catalog.skipped
+        (item.path.name, [problem.message for problem in item.problems]) for item in catalog.skipped
     ]
     return catalog.get(name).flow
 
@@ -176,9 +177,7 @@ def test_a_flow_state_in_a_chart_is_checked_against_the_called_flow(
     ]
 
 
-def test_a_chart_that_calls_its_own_flow_closes_a_cycle(
-    flows: Path, checker: FlowChecker
-) -> None:
+def test_a_chart_that_calls_its_own_flow_closes_a_cycle(flows: Path, checker: FlowChecker) -> None:
     (flows / "loop.yaml").write_text(
         FAN.replace("name: fan", "name: loop").replace("flow: relay", "flow: loop")
     )
@@ -233,8 +232,14 @@ def test_a_charts_digest_covers_the_flows_it_calls_and_only_those(
     assert newer.digest != fan.digest
     # A chart that calls no flow keeps the digest it had without pins.
     both = InMemoryRunner(checker.registry).plan(fan).states["both"]
-    charts = dict(getattr(both, "charts"))
+    assert isinstance(both, ParallelPlan)
+    charts = dict(both.charts)
     assert "pins" not in charts["plain"].definition
+    assert charts["plain"].digest == compile_chart(both.state.branches["plain"]).digest
+    assert charts["relayed"].definition["pins"] == {
+        "relay": fan.pins["relay"],
+        "pong": fan.pins["pong"],
+    }
 
 
 def test_a_chart_of_a_flow_parsed_without_the_catalog_fails_unpinned(
@@ -253,20 +258,27 @@ def test_a_failed_sub_flow_is_caught_with_the_flow_states_name(
     flows: Path, checker: FlowChecker
 ) -> None:
     result = InMemoryRunner(checker.registry).run(_flow(flows, checker, "guarded"), {"n": 0})
-    assert result.status == "failed"
-    assert result.error is not None
-    assert result.error.kind == "Failed"
-    assert result.error.message.startswith("call: ")
-    assert "divide" in result.error.message or "zero" in result.error.message
-    assert [(step.state, step.tool, step.attempt) for step in result.steps] == [
-        ("call", "flow", 1),
-        ("call", "flow", 2),
+    # `$error.state` is the flow state, not the sub-flow's failed state (`divide`).
+    assert (result.status, result.error) == (
+        "failed",
+        StepError("Failed", "call: the sub-flow failed: cannot divide by zero"),
+    )
+    # Each attempt failed with the sub-flow's own kind, which `retry` and `catch` see.
+    assert [(step.state, step.tool, step.attempt, step.error) for step in result.steps] == [
+        (
+            "call",
+            "flow",
+            attempt,
+            StepError("DivisionByZero", "the sub-flow failed: cannot divide by zero"),
+        )
+        for attempt in (1, 2)
     ]
-    # The child's own failure is its tool's.
     first = result.children["1/flow"]
-    assert first.status == "failed"
-    assert first.error is not None
-    assert first.error.kind == result.steps[0].error.kind  # type: ignore[union-attr]
+    assert (first.status, first.state, first.error) == (
+        "failed",
+        "divide",
+        StepError("DivisionByZero", "cannot divide by zero"),
+    )
 
 
 def test_a_retry_starts_a_new_child(flows: Path, checker: FlowChecker) -> None:
