@@ -172,6 +172,33 @@ class CallsFlows(Protocol):
     def with_pins(self, pins: Mapping[str, str], locked: Mapping[str, JsonObject]) -> Self: ...
 
 
+def pins_for(
+    document: JsonObject, pins: Mapping[str, str], locked: Mapping[str, JsonObject]
+) -> JsonObject:
+    """The `pins` and `locked` parts of a chart's flow document (a branch, a map item),
+    taken from its parent's version: those of the flows the chart calls, directly or
+    not, so that its digest covers them and its child runs them. A flow the parent does
+    not pin is left out: its `flow` state fails with `UnpinnedFlow`, as the parent's
+    would. Empty when the chart calls no flow, so its digest is the unpinned one."""
+    own: dict[str, str] = {}
+    pending = sorted(called_flows(document))
+    while pending:
+        name = pending.pop()
+        digest = pins.get(name)
+        if name in own or digest is None:
+            continue
+        own[name] = digest
+        callee = locked.get(digest)
+        further = callee.get("pins") if callee is not None else None
+        pending.extend(further if isinstance(further, Mapping) else ())
+    if not own:
+        return {}
+    carried: JsonObject = {
+        digest: locked[digest] for digest in sorted(set(own.values())) if digest in locked
+    }
+    return {"pins": dict(sorted(own.items())), "locked": carried}
+
+
 def version_digest(definition: JsonObject) -> str:
     """The digest of a stored definition, computed as `Flow.digest` is (its `locked`
     part, outside the version, left out)."""

@@ -313,6 +313,7 @@ def test_flows_are_listed(client: TestClient) -> None:
         "divide_or_explain",
         "echo_add",
         "echo_and_add",
+        "greet_and_sum",
         "halve_all",
         "reshape_order",
         "safe_divide",

@@ -31,7 +31,7 @@ from taskrunner.engine.steps import (
     StepError,
 )
 from taskrunner.engine.validate import FlowChecker
-from taskrunner.flowfile import check_file
+from taskrunner.linking import Source, link
 from taskrunner.tools import ToolRegistry, load_registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,12 +59,17 @@ def registry() -> Iterator[ToolRegistry]:
 
 @pytest.fixture(scope="module")
 def load(registry: ToolRegistry) -> Callable[[Path], Flow]:
+    """Each flow as its flows directory loads it: linked with the others, so that one
+    that calls another is pinned to its version (`greet_and_sum` runs `echo_add`)."""
     checker = FlowChecker(registry)
+    linkage = link([Source(path.name, path.read_bytes()) for path in FLOW_FILES], checker)
+    flows: dict[str, Flow] = {}
+    for linked in linkage.linked:
+        assert linked.flow is not None, [str(problem) for problem in linked.report.problems]
+        flows[linked.source.file] = linked.flow
 
     def load(path: Path) -> Flow:
-        report = check_file(path, checker)
-        assert report.flow is not None, [str(problem) for problem in report.problems]
-        return report.flow
+        return flows[path.name]
 
     return load
 

@@ -24,6 +24,7 @@ from taskrunner.engine.errorkinds import CALL_KINDS, RaisableKinds
 from taskrunner.engine.model import MAX_STATES, Node, StateName
 from taskrunner.engine.states.base import Scope
 from taskrunner.engine.states.fail import INVALID_ERROR_KIND
+from taskrunner.engine.subflows import pins_for
 from taskrunner.engine.timers import INVALID_WAIT
 from taskrunner.engine.types import ANY, ValueType
 from taskrunner.tools import JsonObject
@@ -62,13 +63,20 @@ class CompiledChart:
     definition: JsonObject
 
 
-def compile_chart(chart: Chart) -> CompiledChart:
+def compile_chart(
+    chart: Chart,
+    pins: Mapping[str, str] | None = None,
+    locked: Mapping[str, JsonObject] | None = None,
+) -> CompiledChart:
+    """The chart as a flow version, pinned to the versions of the flows its `flow` states
+    call, taken from the enclosing version's `pins` and `locked` (see `with_pins`)."""
     # The flow module imports every state kind, this one included.
     from taskrunner.engine.flow import builtin_language
 
-    flow = builtin_language().parse(chart.document())
-    definition: JsonObject = flow.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    return CompiledChart(flow.digest, definition)
+    document = chart.document()
+    document.update(pins_for(document, pins or {}, locked or {}))
+    flow = builtin_language().parse(document)
+    return CompiledChart(flow.digest, flow.stored_definition())
 
 
 CHART_KINDS: Final = (*CALL_KINDS, INVALID_WAIT, INVALID_ERROR_KIND)

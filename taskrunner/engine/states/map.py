@@ -12,8 +12,8 @@ with `ToleratedFailuresExceeded`.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from pydantic import Field, JsonValue
@@ -152,6 +152,10 @@ class MapPlan:
     chart: CompiledChart
     items: Expression
     extra: tuple[tuple[str, Expression], ...]
+
+    def with_pins(self, pins: Mapping[str, str], locked: Mapping[str, JsonObject]) -> MapPlan:
+        """The plan whose items run the sub-flow versions that its flow version pins."""
+        return replace(self, chart=compile_chart(self.state.each, pins, locked))
 
     def enter(self, run: Run) -> Arrival:
         items = run.resolve(self.items)

@@ -10,8 +10,8 @@ task state's; the runner cancels the branches not yet started.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pydantic import Field
@@ -113,6 +113,14 @@ class ParallelPlan:
     state: ParallelState
     charts: tuple[tuple[str, CompiledChart], ...]
     input: Expression
+
+    def with_pins(self, pins: Mapping[str, str], locked: Mapping[str, JsonObject]) -> ParallelPlan:
+        """The plan whose branches run the sub-flow versions that its flow version pins."""
+        charts = tuple(
+            (branch, compile_chart(chart, pins, locked))
+            for branch, chart in self.state.branches.items()
+        )
+        return replace(self, charts=charts)
 
     def enter(self, run: Run) -> Arrival:
         given = run.resolve(self.input)
