@@ -155,6 +155,12 @@ def flow_document(item: Tool, arguments: dict[str, JsonValue]) -> dict[str, Any]
 
 
 def is_reference(value: object) -> bool:
+    """A `$`-string, at any depth: references nest in list and mapping arguments, where
+    the flow schema takes them and the tool's model, which sees resolved values, does not."""
+    if isinstance(value, list):
+        return any(is_reference(item) for item in value)
+    if isinstance(value, dict):
+        return any(is_reference(item) for item in value.values())
     return isinstance(value, str) and value.startswith("$")
 
 
