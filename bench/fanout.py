@@ -1,11 +1,11 @@
 """What a fan-out costs per child: `uv run python -m bench.fanout [--items 1000]
-[--parents 50] [--workers 2] [--concurrency 4]`.
+[--parents 50] [--workers 2] [--concurrency 4] [--submitters 8]`.
 
 On a fresh PostgreSQL database, with `--workers` worker processes (`taskrunner worker
 --concurrency N`, as deployed), in one run:
 
 - the single-step path: `--items` tasks of a one-step flow (`add`), queued by
-  `SUBMITTERS` threads at once (each enqueues its share, one after another), as many
+  `--submitters` threads at once (each enqueues its share, one after another), as many
   callers submitting together would;
 - a `map` over `--items` items, one task whose every item is a child task of one `add` step;
 - `--parents` tasks that each run a `parallel` of 8 branches, one `add` step each.
@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,8 +36,8 @@ from taskrunner.store.sql import SqlTaskRepository
 from taskrunner.tools import builtin_registry
 
 SUBMITTERS = 8
-"""Threads that enqueue the one-step tasks together: the strongest plain way to submit
-1,000 tasks (one by one from one thread leaves the workers waiting on the submitter)."""
+"""Threads that enqueue tasks together by default: the strongest plain way to submit 1,000
+tasks (one by one from one thread leaves the workers waiting on the submitter)."""
 
 BRANCHES = 8
 
@@ -134,13 +134,15 @@ def worker_processes(url: str, directory: Path, count: int, concurrency: int) ->
             process.wait(timeout=60)
 
 
-def run_until_done(service: TaskService, flow: str, inputs: list[dict[str, object]]) -> float:
-    """Queue a task per input (from `SUBMITTERS` threads), then wait until all have
+def run_until_done(
+    service: TaskService, flow: str, inputs: Sequence[Mapping[str, object]], submitters: int
+) -> float:
+    """Queue a task per input (from `submitters` threads), then wait until all have
     succeeded; the seconds it took."""
     started = time.perf_counter()
-    with ThreadPoolExecutor(SUBMITTERS) as submitters:
+    with ThreadPoolExecutor(submitters) as pool:
         ids: list[uuid.UUID] = list(
-            submitters.map(lambda data: service.enqueue_task(flow, data).task.id, inputs)
+            pool.map(lambda data: service.enqueue_task(flow, data).task.id, inputs)
         )
     for task_id in ids:
         while True:
@@ -159,6 +161,7 @@ def main() -> None:
     parser.add_argument("--parents", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--submitters", type=int, default=SUBMITTERS)
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="taskrunner-bench-fanout-") as scratch,
@@ -170,18 +173,22 @@ def main() -> None:
         service = TaskService(SqlTaskRepository(database), FlowCatalog.load(directory, checker))
         try:
             with worker_processes(url, directory, args.workers, args.concurrency):
-                single = run_until_done(service, "one_step", [{"n": n} for n in range(args.items)])
-                mapped = run_until_done(service, "map_add", [{"numbers": list(range(args.items))}])
-                branches = run_until_done(
-                    service, "parallel_add", [{"n": n} for n in range(args.parents)]
-                )
+                tasks = [{"n": n} for n in range(args.items)]
+                single = run_until_done(service, "one_step", tasks, args.submitters)
+                items = [{"numbers": list(range(args.items))}]
+                mapped = run_until_done(service, "map_add", items, 1)
+                parents = [{"n": n} for n in range(args.parents)]
+                branches = run_until_done(service, "parallel_add", parents, args.submitters)
         finally:
             service.close()
             database.dispose()
     per_task = single / args.items * 1000
     per_item = mapped / args.items * 1000
     per_branch = branches / (BRANCHES * args.parents) * 1000
-    print(f"{args.workers} workers x {args.concurrency} runners, PostgreSQL")
+    print(
+        f"{args.workers} workers x {args.concurrency} runners, PostgreSQL, "
+        f"{args.submitters} submitting threads"
+    )
     print(
         f"single-step path: {args.items} one-step tasks in {single:.2f} s: "
         f"{per_task:.2f} ms per task"
