@@ -6,22 +6,26 @@ another finishes: every child's steps are recorded once, and the parent has one 
 
 from __future__ import annotations
 
+import os
 import random
 import signal
+import subprocess
+import sys
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from test_child_tasks import Workers, wait_for
+from test_child_tasks import wait_for
 
 from taskrunner.api import create_app
 from taskrunner.catalog import FlowCatalog
-from taskrunner.settings import Settings
 from taskrunner.engine.validate import FlowChecker
 from taskrunner.service import TaskService
+from taskrunner.settings import Settings
 from taskrunner.store.database import Database
 from taskrunner.store.records import TaskRecord
 from taskrunner.store.sql import SqlTaskRepository
@@ -141,7 +145,11 @@ def nap_branch(index: int) -> str:
       b{index}:
         start: nap
         states:
-          nap: {{type: task, tool: test.nap, args: {{ms: $input.ms.{index}, token: t{index}}}, next: add}}
+          nap:
+            type: task
+            tool: test.nap
+            args: {{ms: $input.ms.{index}, token: t{index}}}
+            next: add
           add: {{type: task, tool: add, args: {{a: {index}, b: 1}}, next: done}}
           done: {{type: succeed, output: {{token: $states.nap.token, n: $states.add.sum}}}}"""
 
@@ -285,6 +293,61 @@ def test_tolerated_failures_leave_nulls_and_one_more_fails_the_map(
 # -- worker processes on PostgreSQL ---------------------------------------------------------
 
 
+class Workers:
+    """Worker processes of `tests/worker_process.py`, each logging to a file of its own."""
+
+    def __init__(self, url: str, flows: Path, directory: Path) -> None:
+        self.url = url
+        self.flows = flows
+        self.directory = directory
+        self.nap_log = directory / "nap.log"
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, concurrency: int = 2) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TASKRUNNER_")}
+        env["PYTHONPATH"] = os.pathsep.join([str(PLUGINS), str(ROOT / "tests")])
+        env["TASKRUNNER_TEST_NAP_LOG"] = str(self.nap_log)
+        log = self.directory / f"worker-{len(self.processes)}.log"
+        with log.open("wb") as handle:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "tests" / "worker_process.py"),
+                    self.url,
+                    str(self.flows),
+                    str(concurrency),
+                    "2",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+        self.processes.append(process)
+        wait_for(lambda: "worker running" in log.read_text() or process.poll() is not None)
+        assert process.poll() is None, log.read_text()
+        return process
+
+    def pids_that_napped(self) -> Counter[int]:
+        lines = self.nap_log.read_text().splitlines() if self.nap_log.exists() else []
+        return Counter(int(line.split()[2]) for line in lines if line.startswith("end "))
+
+    def outputs(self) -> str:
+        return "\n".join(path.read_text() for path in sorted(self.directory.glob("worker-*.log")))
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 @pytest.fixture
 def workers(
     clean_database: Callable[[str], AbstractContextManager[str]], tmp_path: Path
@@ -313,8 +376,8 @@ def children(service: TaskService, task_id: uuid.UUID) -> list[TaskRecord]:
 
 
 def kill_the_holder(workers: Workers, service: TaskService, task_id: uuid.UUID) -> None:
-    """SIGKILL the worker process that holds the parent task, once 3 children have ended,
-    and start another."""
+    """SIGKILL the worker process that holds the parent task once 3 children have ended
+    (the rest are running or waiting), and start another worker."""
 
     def some_children_ended() -> bool:
         return sum(child.status == "succeeded" for child in children(service, task_id)) >= 3
