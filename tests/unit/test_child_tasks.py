@@ -1,5 +1,5 @@
 """Fan-out calls run as child tasks, on the in-memory store: the real service and
-workers, with the `map` kind (and a `flow` state in it, for a child's refused input).
+workers, with the `map` kind (and a `flow` state, for a child whose input is refused).
 
 Each child is a task row with a parent; the parent joins them in input order whichever
 ended first, fails fast or tolerates failures as its policy says, keeps at most
@@ -152,26 +152,6 @@ states:
   done: {type: succeed, output: {text: $states.call.text}}
 """
 
-MAPPED_CALLS = b"""
-name: mapped_calls
-input:
-  words: {type: array}
-start: fan
-states:
-  fan:
-    type: map
-    items: $input.words
-    each:
-      start: call
-      states:
-        call: {type: flow, flow: echo_word, input: {word: $input.item}, next: done}
-        done: {type: succeed, output: {text: $states.call.text}}
-    next: done
-  done:
-    type: succeed
-    output: {results: $states.fan}
-"""
-
 
 @pytest.fixture
 def repository() -> InMemoryTaskRepository:
@@ -190,7 +170,6 @@ def service(repository: InMemoryTaskRepository) -> Iterator[TaskService]:
         "naps": NAPS,
         "nested": NESTED,
         "checked": CHECKED,
-        "mapped_calls": MAPPED_CALLS,
         "naps_in_time": NAPS.replace(b"name: naps", b"name: naps_in_time\ntimeout_seconds: 0.3"),
     }
     flows = [echo_word]
@@ -345,16 +324,6 @@ def test_a_child_whose_input_its_flow_refuses_is_stored_failed(
     [refused] = repository.children_of(task.id, 1, 1)
     assert refused.child_key == "flow"
     assert (refused.status, refused.step_count, refused.started_at) == ("failed", 0, None)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a map item's flow document does not carry its parent's pins (UnpinnedFlow)",
-)
-def test_a_flow_state_runs_inside_a_map_item(service: TaskService) -> None:
-    task = service.run_task("mapped_calls", {"words": ["a", "b"]}).task
-    assert task.error is None, task.error
-    assert task.output == {"results": [{"text": "a"}, {"text": "b"}]}
 
 
 def test_a_synchronous_run_out_of_time_leaves_its_children_to_the_queue(
