@@ -80,6 +80,7 @@ def test_the_fan_out_benchmark_runs_in_a_small_size(postgres_url: str) -> None:
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
     lines = finished.stdout.splitlines()
+    assert lines[0].endswith("8 submitting threads")
     assert lines[1].startswith("single-step path: 20 one-step tasks in ")
     assert lines[2].startswith("map over 20 items: ")
     assert lines[3].startswith("parallel of 8 branches x 2 tasks: ")

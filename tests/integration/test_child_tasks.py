@@ -1,18 +1,11 @@
-"""Fan-outs as child tasks on the real stores (SQLite and PostgreSQL), with the test-only
-`spread` kind (`tests/fanout_kind.py`) standing for `map`: run in the caller and on
-workers, children hidden from the task list and listed by parent, cancels and purges that
-take the children with the parent; and, on PostgreSQL, children spread over worker
-processes, one of which is killed mid-map (SIGKILL): every child's steps are recorded
-once, and the output is in input order."""
+"""Fan-outs as child tasks on the real stores (SQLite and PostgreSQL), with `map`: run in
+the caller and on workers, children hidden from the task list and listed by parent, cancels
+and purges that take the children with the parent. Worker processes, and the crash tests
+that kill one, are in `test_fanout_kinds.py`."""
 
 from __future__ import annotations
 
 import json
-import os
-import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,12 +16,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from fanout_kind import spread_checker
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from test_cli import cli, run_main
 
 from taskrunner.catalog import FlowCatalog
+from taskrunner.engine.validate import FlowChecker
 from taskrunner.errors import EXIT_FAILED
 from taskrunner.service import TaskService, utc_now
 from taskrunner.store import statements as stmt
@@ -42,16 +35,15 @@ ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ROOT / "tests" / "plugins"
 
 DIVIDE = """
-name: spread_divide
+name: map_divide
 input:
   numbers: {type: array}
 start: fan
 states:
   fan:
-    type: spread
-    flow: spread_divide
+    type: map
     items: $input.numbers
-    chart:
+    each:
       start: div
       states:
         div: {type: task, tool: divide, args: {dividend: 12, divisor: $input.item}, next: done}
@@ -59,21 +51,20 @@ states:
     next: done
   done:
     type: succeed
-    output: {results: $states.fan.items}
+    output: {results: $states.fan}
 """
 
 NAPS = """
-name: spread_naps
+name: map_naps
 input:
   items: {type: array}
 start: fan
 states:
   fan:
-    type: spread
-    flow: spread_naps
+    type: map
     items: $input.items
     MAX
-    chart:
+    each:
       start: nap
       states:
         nap:
@@ -86,15 +77,15 @@ states:
     next: done
   done:
     type: succeed
-    output: {results: $states.fan.items}
+    output: {results: $states.fan}
 """
 
 
 def write_flows(directory: Path, max_concurrency: int | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     limit = "" if max_concurrency is None else f"max_concurrency: {max_concurrency}"
-    (directory / "spread_divide.yaml").write_text(DIVIDE)
-    (directory / "spread_naps.yaml").write_text(NAPS.replace("MAX", limit))
+    (directory / "map_divide.yaml").write_text(DIVIDE)
+    (directory / "map_naps.yaml").write_text(NAPS.replace("MAX", limit))
     return directory
 
 
@@ -114,11 +105,11 @@ def flows_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def spread_service(
+def map_service(
     database: Database, flows_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[TaskService]:
     monkeypatch.syspath_prepend(str(PLUGINS))
-    catalog = FlowCatalog.load(flows_dir, spread_checker(load_registry()))
+    catalog = FlowCatalog.load(flows_dir, FlowChecker(load_registry()))
     service = TaskService(SqlTaskRepository(database), catalog)
     yield service
     service.close()
@@ -152,60 +143,68 @@ class Working:
         self._thread.join()
 
 
-def test_a_fan_out_runs_in_the_caller_and_on_a_worker(spread_service: TaskService) -> None:
-    here = spread_service.run_task("spread_divide", {"numbers": [1, 2, 3, 4]}).task
+def test_a_fan_out_runs_in_the_caller_and_on_a_worker(map_service: TaskService) -> None:
+    here = map_service.run_task("map_divide", {"numbers": [1, 2, 3, 4]}).task
     assert here.output == {"results": [{"q": 12.0 / n, "index": n - 1} for n in (1, 2, 3, 4)]}
-    queued = spread_service.enqueue_task("spread_divide", {"numbers": [4, 3]}).task
-    with Working(spread_service):
-        wait_for(lambda: spread_service.get_task(queued.id).finished_at is not None)
-    done = spread_service.get_task(queued.id)
+    queued = map_service.enqueue_task("map_divide", {"numbers": [4, 3]}).task
+    with Working(map_service):
+        wait_for(lambda: map_service.get_task(queued.id).finished_at is not None)
+    done = map_service.get_task(queued.id)
     assert done.output == {"results": [{"q": 3.0, "index": 0}, {"q": 4.0, "index": 1}]}
     for task_id, count in ((here.id, 4), (queued.id, 2)):
-        found = children(spread_service, task_id)
+        found = children(map_service, task_id)
         assert [child.child_key for child in found] == [f"item:{n}" for n in range(count)]
         assert all(child.step_count == 1 for child in found)
 
 
-def test_children_are_listed_by_parent_only(spread_service: TaskService) -> None:
-    task = spread_service.run_task("spread_divide", {"numbers": [1, 2, 3]}).task
-    assert [item.id for item in spread_service.list_tasks().items] == [task.id]
-    assert spread_service.list_tasks(status="succeeded").items[0].id == task.id
-    listed = spread_service.list_tasks(parent=task.id, limit=2)
-    rest = spread_service.list_tasks(parent=task.id, cursor=listed.next_cursor)
+def test_children_are_listed_by_parent_only(map_service: TaskService) -> None:
+    task = map_service.run_task("map_divide", {"numbers": [1, 2, 3]}).task
+    assert [item.id for item in map_service.list_tasks().items] == [task.id]
+    assert map_service.list_tasks(status="succeeded").items[0].id == task.id
+    listed = map_service.list_tasks(parent=task.id, limit=2)
+    rest = map_service.list_tasks(parent=task.id, cursor=listed.next_cursor)
     keys = sorted(item.child_key or "" for item in (*listed.items, *rest.items))
     assert keys == ["item:0", "item:1", "item:2"]
     assert {item.parent_id for item in rest.items} == {task.id}
 
 
-def test_a_fail_fast_fan_out_ends_with_the_failure(spread_service: TaskService) -> None:
-    task = spread_service.run_task("spread_divide", {"numbers": [3, 0, 4]}).task
+def test_a_fail_fast_fan_out_ends_with_the_failure(map_service: TaskService) -> None:
+    task = map_service.run_task("map_divide", {"numbers": [3, 0, 4]}).task
     assert task.status == "failed"
     assert task.error is not None
     assert task.error.kind == "DivisionByZero"
 
 
-def test_cancelling_a_parent_cancels_its_children(spread_service: TaskService) -> None:
+def test_cancelling_a_parent_cancels_its_children(map_service: TaskService) -> None:
     items = naps(4, lambda _index: 300)
-    task = spread_service.enqueue_task("spread_naps", {"items": items}).task
-    with Working(spread_service):
-        wait_for(lambda: any(c.status == "running" for c in children(spread_service, task.id)))
-        spread_service.cancel_task(task.id)
-        wait_for(lambda: all(c.finished for c in children(spread_service, task.id)))
-        wait_for(lambda: spread_service.get_task(task.id).status == "cancelled")
-    statuses = Counter(child.status for child in children(spread_service, task.id))
+    task = map_service.enqueue_task("map_naps", {"items": items}).task
+    with Working(map_service):
+        wait_for(lambda: any(c.status == "running" for c in children(map_service, task.id)))
+        map_service.cancel_task(task.id)
+        wait_for(lambda: all(c.finished for c in children(map_service, task.id)))
+        wait_for(lambda: map_service.get_task(task.id).status == "cancelled")
+    statuses = Counter(child.status for child in children(map_service, task.id))
     # max_concurrency 1: one child ran (it may have ended first), the rest never started.
     assert statuses["cancelled"] >= 3
     assert statuses["succeeded"] + statuses["cancelled"] == 4
 
 
-def test_a_parent_is_purged_with_its_children(spread_service: TaskService) -> None:
-    task = spread_service.run_task("spread_divide", {"numbers": [1, 2, 3]}).task
-    repository = spread_service.repository
+def test_a_parent_is_purged_with_its_children(map_service: TaskService) -> None:
+    task = map_service.run_task("map_divide", {"numbers": [1, 2, 3]}).task
+    repository = map_service.repository
     later = utc_now() + timedelta(hours=1)
     assert repository.count_purgeable(later, FINISHED).tasks == 4
     purged = repository.purge(later, FINISHED, 10)
     assert (purged.tasks, purged.steps) == (4, 4)
     assert repository.children_of(task.id, 1, 1) == []
+
+
+@pytest.fixture
+def pg_database(
+    clean_database: Callable[[str], AbstractContextManager[str]],
+) -> Iterator[str]:
+    with clean_database("postgresql") as url:
+        yield url
 
 
 def test_the_list_of_tasks_is_served_by_its_partial_indexes(pg_database: str) -> None:
@@ -235,149 +234,7 @@ def test_the_list_of_tasks_is_served_by_its_partial_indexes(pg_database: str) ->
             ).all()
         assert index in "\n".join(row[0] for row in plan), plan
     database.dispose()
-
-
-# -- worker processes on PostgreSQL ---------------------------------------------------------
-
-
-@pytest.fixture
-def pg_database(
-    clean_database: Callable[[str], AbstractContextManager[str]],
-) -> Iterator[str]:
-    with clean_database("postgresql") as url:
-        yield url
-
-
-class Workers:
-    """Worker processes of `tests/spread_worker.py`, each logging to a file of its own."""
-
-    def __init__(self, url: str, flows: Path, directory: Path) -> None:
-        self.url = url
-        self.flows = flows
-        self.directory = directory
-        self.nap_log = directory / "nap.log"
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self, concurrency: int = 2) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TASKRUNNER_")}
-        env["PYTHONPATH"] = os.pathsep.join([str(PLUGINS), str(ROOT / "tests")])
-        env["TASKRUNNER_TEST_NAP_LOG"] = str(self.nap_log)
-        log = self.directory / f"worker-{len(self.processes)}.log"
-        with log.open("wb") as handle:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(ROOT / "tests" / "spread_worker.py"),
-                    self.url,
-                    str(self.flows),
-                    str(concurrency),
-                    "2",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-            )
-        self.processes.append(process)
-        wait_for(lambda: "worker running" in log.read_text() or process.poll() is not None)
-        assert process.poll() is None, log.read_text()
-        return process
-
-    def pids_that_napped(self) -> Counter[int]:
-        lines = self.nap_log.read_text().splitlines() if self.nap_log.exists() else []
-        return Counter(int(line.split()[2]) for line in lines if line.startswith("end "))
-
-    def outputs(self) -> str:
-        return "\n".join(path.read_text() for path in sorted(self.directory.glob("worker-*.log")))
-
-    def close(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-@pytest.fixture
-def workers(pg_database: str, tmp_path: Path) -> Iterator[Workers]:
-    fleet = Workers(pg_database, write_flows(tmp_path / "flows"), tmp_path)
-    try:
-        yield fleet
-    finally:
-        fleet.close()
-
-
-@pytest.fixture
-def pg_service(workers: Workers, monkeypatch: pytest.MonkeyPatch) -> Iterator[TaskService]:
-    monkeypatch.syspath_prepend(str(PLUGINS))
-    database = Database(workers.url)
-    catalog = FlowCatalog.load(workers.flows, spread_checker(load_registry()))
-    service = TaskService(SqlTaskRepository(database), catalog)
-    yield service
-    service.close()
     database.dispose()
-
-
-@pytest.mark.slow
-def test_children_of_one_map_run_on_several_worker_processes(
-    workers: Workers, pg_service: TaskService
-) -> None:
-    first, second = workers.start(), workers.start()
-    items = naps(24, lambda _index: 100)
-    task = pg_service.enqueue_task("spread_naps", {"items": items}).task
-    wait_for(lambda: pg_service.get_task(task.id).finished_at is not None, timeout=60)
-    done = pg_service.get_task(task.id)
-    assert done.output == expected(items), workers.outputs()
-    napped = workers.pids_that_napped()
-    assert set(napped) == {first.pid, second.pid}
-    assert sum(napped.values()) == 24
-    assert "Traceback" not in workers.outputs()
-
-
-@pytest.mark.slow
-def test_a_worker_killed_mid_map_leaves_every_child_run_once(
-    workers: Workers, pg_service: TaskService
-) -> None:
-    durations = random.Random(10)  # noqa: S311 - random completion order, not secrets
-    items = naps(40, lambda _index: durations.randint(50, 400))
-    first, second = workers.start(), workers.start()
-    task = pg_service.enqueue_task("spread_naps", {"items": items}).task
-
-    def some_children_ended() -> bool:
-        found = children(pg_service, task.id)
-        return sum(child.status == "succeeded" for child in found) >= 8
-
-    wait_for(some_children_ended, timeout=60)
-    holder = pg_service.repository.get_task(task.id)
-    assert holder is not None
-    assert holder.status == "running"
-    owner_pid = int((holder.lease_owner or "::").split(":")[1])
-    victim = first if owner_pid == first.pid else second
-    assert owner_pid == victim.pid
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=10)
-    workers.start()
-    wait_for(lambda: pg_service.get_task(task.id).finished_at is not None, timeout=90)
-    done = pg_service.get_task(task.id, all_steps=True)
-    assert done.status == "succeeded", workers.outputs()
-    assert done.output == expected(items)
-    assert [step.tool for step in done.steps] == ["map"]
-    found = children(pg_service, task.id)
-    assert [child.child_key for child in found] == [f"item:{n}" for n in range(40)]
-    for child in found:
-        steps = pg_service.repository.steps_of(child.id)
-        assert [(step.seq, step.state, step.attempt) for step in steps] == [
-            (1, "nap", 1),
-            (2, "add", 1),
-        ]
-    # Every child row of the parent belongs to its one map call: none was started twice.
-    assert pg_service.list_tasks(parent=task.id, limit=100).next_cursor is None
-    assert len(pg_service.list_tasks(parent=task.id, limit=100).items) == 40
 
 
 def test_the_api_lists_a_tasks_children_and_says_a_tasks_parent(client: TestClient) -> None:
@@ -396,12 +253,12 @@ def test_the_api_lists_a_tasks_children_and_says_a_tasks_parent(client: TestClie
 
 
 def test_list_tasks_parent_lists_the_children_on_the_command_line(
-    spread_service: TaskService,
+    map_service: TaskService,
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    task = spread_service.run_task("spread_divide", {"numbers": [1, 2]}).task
+    task = map_service.run_task("map_divide", {"numbers": [1, 2]}).task
     listing = cli(database_url, "list-tasks", "--parent", str(task.id), "--json")
     assert listing.exit_code == 0, listing.output
     items = json.loads(listing.stdout)["items"]

@@ -1,5 +1,5 @@
 """Fan-out calls run as child tasks, on the in-memory store: the real service and
-workers, with the test-only `spread` kind (`tests/fanout_kind.py`) standing for `map`.
+workers, with the `map` kind (and a `flow` state, for a child whose input is refused).
 
 Each child is a task row with a parent; the parent joins them in input order whichever
 ended first, fails fast or tolerates failures as its policy says, keeps at most
@@ -15,9 +15,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from fanout_kind import spread_checker
 
 from taskrunner.catalog import FlowCatalog
+from taskrunner.engine.validate import FlowChecker
 from taskrunner.flowfile import check_source
 from taskrunner.service import TaskService
 from taskrunner.store.memory import InMemoryTaskRepository
@@ -59,7 +59,7 @@ def nap(args: NapInput) -> NapOutput:
     return NapOutput(ms=args.ms)
 
 
-def spread_flow(name: str, extra: str = "", divisor: str = "$input.item") -> bytes:
+def map_flow(name: str, extra: str = "", divisor: str = "$input.item") -> bytes:
     return f"""
 name: {name}
 input:
@@ -67,11 +67,10 @@ input:
 start: fan
 states:
   fan:
-    type: spread
-    flow: {name}
+    type: map
     items: $input.numbers
     {extra}
-    chart:
+    each:
       start: div
       states:
         div: {{type: task, tool: divide, args: {{dividend: 12, divisor: {divisor}}}, next: done}}
@@ -79,7 +78,7 @@ states:
     next: done
   done:
     type: succeed
-    output: {{results: $states.fan.items}}
+    output: {{results: $states.fan}}
 """.encode()
 
 
@@ -90,11 +89,10 @@ input:
 start: fan
 states:
   fan:
-    type: spread
-    flow: naps
+    type: map
     items: $input.numbers
     max_concurrency: 2
-    chart:
+    each:
       start: nap
       states:
         nap: {type: task, tool: test.nap_counted, args: {ms: $input.item}, next: done}
@@ -102,7 +100,7 @@ states:
     next: done
   done:
     type: succeed
-    output: {results: $states.fan.items}
+    output: {results: $states.fan}
 """
 
 NESTED = b"""
@@ -112,53 +110,46 @@ input:
 start: outer
 states:
   outer:
-    type: spread
-    flow: nested
+    type: map
     items: $input.numbers
-    chart:
+    each:
       start: inner
       states:
         inner:
-          type: spread
-          flow: nested
+          type: map
           items: $input.item
-          chart:
+          each:
             start: add
             states:
               add: {type: task, tool: add, args: {a: $input.item, b: 1}, next: done}
               done: {type: succeed, output: {sum: $states.add.sum}}
           next: done
-        done: {type: succeed, output: {sums: $states.inner.items}}
+        done: {type: succeed, output: {sums: $states.inner}}
     next: done
   done:
     type: succeed
-    output: {results: $states.outer.items}
+    output: {results: $states.outer}
 """
 
+
+ECHO_WORD = b"""
+name: echo_word
+input:
+  word: {type: string}
+start: echo
+states:
+  echo: {type: task, tool: echo, args: {text: $input.word}, next: done}
+  done: {type: succeed, output: {text: $states.echo.text}}
+"""
 
 CHECKED = b"""
 name: checked
 input:
   words: {type: array}
-start: fan
+start: call
 states:
-  fan:
-    type: spread
-    flow: checked
-    items: $input.words
-    validate_input: true
-    chart:
-      input:
-        item: {type: string}
-        index: {type: integer}
-      start: echo
-      states:
-        echo: {type: task, tool: echo, args: {text: $input.item}, next: done}
-        done: {type: succeed, output: {text: $states.echo.text}}
-    next: done
-  done:
-    type: succeed
-    output: {results: $states.fan.items}
+  call: {type: flow, flow: echo_word, input: {word: $input.words.0}, next: done}
+  done: {type: succeed, output: {text: $states.call.text}}
 """
 
 
@@ -169,16 +160,19 @@ def repository() -> InMemoryTaskRepository:
 
 @pytest.fixture
 def service(repository: InMemoryTaskRepository) -> Iterator[TaskService]:
-    checker = spread_checker(ToolRegistry([*BUILTIN_TOOLS, nap]))
+    checker = FlowChecker(ToolRegistry([*BUILTIN_TOOLS, nap]))
+    echo_word = check_source(ECHO_WORD, "echo_word.yaml", checker).flow
+    assert echo_word is not None
+    checker = checker.with_flows({"echo_word": checker.signature(echo_word)})
     sources = {
-        "spread_divide": spread_flow("spread_divide"),
-        "spread_tolerant": spread_flow("spread_tolerant", "tolerated_failures: 1"),
+        "map_divide": map_flow("map_divide"),
+        "map_tolerant": map_flow("map_tolerant", "tolerated_failures: 1"),
         "naps": NAPS,
         "nested": NESTED,
         "checked": CHECKED,
         "naps_in_time": NAPS.replace(b"name: naps", b"name: naps_in_time\ntimeout_seconds: 0.3"),
     }
-    flows = []
+    flows = [echo_word]
     for name, source in sources.items():
         report = check_source(source, f"{name}.yaml", checker)
         assert report.flow is not None, report.problems
@@ -196,7 +190,7 @@ def children_of(repository: InMemoryTaskRepository, task_id: uuid.UUID) -> list[
 def test_a_fan_out_run_here_joins_its_children_in_input_order(
     service: TaskService, repository: InMemoryTaskRepository
 ) -> None:
-    task = service.run_task("spread_divide", {"numbers": [1, 2, 3, 4]}).task
+    task = service.run_task("map_divide", {"numbers": [1, 2, 3, 4]}).task
     assert task.status == "succeeded"
     assert task.output == {"results": [{"q": 12.0 / n, "index": n - 1} for n in (1, 2, 3, 4)]}
     children = children_of(repository, task.id)
@@ -212,7 +206,7 @@ def test_a_fan_out_run_here_joins_its_children_in_input_order(
 
 
 def test_children_are_hidden_from_the_list_and_listed_by_parent(service: TaskService) -> None:
-    task = service.run_task("spread_divide", {"numbers": [1, 2, 3]}).task
+    task = service.run_task("map_divide", {"numbers": [1, 2, 3]}).task
     assert [item.id for item in service.list_tasks().items] == [task.id]
     children = service.list_tasks(parent=task.id).items
     assert len(children) == 3
@@ -224,7 +218,7 @@ def test_children_are_hidden_from_the_list_and_listed_by_parent(service: TaskSer
 
 
 def test_a_failed_item_fails_the_fan_out_with_its_own_kind(service: TaskService) -> None:
-    task = service.run_task("spread_divide", {"numbers": [1, 0, 3]}).task
+    task = service.run_task("map_divide", {"numbers": [1, 0, 3]}).task
     assert task.status == "failed"
     assert task.error is not None
     assert task.error.kind == "DivisionByZero"
@@ -232,10 +226,10 @@ def test_a_failed_item_fails_the_fan_out_with_its_own_kind(service: TaskService)
 
 
 def test_a_tolerated_failure_leaves_a_null_in_its_place(service: TaskService) -> None:
-    task = service.run_task("spread_tolerant", {"numbers": [1, 0, 3]}).task
+    task = service.run_task("map_tolerant", {"numbers": [1, 0, 3]}).task
     assert task.status == "succeeded"
     assert task.output == {"results": [{"q": 12.0, "index": 0}, None, {"q": 4.0, "index": 2}]}
-    failed = service.run_task("spread_tolerant", {"numbers": [0, 0, 3]}).task
+    failed = service.run_task("map_tolerant", {"numbers": [0, 0, 3]}).task
     assert failed.error is not None
     assert failed.error.kind == "ToleratedFailuresExceeded"
 
@@ -259,7 +253,7 @@ def test_fan_outs_nest(service: TaskService, repository: InMemoryTaskRepository)
 
 
 def test_a_queued_fan_out_runs_on_a_worker(service: TaskService) -> None:
-    task = service.enqueue_task("spread_divide", {"numbers": [3, 4, 6]}).task
+    task = service.enqueue_task("map_divide", {"numbers": [3, 4, 6]}).task
     stop = threading.Event()
     worker = threading.Thread(
         target=Worker(service, concurrency=2, poll_seconds=0.05).run, args=(stop,)
@@ -291,7 +285,7 @@ def test_a_resumed_parent_runs_only_the_children_that_had_not_ended(
         return stored
 
     monkeypatch.setattr(repository, "spawn_children", spawn_then_stop)
-    task = service.enqueue_task("spread_divide", {"numbers": [1, 2, 3]}).task
+    task = service.enqueue_task("map_divide", {"numbers": [1, 2, 3]}).task
     (claimed,) = service.claim(1)
     # The worker stops as the children are stored: the parent goes back to the queue.
     service.resume(claimed, stopped)
@@ -320,14 +314,15 @@ def test_a_resumed_parent_runs_only_the_children_that_had_not_ended(
 def test_a_child_whose_input_its_flow_refuses_is_stored_failed(
     service: TaskService, repository: InMemoryTaskRepository
 ) -> None:
-    good = service.run_task("checked", {"words": ["a", "b"]}).task
-    assert good.output == {"results": [{"text": "a"}, {"text": "b"}]}
-    task = service.run_task("checked", {"words": ["a", 2]}).task
+    good = service.run_task("checked", {"words": ["a"]}).task
+    assert good.output == {"text": "a"}, good.error
+    task = service.run_task("checked", {"words": [2]}).task
     assert task.status == "failed"
     assert task.error is not None
     assert task.error.kind == "InvalidToolInput"
-    assert task.error.message.startswith("item 1 failed: the sub-flow's input is refused: ")
-    refused = children_of(repository, task.id)[1]
+    assert "the sub-flow's input is refused: " in task.error.message
+    [refused] = repository.children_of(task.id, 1, 1)
+    assert refused.child_key == "flow"
     assert (refused.status, refused.step_count, refused.started_at) == ("failed", 0, None)
 
 

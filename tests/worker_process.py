@@ -1,7 +1,7 @@
-"""A worker process whose flows may use the test-only `spread` kind (`fanout_kind.py`), for
-the tests that run fan-outs on real, separate worker processes (and kill them).
+"""A worker process for the tests that run fan-outs on real, separate worker processes (and
+kill them): `taskrunner worker`, with a lease short enough for a test to wait out.
 
-    python tests/spread_worker.py DATABASE_URL FLOWS_DIR CONCURRENCY LEASE_SECONDS
+    python tests/worker_process.py DATABASE_URL FLOWS_DIR CONCURRENCY LEASE_SECONDS
 
 It prints `worker running` once it claims, and drains on SIGTERM as `taskrunner worker`
 does. The test tools of `tests/plugins` must be on PYTHONPATH.
@@ -15,9 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
-from fanout_kind import spread_checker
-
 from taskrunner.catalog import FlowCatalog
+from taskrunner.engine.validate import FlowChecker
 from taskrunner.service import TaskService
 from taskrunner.store.database import Database
 from taskrunner.store.sql import SqlTaskRepository
@@ -28,7 +27,7 @@ from taskrunner.worker import Worker
 def main() -> None:
     url, flows, concurrency, lease_seconds = sys.argv[1:]
     logging.basicConfig(level=logging.WARNING)
-    catalog = FlowCatalog.load(Path(flows), spread_checker(load_registry()))
+    catalog = FlowCatalog.load(Path(flows), FlowChecker(load_registry()))
     database = Database(url)
     service = TaskService(SqlTaskRepository(database), catalog, lease_seconds=float(lease_seconds))
     stop = threading.Event()
