@@ -80,6 +80,14 @@ class MeaningChecker:
         analysis = self._analysis(document)
         return types.ANY if analysis is None else analysis.flow_output()
 
+    def raises(self, document: Mapping[str, object]) -> frozenset[str] | None:
+        """The error kinds a task of this (valid) flow may fail with, besides those every
+        chart may (`charts.CHART_KINDS`); None when they cannot be known."""
+        analysis = self._analysis(document)
+        if analysis is None:
+            return None
+        return _StateScope(analysis, analysis.start or "").chart_raises(document)
+
     def _analysis(self, document: Mapping[str, object]) -> _Analysis | None:
         states = document.get("states")
         if not isinstance(states, Mapping) or not states or len(states) > MAX_STATES:

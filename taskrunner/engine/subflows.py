@@ -42,6 +42,9 @@ class FlowSignature:
     """The type of a task's output: the union of its succeed states' outputs."""
     calls: frozenset[str] = frozenset()
     """The flows its own `flow` states call."""
+    raises: frozenset[str] | None = None
+    """The error kinds a task of it may fail with, as a caller's `retry` and `catch` see
+    them; None when they cannot be known (an unknown tool, an error kind built from data)."""
 
 
 @dataclass(frozen=True)

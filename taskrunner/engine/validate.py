@@ -67,7 +67,11 @@ class FlowChecker:
         document = flow.model_dump(mode="json", by_alias=True, exclude_unset=True)
         output = self._meaning.output_type(document)
         return FlowSignature(
-            flow.name, _given_input(flow), output, frozenset(called_flows(document))
+            flow.name,
+            _given_input(flow),
+            output,
+            frozenset(called_flows(document)),
+            self._meaning.raises(document),
         )
 
     def check(self, document: object) -> FlowCheck:

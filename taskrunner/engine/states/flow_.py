@@ -18,15 +18,17 @@ from pydantic import Field
 
 from taskrunner.engine import types
 from taskrunner.engine.diagnostics import Diagnostic, closest, listing, pointer
+from taskrunner.engine.errorkinds import RaisableKinds
 from taskrunner.engine.fanout import FLOW_TOOL, Child, Fanout
 from taskrunner.engine.model import FlowName, StateName, Value
 from taskrunner.engine.refs import Expression, parse_value
 from taskrunner.engine.states.base import Arrival, Goto, Outcome, Run, Scope, State
+from taskrunner.engine.states.charts import CHART_KINDS
 from taskrunner.engine.states.recovery import Catch, Retry, after_failure, check_handlers
 from taskrunner.engine.steps import CallTool, Fail, Step, StepError
 from taskrunner.engine.subflows import UnpinnedFlowError, pinned_version
 from taskrunner.engine.types import ANY, ValueType
-from taskrunner.tools import INVALID_INPUT, JsonObject, ToolRegistry
+from taskrunner.tools import INVALID_INPUT, TIMEOUT, JsonObject, ToolRegistry
 
 UNPINNED_FLOW: Final = "UnpinnedFlow"
 """A flow state's flow has no pinned version in the task's flow version."""
@@ -95,9 +97,22 @@ class FlowState(State):
         # In a cycle, the flow called is being replaced: its old input is no measure.
         declared = signature.input if signature is not None and cycle is None else None
         yield from self._check_input(scope, declared)
-        # Which kinds a sub-flow fails with is its own business: only the uncatchable
-        # kinds are known not to reach a handler.
-        yield from check_handlers(scope.here, self.retry, self.catch, None)
+        raised = self.raises(scope)
+        raisable = (
+            None
+            if raised is None
+            else RaisableKinds("", tuple(sorted(raised)), (), owner=f"the flow `{self.flow}`")
+        )
+        yield from check_handlers(scope.here, self.retry, self.catch, raisable)
+
+    def raises(self, scope: Scope) -> frozenset[str] | None:
+        """What the sub-flow's task may fail with (its signature's kinds, and those of any
+        chart), its input refused, and `Timeout`: of this state's `timeout_seconds`, or of
+        the sub-flow's own, which reaches this state as `Timeout`. None when unknown."""
+        signature = scope.flows.get(self.flow)
+        if signature is None or signature.raises is None:
+            return None
+        return frozenset({*CHART_KINDS, *signature.raises, INVALID_INPUT, TIMEOUT})
 
     def _check_input(self, scope: Scope, declared: ValueType | None) -> Iterator[Diagnostic]:
         """The input against the flow's declared input: field by field when it is written
