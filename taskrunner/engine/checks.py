@@ -5,12 +5,13 @@ to a missing state are both reported. Each state is read as its kind's model; a 
 does not read (its shape is broken) still has its transitions read tolerantly, so that its
 neighbours are checked, and whatever of it does read is checked too.
 
-Checked here: the start state and every transition target exist; every state is
-reachable; a terminal state is reachable from every state; no loop is made only of states
-that move without a step; every reference parses, resolves to a declared input or to the
-output of a state that has produced it on *every* path to the point of use; and types
-agree, from the flow input and the tools' output models to the tools' input models. The
-checks of each state's own content belong to its kind (`State.check`).
+The chart itself is `chart.py`'s: the start state and every transition target exist;
+every state is reachable; a terminal state is reachable from every state; no loop is made
+only of states that move without a step. Checked here: every reference parses, resolves to
+a declared input or to the output of a state that has produced it on *every* path to the
+point of use; and types agree, from the flow input and the tools' output models to the
+tools' input models. The checks of each state's own content belong to its kind
+(`State.check`); a sub-chart is checked by an analysis of its own.
 """
 
 from __future__ import annotations
@@ -23,23 +24,19 @@ from typing import Final
 from pydantic import JsonValue, ValidationError
 
 from taskrunner.engine import types
-from taskrunner.engine.diagnostics import Diagnostic, closest, listing, pointer
+from taskrunner.engine.chart import Chart, Hints
+from taskrunner.engine.diagnostics import Diagnostic, listing, pointer
 from taskrunner.engine.flow import Language, builtin_language
-from taskrunner.engine.graph import Edge, Graph
 from taskrunner.engine.input_checks import check_inputs, input_type
 from taskrunner.engine.model import MAX_STATES
 from taskrunner.engine.refs import Reference
-from taskrunner.engine.states.base import State, Transition, transitions_in
+from taskrunner.engine.states.base import State
 from taskrunner.engine.subflows import FlowSignature, KnownFlows
 from taskrunner.engine.type_diagnostics import nullable_diagnostic
 from taskrunner.engine.types import ToolTypes, ValueType
 from taskrunner.engine.values import CAUGHT_ERROR_TYPE, check_value
 from taskrunner.tools import ToolRegistry
 
-MAX_SUGGESTIONS: Final = 100
-"""How many `did you mean` searches one document gets: each compares a word with every
-name (a thousand states), so a document with thousands of unknown names would make the
-work quadratic. Past it, a hint lists the names instead."""
 MAX_ROUTES: Final = 100
 """How many `ref.not-run` hints spell out a path without the output: each is a search of
 the chart. Past it, the hint says only that there is such a path."""
@@ -129,10 +126,9 @@ class _Analysis:
                 salvaged = kind.salvage(raw)
                 if salvaged is not None:
                     self.readable[name] = salvaged
-        self.graph = self._graph()
-        start = document.get("start")
-        self.start = start if isinstance(start, str) and start in states else None
-        self.start_text = start
+        self.hints = Hints()
+        self.chart = Chart(states, self.kinds, self.whole, language, document.get("start"))
+        self.start = self.chart.start
         self.nested = chart_input is not None
         """A sub-chart: its `$input` is what the enclosing state hands it."""
         self.outer = outer
@@ -142,22 +138,15 @@ class _Analysis:
             self.input_names, self.input_type = input_type(document.get("input"))
         else:
             self.input_names, self.input_type = _field_names(chart_input), chart_input
-        self.reachable: set[str] = set()
-        self.outputs: dict[str, frozenset[str]] = {}
-        self.caught: set[str] = set()
-        """The states that every path reaches through a `catch`: where `$error` exists."""
-        self.non_null: dict[str, frozenset[str]] = {}
-        """For each state, the references known not to be null there (choice guards)."""
         self.output_types: dict[str, ValueType] = {}
         self.typing: list[str] = []
         """The states whose output type is being worked out, innermost last."""
-        self.suggestions_left = MAX_SUGGESTIONS
         self.routes_left = MAX_ROUTES
 
     def run(self) -> Iterator[Diagnostic]:
-        yield from self._chart()
+        yield from self.chart.check(self.hints)
         if self.start is not None:  # producers first, so that no chain of types is deep
-            for name in self.graph.breadth_first(self.start):
+            for name in self.chart.graph.breadth_first(self.start):
                 self.output_of(name)
         yield from check_inputs(self.document.get("input"))
         for name, raw in self.states.items():
@@ -170,118 +159,10 @@ class _Analysis:
 
     def flow_output(self) -> ValueType:
         """The union of what the reachable succeed states output."""
-        for _ in self._chart():  # works out what is reachable; its problems are `run`'s
+        # Checking the chart works out what is reachable; its problems are `run`'s.
+        for _ in self.chart.check(self.hints):
             pass
         return self.end_type()
-
-    # -- the chart ------------------------------------------------------------------------
-
-    def _graph(self) -> Graph:
-        graph = Graph({name: kind.kind if kind else None for name, kind in self.kinds.items()})
-        every = tuple(dict.fromkeys(key for kind in self.language for key in kind.TRANSITIONS))
-        for name, raw in self.states.items():
-            kind = self.kinds[name]
-            transitions: list[Transition] = []
-            complete = False
-            if name in self.whole:
-                transitions, complete = list(self.whole[name].transitions()), True
-            elif kind is not None and isinstance(raw, Mapping):
-                transitions, complete = kind.read_transitions(raw)
-            elif isinstance(raw, Mapping):  # of no known kind: any transition it may have
-                transitions = list(transitions_in(raw, every, None))
-            here = pointer("states", name)
-            for item in transitions:
-                path = here + pointer(*item.path)
-                # Every kind that catches errors lists its handlers under `catch`.
-                caught = item.path[:1] == ("catch",)
-                graph.add(Edge(name, item.target, path, item.with_output, caught))
-            if not complete:
-                graph.incomplete.add(name)
-        return graph
-
-    def _chart(self) -> Iterator[Diagnostic]:
-        names = self.graph.names
-        if isinstance(self.start_text, str) and self.start is None:
-            yield Diagnostic(
-                "flow.unknown-start",
-                f"the start state `{self.start_text}` does not exist",
-                "/start",
-                self._suggest(self.start_text, names) or f"states: {listing(names)}",
-            )
-        for edge in list(self.graph.edges):
-            if edge.target not in self.states:
-                meant = self._closest(edge.target, names)
-                yield Diagnostic(
-                    "flow.unknown-state",
-                    f"transition to `{edge.target}`, which is not a state",
-                    edge.path,
-                    f"did you mean `{meant}`?" if meant else f"states: {listing(names)}",
-                )
-                if meant:  # follow the evident intent, so the typo does not cascade
-                    self.graph.add(replace(edge, target=meant))
-        if self.start is None:
-            return
-        self.reachable = self.graph.reachable_from(self.start)
-        # Where an incomplete state leads is unknown: any state may be its missing target.
-        complete = not (self.graph.incomplete & self.reachable)
-        for name in names:
-            if complete and name not in self.reachable:
-                yield Diagnostic(
-                    "flow.unreachable",
-                    f"state `{name}` cannot be reached from the start state `{self.start}`",
-                    pointer("states", name),
-                    "remove it, or add a transition to it",
-                    at_key=True,
-                )
-        # An incomplete state, or one with a transition to nowhere, may well end the flow
-        # once its own problem is fixed: do not cascade from that problem.
-        broken = {edge.source for edge in self.graph.edges if edge.target not in self.states}
-        broken |= self.graph.incomplete
-        ends = [
-            name
-            for name, kind in self.kinds.items()
-            if (kind is not None and kind.terminal) or name in broken
-        ]
-        finishing = self.graph.reaching(ends)
-        for name in names:
-            if name in self.reachable and name not in finishing:
-                yield Diagnostic(
-                    "flow.no-terminal",
-                    f"no succeed or fail state can be reached from `{name}`",
-                    pointer("states", name),
-                    "every path must be able to end: add a transition out of the loop",
-                    at_key=True,
-                )
-        transient = {n for n, kind in self.kinds.items() if kind is not None and kind.transient}
-        for cycle in self.graph.cycles_among(transient):
-            yield self._endless(cycle)
-        self.outputs = self.graph.guaranteed_outputs(self.start, self.reachable)
-        self.caught = self.graph.caught_on_every_path(self.start, self.reachable)
-        self.caught = self.graph.caught_on_every_path(self.start, self.reachable)
-        made = {
-            pointer("states", name) + pointer(*path): facts
-            for name, state in self.whole.items()
-            for path, facts in state.guards().items()
-        }
-        self.non_null = self.graph.guaranteed_facts(
-            self.start, self.reachable, made, _replaces_output
-        )
-
-    def _endless(self, cycle: list[str]) -> Diagnostic:
-        named = {kind.kind for name in cycle if (kind := self.kinds[name]) is not None}
-        noun = f"{named.pop()} state" if len(named) == 1 else "state"
-        looping = (
-            f"{noun}s {', '.join(f'`{n}`' for n in cycle)} form a loop"
-            if len(cycle) > 1
-            else f"{noun} `{cycle[0]}` loops to itself"
-        )
-        return Diagnostic(
-            "flow.choice-cycle",
-            f"{looping} with no task in it",
-            pointer("states", cycle[0]),
-            "data cannot change without a task, so the loop would never end",
-            at_key=True,
-        )
 
     # -- values and references ------------------------------------------------------------
 
@@ -309,7 +190,11 @@ class _Analysis:
         self, state: str, ref: Reference, path: str, non_null: frozenset[str] = frozenset()
     ) -> ValueType | Diagnostic:
         if ref.root == "error":
-            if self.start is not None and state in self.reachable and state not in self.caught:
+            if (
+                self.start is not None
+                and state in self.chart.reachable
+                and state not in self.chart.caught
+            ):
                 return Diagnostic(
                     "ref.no-error",
                     f"`{ref.text}`: `{state}` can be reached without an error being caught",
@@ -330,14 +215,15 @@ class _Analysis:
                     "ref.unknown-input",
                     f"`{ref.text}`: {owner} `{ref.path[0]}`",
                     path,
-                    self._suggest(ref.path[0], names) or f"declared: {listing(names) or 'none'}",
+                    self.hints.suggest(ref.path[0], names)
+                    or f"declared: {listing(names) or 'none'}",
                 )
         else:
             problem = self._producer_problem(state, ref, path)
             if problem is not None:
                 return problem
             current = self.output_of(ref.state)
-        known = self.non_null.get(state, frozenset()) | non_null
+        known = self.chart.non_null.get(state, frozenset()) | non_null
         prefixes = ref.prefixes()
         walked: list[str] = []
         for position, segment in enumerate(ref.path):
@@ -353,7 +239,7 @@ class _Analysis:
                     "ref.unknown-field",
                     f"`{ref.text}`: `{subject}` ({current.describe()}) has no field `{segment}`",
                     path,
-                    self._suggest(segment, exc.known)
+                    self.hints.suggest(segment, exc.known)
                     or (f"fields: {listing(exc.known)}" if exc.known else None),
                 )
             walked.append(segment)
@@ -380,7 +266,7 @@ class _Analysis:
         outputs (after `run`)."""
         found: ValueType | None = None
         for name, state in self.readable.items():
-            if self.start is not None and name not in self.reachable:
+            if self.start is not None and name not in self.chart.reachable:
                 continue
             end = state.end_type(_StateScope(self, name))
             if end is not None:
@@ -424,7 +310,8 @@ class _Analysis:
                 "ref.unknown-state",
                 f"`{ref.text}`: there is no state `{producer}`",
                 path,
-                self._suggest(producer, names) or f"{producing} states: {listing(names) or 'none'}",
+                self.hints.suggest(producer, names)
+                or f"{producing} states: {listing(names) or 'none'}",
             )
         kind = self.kinds.get(producer)
         if kind is None:  # its `type` is in error (`Task` for `task`): that is the problem
@@ -436,9 +323,9 @@ class _Analysis:
                 path,
                 f"only {producing} states have outputs",
             )
-        if self.start is None or state not in self.reachable:
+        if self.start is None or state not in self.chart.reachable:
             return None
-        if producer in self.outputs.get(state, frozenset()):
+        if producer in self.chart.outputs.get(state, frozenset()):
             return None
         written = self.readable.get(producer)
         if written is not None and written.initial_output() is not None:
@@ -464,7 +351,7 @@ class _Analysis:
         if self.routes_left <= 0:
             return f"some path from `{self.start}` reaches `{state}` without its output"
         self.routes_left -= 1
-        route = self.graph.path_without_output(self.start, state, producer)
+        route = self.chart.graph.path_without_output(self.start, state, producer)
         if not route:
             return None
         if len(route) > MAX_ROUTE_SHOWN:
@@ -472,18 +359,6 @@ class _Analysis:
             hidden = len(route) - 2 * half
             route = [*route[:half], f"… ({hidden:,} more)", *route[-half:]]
         return f"a path without its output: {' -> '.join(route)}"
-
-    # -- hints ----------------------------------------------------------------------------
-
-    def _closest(self, word: str, names: list[str]) -> str | None:
-        if self.suggestions_left <= 0:
-            return None
-        self.suggestions_left -= 1
-        return closest(word, names)
-
-    def _suggest(self, word: str, names: list[str]) -> str | None:
-        meant = self._closest(word, names)
-        return f"did you mean `{meant}`?" if meant else None
 
 
 class _StateScope:
@@ -578,7 +453,3 @@ def _field_names(value: ValueType) -> list[str] | None:
     if isinstance(properties, Mapping) and schema.get("additionalProperties") is False:
         return list(properties)
     return None
-
-
-def _replaces_output(state: str, fact: str) -> bool:
-    return fact == f"$states.{state}" or fact.startswith(f"$states.{state}.")
