@@ -112,7 +112,7 @@ class Fanout:
         ended = [result for result in ordered if result is not None]
         late = [result for result in ended if result.status == "timed_out"]
         if late:  # the state's time is up: the whole call fails, whatever the policy
-            return call.failed(TIMEOUT, f"{_label(late[0].key)}: {late[0].error_message}")
+            return call.failed(TIMEOUT, f"{_label(late[0].key)} failed: {late[0].error_message}")
         failed = [result for result in ended if result.status == "failed"]
         if not self.tolerates(len(failed)):
             if self.fail_fast:

@@ -112,4 +112,4 @@ def test_a_state_out_of_time_fails_with_timeout_whatever_the_policy() -> None:
     step = tolerant.join(call(tolerant), results)
     assert step.error is not None
     assert step.error.kind == "Timeout"
-    assert step.error.message == "item 2: did not end within 1 s"
+    assert step.error.message == "item 2 failed: did not end within 1 s"
