@@ -26,6 +26,7 @@ from taskrunner.errors import TaskrunnerError
 from taskrunner.flowwatch import FlowWatcher
 from taskrunner.runtime import open_runtime
 from taskrunner.settings import MAX_BODY_BYTES, Settings
+from taskrunner.ui import pages
 from taskrunner.worker import BackgroundWorker
 
 
@@ -108,6 +109,7 @@ def create_app(
     openapi.install(app)
     app.include_router(router)
     app.include_router(flows.router)
+    app.include_router(pages.router)
     app.include_router(health_router)
     app.add_middleware(
         BodyLimit,
