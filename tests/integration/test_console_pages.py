@@ -89,7 +89,8 @@ def test_a_failed_task_is_one_click_from_home_and_says_where_and_why(
     assert "Final state negative" in shown
     assert "sha256:" in shown  # the flow version
     assert '<details class="data" open>' in page.text
-    assert "Input of step 1" in shown and '"sum": -3' in shown
+    assert "Input of step 1" in shown
+    assert '"sum": -3' in shown
     assert "hx-trigger" not in page.text  # finished: nothing to poll
     assert "Cancel task" not in shown
 
@@ -165,7 +166,8 @@ def test_the_flow_page_shows_its_input_schema_and_a_form_made_from_it(
         r'<input type="text" id="input-label" name="input.label" value="sum"', page.text
     )
     assert '<label for="input-a">' in page.text
-    assert 'value="queue"' in page.text and 'value="wait"' in page.text
+    assert 'value="queue"' in page.text
+    assert 'value="wait"' in page.text
     halve = client.get("/ui/flows/halve_all")
     assert re.search(
         r'<textarea id="input-numbers" name="input.numbers"[^>]*data-json-field', halve.text
