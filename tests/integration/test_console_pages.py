@@ -332,3 +332,18 @@ def test_a_database_that_cannot_be_reached_is_a_503_page_with_retry_after(
         assert response.headers["retry-after"]
         assert response.headers["content-type"].startswith("text/html")
         assert "Database unavailable" in response.text
+
+
+def test_a_retry_shows_its_attempt_and_when_the_next_one_runs(
+    client: TestClient, service: TaskService
+) -> None:
+    queued = started_id(start(client, "safe_divide", {"dividend": "1", "divisor": "0"}, "queue"))
+    (claimed,) = service.claim(1)
+    service.resume(claimed)  # the first attempt fails; the retry waits on the queue
+    page = client.get(f"/ui/tasks/{queued}")
+    shown = text_of(page)
+    assert "pending" in shown
+    assert "Next attempt" in shown
+    assert re.search(r"Next attempt \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", shown)
+    assert "DivisionByZero" in shown
+    assert f'hx-get="/ui/tasks/{queued}/live"' in page.text
