@@ -110,7 +110,7 @@ async def task_list(
         "live": _live_rows_url(chosen, cursor, found.items),
         "previous": previous,
         "following": following,
-        "first_page": bool(cursor),
+        "newest": bool(cursor),
     }
     return page(request, "tasks.html", context)
 
