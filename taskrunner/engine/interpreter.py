@@ -15,7 +15,7 @@ execution only follows. Nothing here reads a clock, draws a random number or doe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final, Self
 
 from pydantic import JsonValue
@@ -57,6 +57,9 @@ class Execution:
         self.attempt = 1
         self.delay = 0.0
         self._decision: Decision | None = None
+        self.on_move: Callable[[str, str], None] | None = None
+        """Told of each move, from the state left to the state entered: how a diagram
+        follows a task's path through transient states, which leave no step."""
 
     # -- what a state's plan sees (`states.base.Run`) -------------------------------------
 
@@ -155,6 +158,8 @@ class Execution:
         return isinstance(self.decide(), Finish | Fail)
 
     def _move(self, state: str) -> None:
+        if self.on_move is not None:
+            self.on_move(self.state, state)
         self.state = state
         self.attempt = 1
         self.delay = 0.0
