@@ -77,7 +77,7 @@ def diagram_of(flow: Flow, path: TaskPath | None = None) -> Diagram:
     """The diagram of `flow`; with `path`, the task's states and moves marked on it, each
     state it visited labelled with its steps and status in words."""
     builder = _Builder(Diagram(flow.name), path)
-    ids = builder.chart(dict(flow.states), None, top=True)
+    ids = builder.chart(in_chart_order(flow.start, flow.states), None, top=True)
     builder.diagram.boxes.insert(0, Box(START_ID, "start", ("start",), None))
     builder.diagram.arrows.insert(0, Arrow(START_ID, ids[flow.start], "", "next", path is not None))
     return builder.diagram
@@ -142,7 +142,9 @@ class _Builder:
         for title, label, chart in charts:
             cluster = Cluster(f"c_{len(self.diagram.clusters)}", title, parent)
             self.diagram.clusters.append(cluster)
-            ids = self.chart(_chart_states(chart), cluster.id, top=False)
+            ids = self.chart(
+                in_chart_order(chart.start, _chart_states(chart)), cluster.id, top=False
+            )
             self._arrow(owner, ids[chart.start], label, "fanout")
 
     def _arrow(
@@ -163,6 +165,23 @@ def _transition_label(state: State, transition: Transition) -> tuple[str, ArrowS
             if isinstance(handlers[position], Catch):
                 return catch_text(handlers[position].errors), "catch"
     return "", "next"
+
+
+def in_chart_order[S: State | str](start: str, states: Mapping[str, S]) -> dict[str, S]:
+    """The states from `start` on, breadth first along their transitions as written, then
+    those no transition reaches, by name: the order of the chart itself, not of the
+    mapping, which differs between a flow file and its stored version (sorted keys)."""
+    ordered: dict[str, S] = {}
+    waiting = [start]
+    while waiting:
+        name = waiting.pop(0)
+        if name in ordered or name not in states:
+            continue
+        ordered[name] = state = states[name]
+        if not isinstance(state, str):
+            waiting.extend(transition.target for transition in state.transitions())
+    ordered.update((name, states[name]) for name in sorted(states) if name not in ordered)
+    return ordered
 
 
 def _chart_states(chart: Chart) -> dict[str, State | str]:

@@ -292,3 +292,14 @@ def test_a_history_the_flow_does_not_lead_to_is_followed_as_far_as_it_agrees() -
     assert list(path.visits) == ["add"]
     assert path.visits["add"].words() == "1 step · failed"
     assert path.failed_state == "add"
+
+
+@pytest.mark.parametrize("format", DIAGRAM_FORMATS)
+def test_a_stored_version_with_its_keys_sorted_gives_the_same_bytes(format: DiagramFormat) -> None:
+    """A task is drawn on its stored flow version, whose states come back sorted by name."""
+    flow = _every_kind()
+    stored = builtin_language().parse(json.loads(flow.canonical))
+    assert list(stored.states) != list(flow.states)
+    assert stored.digest == flow.digest
+    assert draw(stored, format) == draw(flow, format)
+    assert _line_of(draw(flow, format), "work").startswith("s_0")
