@@ -55,8 +55,8 @@ def graph(
     rule's condition on its edge, retries and catches as dashed edges.
 
     Exit status: 0 when drawn; 1 when the flow file is invalid (its problems are printed as
-    validate-flow prints them), the flow or the task is unknown; 2 when a path cannot be
-    read, or the task is not one of this flow's.
+    validate-flow prints them) or the task is unknown; 2 when the flow is unknown, a path
+    cannot be read, or the task is not one of this flow's.
     """
     chosen: DiagramFormat = "dot" if diagram_format == "dot" else "mermaid"
     if task is not None:
