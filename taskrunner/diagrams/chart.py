@@ -10,6 +10,7 @@ always gives the same diagram.
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -172,9 +173,9 @@ def in_chart_order[S: State | str](start: str, states: Mapping[str, S]) -> dict[
     those no transition reaches, by name: the order of the chart itself, not of the
     mapping, which differs between a flow file and its stored version (sorted keys)."""
     ordered: dict[str, S] = {}
-    waiting = [start]
+    waiting = deque([start])
     while waiting:
-        name = waiting.pop(0)
+        name = waiting.popleft()
         if name in ordered or name not in states:
             continue
         ordered[name] = state = states[name]

@@ -356,7 +356,9 @@ def test_validate_a_valid_flow(client: TestClient) -> None:
         headers={"content-type": "application/yaml"},
     )
     assert response.status_code == 200, response.text
-    assert response.json() == {"valid": True, "problems": [], "warnings": [], "omitted": 0}
+    body = response.json()
+    assert body.pop("diagram").startswith("flowchart TD\n")
+    assert body == {"valid": True, "problems": [], "warnings": [], "omitted": 0}
 
 
 def test_validate_a_broken_flow_like_the_cli(client: TestClient, tmp_path: Path) -> None:
