@@ -80,7 +80,9 @@ def diagram_of(flow: Flow, path: TaskPath | None = None) -> Diagram:
     builder = _Builder(Diagram(flow.name), path)
     ids = builder.chart(in_chart_order(flow.start, flow.states), None, top=True)
     builder.diagram.boxes.insert(0, Box(START_ID, "start", ("start",), None))
-    builder.diagram.arrows.insert(0, Arrow(START_ID, ids[flow.start], "", "next", path is not None))
+    if flow.start in ids:  # a checked flow's start is always one of its states
+        start = Arrow(START_ID, ids[flow.start], "", "next", path is not None)
+        builder.diagram.arrows.insert(0, start)
     return builder.diagram
 
 
@@ -146,7 +148,8 @@ class _Builder:
             ids = self.chart(
                 in_chart_order(chart.start, _chart_states(chart)), cluster.id, top=False
             )
-            self._arrow(owner, ids[chart.start], label, "fanout")
+            if chart.start in ids:
+                self._arrow(owner, ids[chart.start], label, "fanout")
 
     def _arrow(
         self, source: str, target: str, label: str, style: ArrowStyle, taken: bool = False

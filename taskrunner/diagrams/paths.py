@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from taskrunner.engine.interpreter import Execution
 from taskrunner.engine.plan import FlowPlan
@@ -46,12 +46,11 @@ class TaskPath:
     retried: frozenset[str]
     status: str
     state: str | None
-    failed_state: str | None = field(init=False)
-    """The state the task failed in, if it failed."""
 
-    def __post_init__(self) -> None:
-        failed = self.state if self.status == "failed" else None
-        object.__setattr__(self, "failed_state", failed)
+    @property
+    def failed_state(self) -> str | None:
+        """The state the task failed in, if it failed."""
+        return self.state if self.status == "failed" else None
 
 
 def path_of(
