@@ -347,3 +347,30 @@ def test_a_retry_shows_its_attempt_and_when_the_next_one_runs(
     assert re.search(r"Next attempt \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", shown)
     assert "DivisionByZero" in shown
     assert f'hx-get="/ui/tasks/{queued}/live"' in page.text
+
+
+def test_diagrams_are_drawn_from_the_model_with_the_path_and_the_decision(
+    client: TestClient,
+) -> None:
+    task = started_id(start(client, "classify_sum", {"a": "50", "b": "60"}))
+    page = client.get(f"/ui/tasks/{task}").text
+    diagram = re.search(r'data-diagram="(flowchart TD[^"]*)"', page)
+    assert diagram is not None
+    source = html.unescape(diagram.group(1))
+    assert source == client.get(f"/tasks/{task}/graph").text
+    assert "class s_0,s_1,s_3,s_5 taken" in source
+    assert "Diagram source (Mermaid)" in page
+    shown = text_of(client.get(f"/ui/tasks/{task}"))
+    assert "choice rule 2 matched → big" in shown
+    assert "Decision: rule 2 matched → big" in shown
+
+    flow = html.unescape(client.get("/ui/flows/classify_sum").text)
+    assert 'data-diagram="flowchart TD' in flow
+    valid = client.post(
+        "/ui/validate",
+        data={"source": BROKEN_FLOW.replace("next: ad", "next: add")},
+        headers=SAME_ORIGIN,
+    )
+    assert 'data-diagram="flowchart TD' in valid.text
+    invalid = client.post("/ui/validate", data={"source": BROKEN_FLOW}, headers=SAME_ORIGIN)
+    assert "data-diagram" not in invalid.text
