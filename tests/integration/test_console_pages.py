@@ -374,3 +374,18 @@ def test_diagrams_are_drawn_from_the_model_with_the_path_and_the_decision(
     assert 'data-diagram="flowchart TD' in valid.text
     invalid = client.post("/ui/validate", data={"source": BROKEN_FLOW}, headers=SAME_ORIGIN)
     assert "data-diagram" not in invalid.text
+
+
+def test_a_fan_out_links_its_child_tasks_and_each_child_its_parent(client: TestClient) -> None:
+    parent = started_id(start(client, "halve_all", {"numbers": "[2, 4, 6]", "divisor": "2"}))
+    page = client.get(f"/ui/tasks/{parent}")
+    assert "Child tasks" in text_of(page)
+    children = re.findall(r'<a href="/ui/tasks/([0-9a-f-]{36})" class="mono">', page.text)
+    assert len(children) == 3
+    assert {f"item:{index}" for index in range(3)} <= set(text_of(page).split())
+    child = client.get(f"/ui/tasks/{children[0]}")
+    assert f'href="/ui/tasks/{parent}"' in child.text
+    assert "Started by" in text_of(child)
+    listed = client.get(f"/ui/tasks?parent={parent}")
+    assert listed.text.count('<th scope="row"><a href="/ui/tasks/') == 3
+    assert "Children of task" in text_of(listed)
