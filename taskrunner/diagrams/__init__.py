@@ -1,8 +1,9 @@
 """Diagrams of flows, drawn from the model: Mermaid (`flowchart TD`) and Graphviz DOT.
 
 Pure: a `Flow` in, text out, the same bytes for the same flow. With a `TaskPath` (found
-by `path_of`, which replays a task's steps), the task's path is highlighted and each state
-it visited says its step count and status in words.
+by `path_of`, which replays a task's steps), the task's path is highlighted, exactly the
+edges it took, and each state it visited says its step count and status in words (a
+choice, its decisions).
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ class _Builder:
                 target = ids.get(transition.target)
                 if target is None:
                     continue
-                taken = path is not None and (name, transition.target) in path.moves
+                taken = path is not None and (name, transition.path) in path.taken
                 label, style = _transition_label(state, transition)
                 self._arrow(ids[name], target, label, style, taken)
         for name, state in nested:

@@ -246,10 +246,10 @@ def test_a_path_is_found_by_replay_through_the_choice_it_passed() -> None:
     assert list(path.visits) == ["add", "size", "report"]
     assert {name: visit.words() for name, visit in path.visits.items()} == {
         "add": "1 step · succeeded",
-        "size": "passed through",
+        "size": "no rule matched: default",
         "report": "succeeded",
     }
-    assert path.moves == {("add", "size"), ("size", "report")}
+    assert path.taken == {("add", ("next",)), ("size", ("default",))}
     assert path.failed_state is None
 
 
@@ -257,7 +257,7 @@ def test_the_path_is_highlighted_and_said_in_words_in_mermaid() -> None:
     flow, path = _run_path(2)
     mermaid = draw(flow, "mermaid", path)
     assert '"add · 1 step · succeeded<br/>task: add"' in mermaid
-    assert '"size · passed through<br/>choice"' in mermaid
+    assert '"size · no rule matched: default<br/>choice"' in mermaid
     assert '"negative<br/>fail: NegativeSum"' in mermaid  # not visited: no words
     ids = {
         name: _line_of(mermaid, name).split('"')[0].rstrip("[{(") for name in CLASSIFY_SUM["states"]
