@@ -269,6 +269,13 @@ class InsufficientScopeError(ClientError):
         }
 
 
+class ForeignFormError(ClientError):
+    """This form was not sent from the console itself, so it was refused."""
+
+    problem = "foreign-form"
+    http_status = 403
+
+
 class InvalidDurationError(ClientError):
     """Not a duration: use a whole number and a unit, such as 90m, 12h or 30d."""
 

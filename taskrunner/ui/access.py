@@ -20,18 +20,11 @@ from urllib.parse import urlsplit
 from fastapi import Request, Response
 
 from taskrunner.apikeys import ApiKeyring, Scope, scope_includes
-from taskrunner.errors import InsufficientScopeError, TaskrunnerError
+from taskrunner.errors import ForeignFormError, InsufficientScopeError
 from taskrunner.ui.render import SignInNeeded
 
 COOKIE: Final = "taskrunner_console"
 COOKIE_PATH: Final = "/ui"
-
-
-class ForeignFormError(TaskrunnerError):
-    """This form was not sent from the console itself, so it was refused."""
-
-    problem = "foreign-form"
-    http_status = 403
 
 
 @dataclass(frozen=True)
