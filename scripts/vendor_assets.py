@@ -11,6 +11,11 @@ the tarball against the registry's integrity hash; the chosen files and the pack
 licence are copied out, and `MANIFEST.json` records the package, version, file and sha256
 of each, which a unit test checks. To upgrade, change a version in `PINS` and run this.
 Only the Python standard library and `npm` are needed.
+
+One file is changed on the way, by an exact substitution listed in `PATCHES` (and in the
+manifest, with the sha256 of the file as published): Redoc's sidebar shows Redocly's logo
+from their CDN, with no option to turn it off; its address becomes an empty `data:` URL,
+so the image fails without a request and Redoc hides it, as it does when offline.
 """
 
 from __future__ import annotations
@@ -53,6 +58,34 @@ PINS = (
 )
 
 
+class Patch(NamedTuple):
+    """An exact substitution in one vendored file, which must match exactly once."""
+
+    file: str
+    old: bytes
+    new: bytes
+    why: str
+
+
+PATCHES = (
+    Patch(
+        "redoc/redoc.standalone.js",
+        b'src:"https://cdn.redoc.ly/redoc/logo-mini.svg"',
+        b'src:"data:,"',
+        "Redocly's logo was loaded from their CDN; an empty data: URL hides it offline",
+    ),
+)
+
+
+def _patched(path: str, data: bytes) -> tuple[bytes, Patch | None]:
+    for patch in PATCHES:
+        if patch.file == path:
+            if data.count(patch.old) != 1:
+                raise SystemExit(f"{path}: the patch does not fit: {patch.old!r} is not there once")
+            return data.replace(patch.old, patch.new), patch
+    return data, None
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -86,16 +119,18 @@ def vendored() -> dict[str, bytes]:
     entries = []
     with tempfile.TemporaryDirectory(prefix="taskrunner-vendor-") as workdir:
         for pin in PINS:
-            for path, data in _unpack(pin, Path(workdir)).items():
+            for path, published in _unpack(pin, Path(workdir)).items():
+                data, patch = _patched(path, published)
                 files[path] = data
-                entries.append(
-                    {
-                        "package": pin.package,
-                        "version": pin.version,
-                        "file": path,
-                        "sha256": _sha256(data),
-                    }
-                )
+                entry = {
+                    "package": pin.package,
+                    "version": pin.version,
+                    "file": path,
+                    "sha256": _sha256(data),
+                }
+                if patch is not None:
+                    entry |= {"patched": patch.why, "published_sha256": _sha256(published)}
+                entries.append(entry)
     files[MANIFEST] = (json.dumps({"files": entries}, indent=2) + "\n").encode()
     return files
 

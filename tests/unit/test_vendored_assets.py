@@ -59,3 +59,13 @@ def test_the_manifest_lists_what_the_script_pins_each_with_its_licence() -> None
     assert found == expected
     for pin in pins:
         assert f"{pin.package}/LICENSE" in {entry["file"] for entry in MANIFEST}
+
+
+def test_a_file_is_changed_only_by_a_patch_of_the_script_and_says_so() -> None:
+    script = _script()
+    patched = {entry["file"] for entry in MANIFEST if "patched" in entry}
+    assert patched == {patch.file for patch in script.PATCHES}
+    for patch in script.PATCHES:
+        data = (VENDOR / patch.file).read_bytes()
+        assert patch.old not in data
+        assert data.count(patch.new) == 1
