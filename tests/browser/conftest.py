@@ -120,7 +120,7 @@ def start_app(
                 )
             cleanup.callback(_stop, process)
             base_url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             while not _healthy(base_url):
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"the server did not start:\n{log.read_text()}", pytrace=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from browsing import Browser, LiveApp, console_errors, failed_requests, foreign_requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -38,6 +39,35 @@ def test_swagger_ui_shows_the_operations_offline(
     assert browser.title == "taskrunner - Swagger UI"
     screenshot(browser, "docs")
     _quiet(browser, live_app)
+
+
+@pytest.mark.parametrize("app_backend", ["postgresql"])
+def test_swagger_ui_needs_no_key_and_calls_the_api_with_one(
+    browser: Browser, start_app: Callable[..., LiveApp], screenshot: Screenshot
+) -> None:
+    secured = start_app(api_keys=True)
+    browser.get(secured.url("/docs"))
+    _shown(browser, ".opblock-summary-path", at_least=10)
+    [authorize] = browser.find_elements(By.CSS_SELECTOR, "button.authorize")
+    authorize.click()
+    dialog = _shown(browser, ".modal-ux-content", at_least=1)
+    assert "apiKey" in dialog[0]
+    browser.find_element(By.CSS_SELECTOR, ".modal-ux-content input").send_keys(
+        secured.tokens["read"]
+    )
+    screenshot(browser, "docs-authorize")
+    browser.find_element(By.CSS_SELECTOR, ".modal-ux-content button.authorize").click()
+    browser.find_element(By.CSS_SELECTOR, ".modal-ux-content button.btn-done").click()
+    operation = "#operations-flows-list_flows_flows_get"
+    browser.find_element(By.CSS_SELECTOR, f"{operation} button.opblock-summary-control").click()
+    _shown(browser, f"{operation} button.try-out__btn", at_least=1)
+    browser.find_element(By.CSS_SELECTOR, f"{operation} button.try-out__btn").click()
+    _shown(browser, f"{operation} button.execute", at_least=1)
+    browser.find_element(By.CSS_SELECTOR, f"{operation} button.execute").click()
+    answered = _shown(browser, f"{operation} .live-responses-table tbody td.response-col_status", 1)
+    assert answered == ["200"]
+    screenshot(browser, "docs-authorized-call")
+    _quiet(browser, secured)
 
 
 def test_an_operation_opens_and_shows_its_problem_responses(
