@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from pathlib import PurePosixPath
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -30,6 +31,7 @@ STATIC_PREFIX = "/ui/static"
 SWAGGER_UI = f"{STATIC_PREFIX}/vendor/swagger-ui-dist"
 REDOC = f"{STATIC_PREFIX}/vendor/redoc"
 
+_TEXT_FILES = frozenset({"LICENSE", "NOTICE"})
 # An inline <script> with no `src`: its text is what a hash in the policy must match.
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
@@ -37,15 +39,16 @@ _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 class StaticAssets(StaticFiles):
     """The files under `taskrunner/ui/static`. The vendored packages change only with a
     release of taskrunner, so browsers keep them a day without asking; the console's own
-    files are revalidated (by ETag) each time, so an upgrade shows at once."""
+    files are revalidated (by ETag) each time, so an upgrade shows at once. A package's
+    `LICENSE` and `NOTICE` are shown as text, not downloaded."""
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
         if response.status_code in (200, 304):
+            if PurePosixPath(path).name in _TEXT_FILES:
+                response.headers["content-type"] = "text/plain; charset=utf-8"
             vendored = path.startswith("vendor/")
-            response.headers["cache-control"] = (
-                "public, max-age=86400" if vendored else "no-cache"
-            )
+            response.headers["cache-control"] = "public, max-age=86400" if vendored else "no-cache"
             response.headers["x-content-type-options"] = "nosniff"
         return response
 

@@ -83,6 +83,13 @@ def test_a_vendored_file_is_served_as_committed_and_kept_a_day(app_client: TestC
     assert again.status_code == 304
 
 
+@pytest.mark.parametrize("path", ["mermaid/LICENSE", "swagger-ui-dist/NOTICE"])
+def test_a_licence_is_shown_as_text(app_client: TestClient, path: str) -> None:
+    response = app_client.get(f"/ui/static/vendor/{path}")
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.content == (VENDOR / path).read_bytes()
+
+
 @pytest.mark.parametrize(
     "path",
     [
