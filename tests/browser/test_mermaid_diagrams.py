@@ -48,7 +48,8 @@ script.onload = async () => {
 document.head.appendChild(script);
 """
 
-# One diagram alone on the page, so that a screenshot shows it and its nodes can be counted.
+# One diagram alone on the page, so that a screenshot shows it whole and its nodes can be
+# counted.
 SHOW = """
 const [svg] = arguments;
 document.body.replaceChildren();
@@ -56,6 +57,9 @@ const holder = document.createElement("div");
 holder.innerHTML = svg;
 document.body.appendChild(holder);
 const shown = holder.querySelector("svg");
+// The whole diagram in the window, for its screenshot.
+shown.style.maxWidth = "100vw";
+shown.style.maxHeight = "100vh";
 const box = shown.getBBox();
 return {
   nodes: shown.querySelectorAll("g.node").length,
