@@ -33,11 +33,21 @@ class ErrorView(View):
 
 
 class StepView(View):
-    """One tool call of a task, as recorded."""
+    """One step of a task, as recorded: a tool call, or one of the engine's own steps."""
 
     seq: int = Field(description="1, 2, 3… in the order the steps ran.", examples=[1])
     state: str = Field(examples=["echo"])
-    tool: str = Field(examples=["echo"])
+    tool: str = Field(
+        description=(
+            "The tool called, or a name no tool may take, for the engine's own steps: "
+            "`choice`, a choice state's decision (input: each value its conditions read, by "
+            "its reference; output: the rule that held, from 1, or `default`, and the state "
+            "it leads to, as `rule` and `next`); `wait`, a wait state's two steps (output: "
+            "the wake time); `parallel`, `map` and `flow`, the step that joins a fan-out's "
+            "children."
+        ),
+        examples=["echo"],
+    )
     attempt: int = Field(description="1 for the first try, 2 for the first retry…", examples=[1])
     status: StepStatus
     input: dict[str, JsonValue] = Field(examples=[{"text": "hello"}])

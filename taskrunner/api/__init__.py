@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager, contextmanager, nullcontext
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskrunner.api import docs_pages, flows, openapi, problems
+from taskrunner.api import docs_pages, flows, graphs, openapi, problems
 from taskrunner.api.limits import BodyLimit
 from taskrunner.api.offload import Offload
 from taskrunner.api.routes import health_router, router
@@ -111,6 +111,7 @@ def create_app(
     docs_pages.install(app)
     app.include_router(router)
     app.include_router(flows.router)
+    app.include_router(graphs.router)
     app.include_router(health_router)
     app.add_middleware(
         BodyLimit,

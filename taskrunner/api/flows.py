@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, JsonValue
 from taskrunner.api.auth import require
 from taskrunner.api.routes import READ, offload_of, problem_responses, runtime_of
 from taskrunner.catalog import FlowCatalog
+from taskrunner.diagrams import DiagramFormat, draw
 from taskrunner.flowfile import check_source
 
 router = APIRouter()
@@ -189,6 +190,11 @@ class ValidationReport(BaseModel):
         "same form; they do not make the flow invalid.",
         examples=[[EXAMPLE_WARNING]],
     )
+    diagram: str | None = Field(
+        default=None,
+        description="The flow's state chart when it is valid, in the `format` asked for "
+        "(Mermaid by default, as `GET /flows/{name}/graph` draws it); null when invalid.",
+    )
 
 
 @router.post(
@@ -217,15 +223,20 @@ async def validate_flow(
     file: Annotated[
         str, Query(max_length=256, description="The file name to show in the problems.")
     ] = "flow.yaml",
+    format: Annotated[
+        DiagramFormat, Query(description="The format of `diagram`: `mermaid` or `dot`.")
+    ] = "mermaid",
 ) -> ValidationReport:
     raw = await request.body()
     checker = runtime_of(request).catalog.checker
     report = await offload_of(request).check(check_source, raw, file, checker)
+    flow = report.flow
     return ValidationReport(
-        valid=report.flow is not None,
+        valid=flow is not None,
         problems=[item.as_json() for item in report.errors],
         warnings=[item.as_json() for item in report.warnings],
         omitted=report.omitted,
+        diagram=None if flow is None else await offload_of(request).check(draw, flow, format),
     )
 
 

@@ -182,3 +182,6 @@ from taskrunner.cli import tasks  # noqa: E402, F401
 
 # isort: split
 from taskrunner.cli import processes  # noqa: E402, F401
+
+# isort: split
+from taskrunner.cli import graph  # noqa: E402, F401

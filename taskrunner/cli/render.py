@@ -6,7 +6,8 @@ import json
 
 from pydantic import JsonValue
 
-from taskrunner.views import TaskPage, TaskView
+from taskrunner.engine.states.choice import CHOICE_TOOL
+from taskrunner.views import StepView, TaskPage, TaskView
 
 
 def task_text(task: TaskView) -> str:
@@ -23,6 +24,9 @@ def task_text(task: TaskView) -> str:
     shown = f" (the first {len(task.steps)})" if task.steps_next_after is not None else ""
     lines.append(f"  steps     {task.steps_total}{shown}")
     for step in task.steps:
+        if step.tool == CHOICE_TOOL:
+            lines.append(_choice_line(step))
+            continue
         took = (step.finished_at - step.started_at).total_seconds() * 1000
         result = (
             _json(step.output) if step.error is None else f"{step.error.kind}: {step.error.message}"
@@ -34,6 +38,15 @@ def task_text(task: TaskView) -> str:
     if task.steps_next_after is not None:
         lines.append(f"  more: taskrunner get-task {task.id} --all-steps")
     return "\n".join(lines)
+
+
+def _choice_line(step: StepView) -> str:
+    """A choice's decision: `rule 2 matched -> big`, or `default -> small`, then what its
+    conditions read."""
+    decision = step.output or {}
+    rule, target = decision.get("rule"), decision.get("next")
+    chosen = f"rule {rule} matched" if isinstance(rule, int) else str(rule)
+    return f"    {step.seq:>3}  {step.state} (choice)  {chosen} -> {target}  {_json(step.input)}"
 
 
 def page_text(page: TaskPage) -> str:

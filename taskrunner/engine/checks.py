@@ -7,7 +7,7 @@ neighbours are checked, and whatever of it does read is checked too.
 
 The chart itself is `chart.py`'s: the start state and every transition target exist;
 every state is reachable; a terminal state is reachable from every state; no loop is made
-only of states that move without a step. Checked here: every reference parses, resolves to
+only of states that call no tool. Checked here: every reference parses, resolves to
 a declared input or to the output of a state that has produced it on *every* path to the
 point of use; and types agree, from the flow input and the tools' output models to the
 tools' input models. The checks of each state's own content belong to its kind

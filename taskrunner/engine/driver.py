@@ -7,7 +7,8 @@ waited out here or handed back to a queue, and when to stop. Every call goes thr
 and the checks that the output can be stored (its text, how deeply it nests) and is not
 too large (`sizes.py`). Any of
 those failing is a failed step with an error kind that `retry` and `catch` can match,
-never an exception.
+never an exception. A decided step (a choice's decision) calls nothing: it is recorded at
+once, as the engine decided it.
 
 Time comes from the journal, never from here: the time a wait begins (`Journal.now`), and
 how long is left before the task's deadline (`Journal.time_left`), which bounds each
@@ -75,8 +76,11 @@ def drive(execution: Execution, journal: Journal) -> Decision:
 
 
 def take_step(registry: ToolRegistry, call: CallTool, journal: Journal) -> Step | None:
-    """Make the call the execution asked for, a wait's step, a fan-out's or a tool's,
-    within the time the task has left; None when a fan-out's children did not all end."""
+    """Make the call the execution asked for, a decided step (a choice's), a wait's step,
+    a fan-out's or a tool's, within the time the task has left; None when a fan-out's
+    children did not all end."""
+    if call.decided is not None:
+        return call.succeeded(call.decided)
     if call.fanout is not None:
         results = journal.run_children(call, call.fanout)
         return None if results is None else call.fanout.join(call, results)

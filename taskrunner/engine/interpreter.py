@@ -4,7 +4,8 @@
 call a tool (after a delay, for a retry), finish with an output, or fail. `record()` takes
 the result of that call and moves on. The same steps recorded give the same decisions,
 which is what makes a task resumable from its history: `replay()` feeds recorded steps
-back in and raises `UnexpectedStepError` when one is not what the flow expects there.
+back in and raises `UnexpectedStepError` when one is not what the flow expects there (a
+choice's step that records another decision than the flow makes now is not).
 Replaying costs a task's whole history; `Execution.checkpoint()` is the position itself,
 as JSON, and `Execution.resume()` takes it back up in O(1). The checkpoint names the step
 it follows (`seq`), so a store can tell whether it is the one its history ends with.
@@ -15,7 +16,8 @@ execution only follows. Nothing here reads a clock, draws a random number or doe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from typing import Final, Self
 
 from pydantic import JsonValue
@@ -25,7 +27,7 @@ from taskrunner.engine.plan import FlowPlan
 from taskrunner.engine.refs import CAUGHT_ERROR, Expression, UnresolvedReferenceError
 from taskrunner.engine.sizes import OUTPUT_TOO_LARGE, oversize
 from taskrunner.engine.states.base import Again, Goto
-from taskrunner.engine.states.choice import same
+from taskrunner.engine.states.choice import DEFAULT_RULE, same
 from taskrunner.engine.steps import CallTool, Decision, Fail, Finish, Step, StepError
 from taskrunner.errors import UnexpectedStepError
 from taskrunner.tools import JsonObject
@@ -57,6 +59,9 @@ class Execution:
         self.attempt = 1
         self.delay = 0.0
         self._decision: Decision | None = None
+        self.on_move: Callable[[str, str], None] | None = None
+        """Told of each move, from the state left to the state entered: how a diagram
+        follows a task's path through transient states, which leave no step."""
 
     # -- what a state's plan sees (`states.base.Run`) -------------------------------------
 
@@ -155,6 +160,8 @@ class Execution:
         return isinstance(self.decide(), Finish | Fail)
 
     def _move(self, state: str) -> None:
+        if self.on_move is not None:
+            self.on_move(self.state, state)
         self.state = state
         self.attempt = 1
         self.delay = 0.0
@@ -199,19 +206,50 @@ def replay(plan: FlowPlan, data: JsonObject, steps: Iterable[Step]) -> Execution
 
 def _matches(expected: CallTool, step: Step) -> bool:
     return (
+        _same_place(expected, step)
+        and (step.input is expected.arguments or same(step.input, expected.arguments))
+        and (expected.decided is None or same(step.output, expected.decided))
+    )
+
+
+def _same_place(expected: CallTool, step: Step) -> bool:
+    return (
         step.seq == expected.seq
         and step.state == expected.state
         and step.tool == expected.tool
         and step.attempt == expected.attempt
-        and (step.input is expected.arguments or same(step.input, expected.arguments))
     )
 
 
 def _mismatch(expected: Decision, step: Step) -> str:
     got = f"step {step.seq} ({step.state}/{step.tool} attempt {step.attempt})"
     if isinstance(expected, CallTool):
+        if expected.decided is not None and _same_place(expected, step):
+            return _other_decision(expected, step)
         wanted = (
             f"step {expected.seq} ({expected.state}/{expected.tool} attempt {expected.attempt})"
         )
         return f"recorded {got} where the flow expects {wanted}"
     return f"recorded {got} after the flow has already ended in state {expected.state}"
+
+
+def _other_decision(expected: CallTool, step: Step) -> str:
+    """What differs between a recorded decision and the one the flow makes now: where it
+    led, or else what it read."""
+    where = f"recorded step {step.seq} ({step.state}/{step.tool})"
+    if not same(step.output, expected.decided):
+        chosen, choosing = _decision_text(step.output), _decision_text(expected.decided)
+        return f"{where} chose {chosen} where the flow chooses {choosing}"
+    read, reading = json.dumps(step.input), json.dumps(expected.arguments)
+    return f"{where} read {read} where the flow reads {reading}"
+
+
+def _decision_text(decision: JsonObject | None) -> str:
+    """`rule 2 -> big`, or `the default -> small`."""
+    rule = None if decision is None else decision.get("rule")
+    target = None if decision is None else decision.get("next")
+    if rule == DEFAULT_RULE:
+        return f"the default -> {target}"
+    if isinstance(rule, int):
+        return f"rule {rule} -> {target}"
+    return f"no decision ({json.dumps(decision)})"

@@ -29,7 +29,9 @@ class StepError:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One tool call and its result, as recorded in a task's history."""
+    """One tool call and its result, as recorded in a task's history; or one of the
+    engine's own steps, under a tool name no tool may take: a wait's, a fan-out's join, a
+    choice's decision."""
 
     seq: int
     state: str
@@ -45,7 +47,10 @@ class Step:
 class CallTool:
     """Call `tool` with `arguments` as step `seq`, after waiting `delay_seconds`, and not
     before `not_before` (a wait state's wake time, fixed by an earlier step). With a
-    `fanout`, the call runs children instead of a tool, and joins their results."""
+    `fanout`, the call runs children instead of a tool, and joins their results. With
+    `decided`, nothing is called: the engine has already decided the step's output (a
+    choice state's decision), and the step records it as it is, so that the decision is
+    part of the history and a replay can check it like any other step."""
 
     seq: int
     state: str
@@ -56,6 +61,7 @@ class CallTool:
     timeout_seconds: float | None = None
     not_before: datetime | None = None
     fanout: Fanout | None = None
+    decided: JsonObject | None = None
 
     def succeeded(self, output: JsonObject) -> Step:
         return Step(

@@ -18,9 +18,9 @@ from taskrunner.tools.base import Tool
 from taskrunner.tools.builtin import BUILTIN_TOOLS
 
 ENTRY_POINT_GROUP: Final = "taskrunner.tools"
-RESERVED_NAMES: Final = frozenset({"wait", "parallel", "map", "flow"})
-"""Tool names that a task's history uses for steps of its own (a wait state's, and the
-joined step of a fan-out: `engine.fanout.FANOUT_TOOLS`)."""
+RESERVED_NAMES: Final = frozenset({"wait", "choice", "parallel", "map", "flow"})
+"""Tool names that a task's history uses for steps of its own (a wait state's, a choice
+state's decision, and the joined step of a fan-out: `engine.fanout.FANOUT_TOOLS`)."""
 
 
 class ToolRegistry:

@@ -356,7 +356,9 @@ def test_validate_a_valid_flow(client: TestClient) -> None:
         headers={"content-type": "application/yaml"},
     )
     assert response.status_code == 200, response.text
-    assert response.json() == {"valid": True, "problems": [], "warnings": [], "omitted": 0}
+    body = response.json()
+    assert body.pop("diagram").startswith("flowchart TD\n")
+    assert body == {"valid": True, "problems": [], "warnings": [], "omitted": 0}
 
 
 def test_validate_a_broken_flow_like_the_cli(client: TestClient, tmp_path: Path) -> None:
@@ -500,6 +502,27 @@ def test_openapi_start_task_has_working_examples(
         response = client.post("/tasks", json=example["value"])
         assert response.status_code == 201, (name, response.text)
         assert response.json()["status"] == "succeeded", name
+
+
+def test_a_choice_decision_is_a_step_of_the_task_as_the_openapi_document_says(
+    openapi: dict[str, Any], client: TestClient
+) -> None:
+    task = start(client, {"flow": "classify_sum", "input": {"a": 60, "b": 40}})
+    assert [(step["seq"], step["state"], step["tool"]) for step in task["steps"]] == [
+        (1, "add", "add"),
+        (2, "size", "choice"),
+        (3, "big", "echo"),
+    ]
+    decision = task["steps"][1]
+    assert decision["status"] == "succeeded"
+    assert decision["input"] == {"$states.add.sum": 100, "$input.label": "sum"}
+    assert decision["output"] == {"rule": 2, "next": "big"}
+    paged = client.get(f"/tasks/{task['id']}/steps", params={"after": 1, "limit": 1})
+    assert paged.status_code == 200, paged.text
+    assert paged.json()["items"] == [decision]
+    tool = openapi["components"]["schemas"]["StepView"]["properties"]["tool"]
+    assert "`choice`, a choice state's decision" in tool["description"]
+    assert "`wait`, a wait state's two steps" in tool["description"]
 
 
 def test_openapi_error_responses_declare_problem_json(openapi: dict[str, Any]) -> None:

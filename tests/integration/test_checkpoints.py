@@ -51,6 +51,29 @@ states:
     output: {text: $states.again.text}
 """
 
+CHOSEN: Final = b"""
+name: chosen
+input:
+  n: {type: number}
+start: add
+states:
+  add:
+    type: task
+    tool: add
+    args: {a: $input.n, b: 1}
+    next: sign
+  sign:
+    type: choice
+    rules: [{when: {value: $states.add.sum, lt: $input.n}, next: below}]
+    default: above
+  below: {type: fail, error: Below, message: the sum is below n}
+  above:
+    type: succeed
+    output: {sum: $states.add.sum}
+"""
+
+SOURCES: Final = {"retried": RETRIED, "chosen": CHOSEN}
+
 
 class CountingRepository(SqlTaskRepository):
     """The SQL adapter, counting the reads of a task's whole history."""
@@ -70,9 +93,9 @@ def repository(database: Database) -> CountingRepository:
 @pytest.fixture
 def service(repository: CountingRepository) -> Iterator[TaskService]:
     checker = FlowChecker(builtin_registry())
-    flow = check_source(RETRIED, "retried.yaml", checker).flow
-    assert flow is not None
-    found = TaskService(repository, FlowCatalog.of([flow], checker))
+    flows = [check_source(text, f"{name}.yaml", checker).flow for name, text in SOURCES.items()]
+    assert None not in flows
+    found = TaskService(repository, FlowCatalog.of([f for f in flows if f is not None], checker))
     yield found
     found.close()
 
@@ -186,3 +209,60 @@ def wait_for_claim(service: TaskService) -> list[Any]:
         assert time.monotonic() < deadline, "nothing to claim"
         time.sleep(0.01)
     return claimed
+
+
+def _record_history(database: Database, task_id: uuid.UUID, decision: dict[str, Any]) -> None:
+    """Steps 1 and 2 of `chosen` on n=1, as if recorded before the checkpoint was kept:
+    the sum, then the decision given."""
+    now = datetime.now(UTC)
+    steps = [
+        ("add", "add", {"a": 1, "b": 1}, {"sum": 2}),
+        ("sign", "choice", {"$states.add.sum": 2, "$input.n": 1}, decision),
+    ]
+    with database.engine.begin() as connection:
+        for seq, (state, tool, given, output) in enumerate(steps, start=1):
+            connection.execute(
+                insert(TaskStepRow).values(
+                    task_id=task_id,
+                    seq=seq,
+                    state=state,
+                    tool=tool,
+                    attempt=1,
+                    status="succeeded",
+                    input=given,
+                    output=output,
+                    started_at=now,
+                    finished_at=now,
+                )
+            )
+        connection.execute(
+            update(TaskRow).where(TaskRow.id == task_id).values(step_count=2, current_state="sign")
+        )
+
+
+def test_a_replayed_history_goes_on_past_the_decision_it_recorded(
+    service: TaskService, repository: CountingRepository, database: Database
+) -> None:
+    task = service.enqueue_task("chosen", {"n": 1}).task
+    _record_history(database, task.id, {"rule": "default", "next": "above"})
+    run_queued(service, task.id)
+    assert repository.history_reads == 1
+    done = service.get_task(task.id)
+    assert (done.status, done.output, done.steps_total) == ("succeeded", {"sum": 2}, 2)
+
+
+def test_a_replayed_decision_the_flow_no_longer_makes_fails_the_task_by_name(
+    service: TaskService, database: Database
+) -> None:
+    task = service.enqueue_task("chosen", {"n": 1}).task
+    _record_history(database, task.id, {"rule": 1, "next": "below"})
+    (claimed,) = wait_for_claim(service)
+    service.resume(claimed)
+    done = service.get_task(task.id)
+    assert done.status == "failed"
+    assert done.error is not None
+    assert (done.error.kind, done.error.message) == (
+        "UnexpectedStep",
+        "recorded step 2 (sign/choice) chose rule 1 -> below "
+        "where the flow chooses the default -> above",
+    )

@@ -39,7 +39,7 @@ POSTGRES_URL = normalize_database_url(
 )
 ENTRY = [sys.executable, "-c", "from taskrunner.cli import main; main()"]
 HELLO = ["--text", "hello", "--a", "2", "--b", "3"]
-STEP_LINE = re.compile(r"^\s+(?P<seq>\d+)\s+(?P<state>\w+) \((?P<tool>\w+), attempt \d+\)")
+STEP_LINE = re.compile(r"^\s+(?P<seq>\d+)\s+(?P<state>\w+) \((?P<tool>\w+)(, attempt \d+)?\)")
 TASK_LINE = re.compile(r"^(?P<id>[0-9a-f-]{36})\s+(?P<status>\w+)\s+(?P<flow>\w+)\s")
 MORE_LINE = re.compile(r"^more: --cursor (?P<cursor>\S+)$")
 
@@ -271,7 +271,15 @@ def test_options_override_fields_of_the_input(database_url: str) -> None:
 def test_integer_fields_are_integers(database_url: str) -> None:
     result = cli(database_url, "run-flow", "--flow", "classify_sum", "--a", "60", "--b", "40")
     assert result.exit_code == 0, result.output
-    assert step_states(result.stdout) == [(1, "add", "add"), (2, "big", "echo")]
+    assert step_states(result.stdout) == [
+        (1, "add", "add"),
+        (2, "size", "choice"),
+        (3, "big", "echo"),
+    ]
+    [decision] = [line for line in result.stdout.splitlines() if "(choice)" in line]
+    shown, _, read = decision.partition("  rule 2 matched -> big  ")
+    assert shown == "      2  size (choice)"
+    assert json.loads(read) == {"$states.add.sum": 100, "$input.label": "sum"}
     result = cli(
         database_url, "run-flow", "--flow", "classify_sum", "--a", "60", "--b", "40", "--json"
     )

@@ -282,7 +282,11 @@ def test_choice_rules(
     flow = make_flow(CHOICE % (*types, condition))
     result = InMemoryRunner(registry).run(flow, {"x": x, "y": y})
     assert result.output == {"answer": holds}
-    assert result.steps == ()
+    [decision] = result.steps
+    assert (decision.state, decision.tool) == ("pick", "choice")
+    assert decision.output == (
+        {"rule": 1, "next": "yes"} if holds else {"rule": "default", "next": "no"}
+    )
 
 
 UNRESOLVED = """

@@ -20,8 +20,8 @@ from taskrunner.tools import ToolModel, ToolRegistry, tool
 from taskrunner.tools.builtin import BUILTIN_TOOLS
 from taskrunner.worker import Worker
 
-NO_STEPS = b"""
-name: no_steps
+ONE_CHOICE = b"""
+name: one_choice
 input:
   n: {type: integer}
 start: pick
@@ -32,6 +32,12 @@ states:
     default: other
   positive: {type: succeed, output: {sign: plus}}
   other: {type: fail, error: NotPositive, message: n is not positive}
+"""
+NO_STEPS = b"""
+name: no_steps
+start: other
+states:
+  other: {type: fail, error: NotPositive, message: nothing is positive}
 """
 
 
@@ -62,18 +68,37 @@ def test_echo_add_costs_three_commits(
     assert memory_service.get_task(task.id) == task
 
 
+def test_a_flow_of_one_choice_costs_two_commits_its_end_folded_into_the_decision(
+    repository: InMemoryTaskRepository, checker: FlowChecker
+) -> None:
+    flow = check_source(ONE_CHOICE, "one_choice.yaml", checker).flow
+    assert flow is not None
+    service = TaskService(repository, FlowCatalog.of([flow], checker))
+    plus = service.run_task("one_choice", {"n": 1}).task
+    minus = service.run_task("one_choice", {"n": 0}).task
+    assert (plus.status, plus.output) == ("succeeded", {"sign": "plus"})
+    assert [(step.tool, step.output) for step in plus.steps] == [
+        ("choice", {"rule": 1, "next": "positive"})
+    ]
+    assert (minus.status, minus.error and minus.error.kind) == ("failed", "NotPositive")
+    assert [step.output for step in minus.steps] == [{"rule": "default", "next": "other"}]
+    assert repository.commits == 4
+    assert service.get_task(minus.id).current_state == "other"
+
+
 def test_a_flow_without_steps_costs_two_commits(
     repository: InMemoryTaskRepository, checker: FlowChecker
 ) -> None:
     flow = check_source(NO_STEPS, "no_steps.yaml", checker).flow
     assert flow is not None
     service = TaskService(repository, FlowCatalog.of([flow], checker))
-    plus = service.run_task("no_steps", {"n": 1}).task
-    minus = service.run_task("no_steps", {"n": 0}).task
-    assert (plus.status, plus.output, plus.steps) == ("succeeded", {"sign": "plus"}, [])
-    assert (minus.status, minus.error and minus.error.kind) == ("failed", "NotPositive")
-    assert repository.commits == 4
-    assert service.get_task(minus.id).current_state == "other"
+    task = service.run_task("no_steps", {}).task
+    assert (task.status, task.error and task.error.kind, task.steps) == (
+        "failed",
+        "NotPositive",
+        [],
+    )
+    assert repository.commits == 2
 
 
 def test_the_returned_task_is_what_was_stored(

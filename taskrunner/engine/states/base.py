@@ -178,7 +178,8 @@ class State(Node):
     terminal: ClassVar[bool] = False
     """The task ends in this state."""
     transient: ClassVar[bool] = False
-    """The state moves on without a step, so a loop of such states would never end."""
+    """The state calls no tool, so a loop of such states alone would never end: nothing
+    in it changes the data its decisions read."""
     has_output: ClassVar[bool] = False
     """`$states.NAME` refers to what this state produced."""
 

@@ -1,4 +1,13 @@
-"""The `choice` state: ordered rules over data, then a default."""
+"""The `choice` state: ordered rules over data, then a default.
+
+A choice calls no tool, but its decision is a step of the state, with the tool name
+`choice` (a name no registered tool may take): its input is what the conditions read, each
+value by its reference as written (`{"$states.add.sum": 100}`), and its output the rule
+that held, counted from 1, and where it leads (`{"rule": 2, "next": "big"}`), or
+`{"rule": "default", ...}`. So a task's history says which way it went and why, and a
+replay that would now choose otherwise stops with `UnexpectedStepError`. The engine
+decides it alone (`CallTool.decided`); the driver records it without calling anything.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +25,20 @@ from taskrunner.engine.refs import (
     Expression,
     Reference,
     ReferenceSyntaxError,
+    Structure,
+    Template,
     parse_value,
 )
-from taskrunner.engine.states.base import Arrival, CallsNothing, Goto, Run, Scope, State
+from taskrunner.engine.states.base import Arrival, Goto, Outcome, Run, Scope, State
+from taskrunner.engine.steps import CallTool, Step
 from taskrunner.engine.types import ValueType
-from taskrunner.tools import ToolRegistry
+from taskrunner.tools import JsonObject, ToolRegistry
+
+CHOICE_TOOL: Final = "choice"
+"""The tool name of the step that records a choice's decision; `ToolRegistry` refuses a
+tool of that name."""
+DEFAULT_RULE: Final = "default"
+"""What a choice's step records as its rule when none held."""
 
 
 class Condition(Node):
@@ -103,7 +121,7 @@ class ChoiceState(State):
 
     def compile(self, name: str, tools: ToolRegistry) -> ChoicePlan:
         rules = tuple((_test(rule.when), rule.next) for rule in self.rules)
-        return ChoicePlan(rules, self.default)
+        return ChoicePlan(name, rules, self.default)
 
 
 def _check_condition(
@@ -226,15 +244,31 @@ Test = Comparison | Combination
 
 
 @dataclass(frozen=True, slots=True)
-class ChoicePlan(CallsNothing):
+class ChoicePlan:
+    name: str
     rules: tuple[tuple[Test, str], ...]
     default: str
 
     def enter(self, run: Run) -> Arrival:
-        for test, target in self.rules:
-            if _holds(run, test):
-                return Goto(target)
-        return Goto(self.default)
+        """Decide, and ask for the step that records the decision. Only the conditions
+        tried are read: those of the rules up to the one that held, and of `all` and `any`
+        only the terms up to the one that settled them."""
+        read: dict[str, JsonValue] = {}
+        rule: int | str = DEFAULT_RULE
+        target = self.default
+        for number, (test, then) in enumerate(self.rules, start=1):
+            if _holds(run, test, read):
+                rule, target = number, then
+                break
+        decision: JsonObject = {"rule": rule, "next": target}
+        return CallTool(run.next_seq, self.name, CHOICE_TOOL, 1, read, decided=decision)
+
+    def on_step(self, run: Run, step: Step) -> Outcome:
+        # `Execution.record` has checked that the step records the decision made now.
+        target = (step.output or {}).get("next")
+        if not isinstance(target, str):
+            raise TypeError(f"the step of choice {self.name!r} records no next state")
+        return Goto(target)
 
 
 def _test(condition: Condition) -> Test:
@@ -252,15 +286,40 @@ def _test(condition: Condition) -> Test:
     raise ValueError("a condition without an operator passed validation")
 
 
-def _holds(run: Run, test: Test) -> bool:
+def _holds(run: Run, test: Test, read: dict[str, JsonValue]) -> bool:
+    """Whether `test` holds now; each reference it reads is noted in `read`."""
     if isinstance(test, Combination):
-        results = (_holds(run, term) for term in test.terms)
+        results = (_holds(run, term, read) for term in test.terms)
         if test.operator == "all":
             return all(results)
         if test.operator == "any":
             return any(results)
         return not next(results)
-    return _compare(test.operator, run.resolve(test.left), run.resolve(test.right))
+    left = _read(run, test.left, read)
+    return _compare(test.operator, left, _read(run, test.right, read))
+
+
+def _read(run: Run, expression: Expression, read: dict[str, JsonValue]) -> JsonValue:
+    """The value of one side of a comparison. The references in it are noted in `read`
+    by their text as written, in the order first read; a constant is not data read."""
+    value = run.resolve(expression)
+    if isinstance(expression, Reference):
+        read.setdefault(expression.text, value)
+    else:
+        for reference in _references(expression):
+            if reference.text not in read:
+                read[reference.text] = run.resolve(reference)
+    return value
+
+
+def _references(expression: Expression) -> list[Reference]:
+    if isinstance(expression, Reference):
+        return [expression]
+    if isinstance(expression, Template):
+        return list(expression.references)
+    if isinstance(expression, Structure):
+        return [found for _, item in expression.items for found in _references(item)]
+    return []
 
 
 def _compare(operator: str, left: JsonValue, right: JsonValue) -> bool:

@@ -2,8 +2,8 @@
 
 It is Step Functions' `Pass` with `Parameters`: its `value` is any JSON structure in which
 references and templates may be nested anywhere, and what it builds is its output,
-`$states.NAME`. It records no step, so a loop of pass and choice states never changes
-anything that could end it (`flow.choice-cycle`).
+`$states.NAME`. It records no step; like a choice, it calls no tool, so a loop of pass
+and choice states never changes anything that could end it (`flow.choice-cycle`).
 """
 
 from __future__ import annotations
