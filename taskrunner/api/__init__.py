@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager, contextmanager, nullcontext
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskrunner.api import flows, graphs, openapi, problems
+from taskrunner.api import docs_pages, flows, graphs, openapi, problems
 from taskrunner.api.limits import BodyLimit
 from taskrunner.api.offload import Offload
 from taskrunner.api.routes import health_router, router
@@ -104,9 +104,12 @@ def create_app(
         summary="A deterministic task runner: YAML state charts calling typed tools.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # `docs_pages` serves /docs and /redoc from local files
+        redoc_url=None,
     )
     problems.install(app)
     openapi.install(app)
+    docs_pages.install(app)
     app.include_router(router)
     app.include_router(flows.router)
     app.include_router(graphs.router)

@@ -26,7 +26,11 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_FLOWS = ROOT / "taskrunner" / "flows"
-PACKAGE_DATA = (ROOT / "taskrunner" / "store" / "migrations", SHIPPED_FLOWS)
+PACKAGE_DATA = (
+    ROOT / "taskrunner" / "store" / "migrations",
+    SHIPPED_FLOWS,
+    ROOT / "taskrunner" / "ui" / "static",
+)
 HI = ["--flow", "echo_add", "--text", "hi", "--a", "1", "--b", "2", "--json"]
 ALEMBIC_INI = "[alembic]\nscript_location = taskrunner.store:migrations\n"
 BROKEN_FLOW = "name: broken\nstart: missing\nstates:\n  done: {type: succeed}\n"
@@ -111,6 +115,8 @@ def test_the_wheel_holds_the_migrations_and_the_flows(installed: Installed) -> N
         "taskrunner/store/migrations/env.py",
         "taskrunner/store/migrations/script.py.mako",
         "taskrunner/flows/echo_add.yaml",
+        "taskrunner/ui/static/vendor/MANIFEST.json",
+        "taskrunner/ui/static/vendor/mermaid/mermaid.min.js",
     } <= shipped
     assert any(name.startswith("taskrunner/store/migrations/versions/") for name in shipped)
     with zipfile.ZipFile(installed.wheel) as wheel:
