@@ -389,3 +389,12 @@ def test_a_fan_out_links_its_child_tasks_and_each_child_its_parent(client: TestC
     listed = client.get(f"/ui/tasks?parent={parent}")
     assert listed.text.count('<th scope="row"><a href="/ui/tasks/') == 3
     assert "Children of task" in text_of(listed)
+
+
+def test_a_wait_state_says_when_the_task_goes_on(client: TestClient, service: TaskService) -> None:
+    queued = started_id(start(client, "delayed_echo", {"text": "x", "seconds": "60"}, "queue"))
+    (claimed,) = service.claim(1)
+    service.resume(claimed)  # the wait hands the task back to the queue
+    shown = text_of(client.get(f"/ui/tasks/{queued}"))
+    assert re.search(r"Goes on at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", shown)
+    assert "Next attempt" not in shown
