@@ -21,6 +21,7 @@ from taskrunner.settings import Settings
 from taskrunner.store.database import Database, sqlite_path
 from taskrunner.store.migrate import migrate, require_current
 from taskrunner.store.sql import SqlTaskRepository
+from taskrunner.tasklog import TaskLog
 from taskrunner.worker import Worker
 
 
@@ -102,7 +103,7 @@ def open_runtime(
             catalog,
             lease_seconds=settings.lease_seconds,
             sync_wait_seconds=settings.sync_wait_seconds,
-            observer=Observers(metrics),
+            observer=Observers(metrics, TaskLog()),
         )
     except BaseException:
         database.dispose()

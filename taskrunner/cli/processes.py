@@ -13,6 +13,7 @@ import typer
 
 from taskrunner.cli import _open_runtime, app
 from taskrunner.errors import EXIT_USAGE
+from taskrunner.logs import configure_logging
 from taskrunner.settings import Settings
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ def serve(
     from taskrunner.errors import UnprotectedServerError
 
     settings = Settings.from_env()
+    configure_logging(settings.log, default_level="INFO")
     if settings.api_keys is None and not insecure and not _is_loopback(host):
         raise UnprotectedServerError(host)
 
@@ -103,6 +105,7 @@ def worker(
     import threading
 
     settings = Settings.from_env()
+    configure_logging(settings.log, default_level="INFO")
     if not settings.is_postgres:
         typer.echo(
             "error: `taskrunner worker` needs PostgreSQL (set DATABASE_URL): SQLite has one "
