@@ -56,11 +56,14 @@ class JsonFormatter(_Formatter):
 
 
 class TextFormatter(_Formatter):
-    """`TS LEVEL LOGGER EVENT key=value ...`, a value quoted when it holds a space."""
+    """`TS LEVEL LOGGER EVENT key=value ...`, a value quoted when it holds a space or is
+    empty; a field with no value (null in JSON) is left out."""
 
     def format(self, record: logging.LogRecord) -> str:
         event, fields = self.parts(record)
-        pairs = "".join(f" {key}={_text(value)}" for key, value in fields.items())
+        pairs = "".join(
+            f" {key}={_text(value)}" for key, value in fields.items() if value is not None
+        )
         line = f"{self.timestamp(record)} {record.levelname} {record.name} {event}{pairs}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
@@ -68,7 +71,7 @@ class TextFormatter(_Formatter):
 
 
 def _text(value: object) -> str:
-    text = "" if value is None else str(value)
+    text = str(value)
     return json.dumps(text, ensure_ascii=False) if not text or " " in text else text
 
 
