@@ -75,8 +75,22 @@ def _text(value: object) -> str:
     return json.dumps(text, ensure_ascii=False) if not text or " " in text else text
 
 
-class ProcessHandler(logging.StreamHandler[TextIO]):
-    """The handler `configure_logging` sets: one per process, replaced if set again."""
+class ProcessHandler(logging.Handler):
+    """The handler `configure_logging` sets: one per process, replaced if set again. It
+    writes to its stream, or else to `sys.stderr` as it is when a line is written (so a
+    command run in-process, as tests run it, writes where its caller now reads)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = self._stream or sys.stderr
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:  # noqa: BLE001 - logging's own way: say it on stderr, go on
+            self.handleError(record)
 
 
 def configure_logging(
@@ -87,12 +101,19 @@ def configure_logging(
     as it starts, and `serve` and `worker` again with their own default level: the handler
     set before is replaced. Records still reach the root logger's handlers too (those of
     a host program)."""
+    reset_logging()
+    handler = ProcessHandler(stream)
+    handler.setFormatter(JsonFormatter() if settings.format == "json" else TextFormatter())
+    logger = logging.getLogger(ROOT_LOGGER)
+    logger.addHandler(handler)
+    logger.setLevel(settings.level or default_level)
+    return handler
+
+
+def reset_logging() -> None:
+    """Undo `configure_logging`: the `taskrunner` loggers as they were before."""
     logger = logging.getLogger(ROOT_LOGGER)
     for handler in list(logger.handlers):
         if isinstance(handler, ProcessHandler):
             logger.removeHandler(handler)
-    handler = ProcessHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if settings.format == "json" else TextFormatter())
-    logger.addHandler(handler)
-    logger.setLevel(settings.level or default_level)
-    return handler
+    logger.setLevel(logging.NOTSET)

@@ -22,7 +22,7 @@ import typer
 
 from taskrunner.cli.keys import api_key_app
 from taskrunner.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_USAGE, TaskrunnerError
-from taskrunner.logs import configure_logging
+from taskrunner.logs import configure_logging, reset_logging
 from taskrunner.settings import LogSettings, Settings
 
 if TYPE_CHECKING:
@@ -176,6 +176,8 @@ def main() -> None:
         typer.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
         typer.echo("set TASKRUNNER_DEBUG=1 to see the traceback", err=True)
         sys.exit(EXIT_INTERNAL)
+    finally:
+        reset_logging()  # a command run in-process leaves its caller's logging as it was
 
 
 # The task and process commands register themselves on `app` as they are imported: here,

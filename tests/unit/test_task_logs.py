@@ -15,7 +15,7 @@ from typing import Any, Final
 import pytest
 
 from taskrunner.catalog import FlowCatalog
-from taskrunner.logs import ProcessHandler, configure_logging
+from taskrunner.logs import configure_logging, reset_logging
 from taskrunner.service import TaskService
 from taskrunner.settings import LogSettings
 from taskrunner.store.memory import InMemoryTaskRepository
@@ -39,14 +39,8 @@ class Captured:
 @pytest.fixture
 def captured() -> Iterator[Captured]:
     """The log, as configure_logging sets it, written to a string; undone afterwards."""
-    logger = logging.getLogger("taskrunner")
-    level = logger.level
-    capture = Captured()
-    yield capture
-    for handler in list(logger.handlers):
-        if isinstance(handler, ProcessHandler):
-            logger.removeHandler(handler)
-    logger.setLevel(level)
+    yield Captured()
+    reset_logging()
 
 
 def logged(captured: Captured, **settings: Any) -> None:
