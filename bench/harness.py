@@ -140,6 +140,9 @@ def environment(url: str, **extra: str) -> dict[str, str]:
         DATABASE_URL=url,
         TASKRUNNER_FLOWS_DIR=str(FLOWS),
         TASKRUNNER_AUTO_MIGRATE="0",
+        # The processes' stderr is a pipe read only until they start: a line per step
+        # (INFO) would fill it and stall them. What is measured is the runner, not its log.
+        TASKRUNNER_LOG_LEVEL="WARNING",
         **extra,
     )
     return env

@@ -32,8 +32,10 @@ from taskrunner.engine.steps import (
     StepError,
     task_timed_out,
 )
+from taskrunner.observe import Observer, Observers
 from taskrunner.store.records import (
     CANCELLED,
+    FINISHED,
     Progress,
     StepRecord,
     TaskRecord,
@@ -73,6 +75,7 @@ class StoredRun:
         stop: threading.Event | None = None,
         timeout_seconds: float | None = None,
         children: RunChildren | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.task = task
         """The task as the store now has it."""
@@ -87,6 +90,7 @@ class StoredRun:
         self._stop = stop
         self._started = clock()
         self._children = children
+        self._observer = observer or Observers()
         self.timeout_seconds = timeout_seconds
         """The flow's whole-task limit, once known (the task's flow version says it)."""
 
@@ -126,6 +130,7 @@ class StoredRun:
         now = self._clock()
         self._repository.release(self.task.id, self._owner, now)
         self.task = released(self.task, now)
+        self._observer.task_waiting(self.task)
 
     def run_children(self, call: CallTool, fanout: Fanout) -> Sequence[ChildResult] | None:
         if self._children is None:
@@ -155,7 +160,13 @@ class StoredRun:
         record = StepRecord.of(self.task.id, step, self._started, finished)
         status = self._repository.record_step(self._owner, record, progress)
         self.steps.append(record)
+        before = self.task.status
         self._moved(progress, step.seq, status)
+        self._observer.step_recorded(self.task, record)
+        delay = _retry_delay(step, decision)
+        if delay is not None:
+            self._observer.retry_scheduled(self.task, record, delay)
+        self._report(before)
         return status == "running"
 
     def settle(self, decision: Finish | Fail) -> None:
@@ -166,7 +177,9 @@ class StoredRun:
     def end(self, progress: Progress) -> None:
         """Write how the task stands now, without a step."""
         status = self._repository.update_task(self.task.id, self._owner, progress)
+        before = self.task.status
         self._moved(progress, None, status)
+        self._report(before)
 
     def expires(self) -> datetime | None:
         """The task's deadline, if it has one: its flow's `timeout_seconds` after it was
@@ -210,10 +223,32 @@ class StoredRun:
             task = replace(task, cancel_requested=True)  # asked meanwhile; the store applied it
         self.task = progressed(task, progress, step_count)
 
+    def _report(self, before: TaskStatus) -> None:
+        """Tell the observer how the task moved, if it left `before`."""
+        status = self.task.status
+        if status == before:
+            return
+        if status in FINISHED:
+            self._observer.task_finished(self.task)
+        elif status == "pending":
+            self._observer.task_waiting(self.task)
+
 
 def ended(status: TaskStatus, state: str, now: datetime, error: StepError) -> Progress:
     """The task ends now, in `state`, with `error`: failed, or cancelled."""
     return Progress(status, state, now, error=error, finished_at=now)
+
+
+def _retry_delay(step: Step, decision: Decision) -> float | None:
+    """The delay before `decision` tries the failed `step` again; None if it does not."""
+    if (
+        step.status == "failed"
+        and isinstance(decision, CallTool)
+        and decision.state == step.state
+        and decision.attempt > step.attempt
+    ):
+        return decision.delay_seconds
+    return None
 
 
 def _wake_time(call: CallTool, now: datetime) -> datetime | None:

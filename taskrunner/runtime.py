@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from taskrunner.catalog import FlowCatalog, load_catalog
 from taskrunner.errors import NoDatabaseError
 from taskrunner.flowwatch import FlowReloader, FlowWatcher, log, report_flow_files
+from taskrunner.metrics import Metrics
+from taskrunner.observe import Observers
 from taskrunner.retention import RetentionKeeper
-from taskrunner.service import TaskService
+from taskrunner.service import TaskService, utc_now
 from taskrunner.settings import Settings
 from taskrunner.store.database import Database, sqlite_path
 from taskrunner.store.migrate import migrate, require_current
 from taskrunner.store.sql import SqlTaskRepository
+from taskrunner.tasklog import TaskLog
 from taskrunner.worker import Worker
 
 
@@ -28,6 +31,8 @@ class Runtime:
     database: Database
     service: TaskService
     flows: FlowReloader
+    metrics: Metrics
+    """This process's metrics: `GET /metrics`, or a worker's `--metrics-port`."""
 
     @property
     def catalog(self) -> FlowCatalog:
@@ -87,6 +92,7 @@ def open_runtime(
     if existing:
         _require_sqlite_file(settings)
     database = Database(settings.database_url, settings.timeouts)
+    metrics = Metrics()
     try:
         if settings.auto_migrate:
             migrate(database)
@@ -97,12 +103,14 @@ def open_runtime(
             catalog,
             lease_seconds=settings.lease_seconds,
             sync_wait_seconds=settings.sync_wait_seconds,
+            observer=Observers(metrics, TaskLog()),
         )
     except BaseException:
         database.dispose()
         raise
+    metrics.watch_queue(service.repository, utc_now)
     reloader = FlowReloader(settings.flows_dir, service, warn=warn)
-    return Runtime(settings, database, service, reloader)
+    return Runtime(settings, database, service, reloader, metrics)
 
 
 def settle_memory() -> None:

@@ -56,6 +56,7 @@ from taskrunner.errors import (
     UnexpectedStepError,
 )
 from taskrunner.leases import LeaseKeeper, process_owner
+from taskrunner.observe import Observer, Observers
 from taskrunner.runs import StoredRun, ended
 from taskrunner.store.records import (
     ACTIVE,
@@ -119,8 +120,11 @@ class TaskService:
         owner: str | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         sync_wait_seconds: float = DEFAULT_SYNC_WAIT_SECONDS,
+        observer: Observer | None = None,
     ) -> None:
         self.repository = repository
+        self.observer = observer or Observers()
+        """Told what happens to tasks here (the metrics and the log)."""
         self.catalog = catalog
         self.owner = owner or process_owner()
         self.leases = LeaseKeeper(repository, self.owner, lease_seconds, clock)
@@ -199,6 +203,21 @@ class TaskService:
         if existing is not None:
             with self._stored(existing.id):
                 return self._found(existing, flow_name, clean, deadline or self._deadline())
+        self.observer.task_started(task)
+        self.observer.sync_run(1)
+        try:
+            return self._run_here(task, flow, plan, clean, deadline)
+        finally:
+            self.observer.sync_run(-1)
+
+    def _run_here(
+        self,
+        task: TaskRecord,
+        flow: Flow,
+        plan: FlowPlan,
+        clean: JsonObject,
+        deadline: datetime | None,
+    ) -> Started:
         with (
             self._stored(task.id),
             self.leases.holding(task.id),
@@ -210,6 +229,7 @@ class TaskService:
                 drive(Execution(plan, clean), run)
             except LeaseLostError:
                 log.warning("lost the lease on task %s; answering it as it stands", task.id)
+                self.observer.lease_lost(run.task)
                 return Started(self.get_task(task.id), created=True)
             except KeyboardInterrupt:
                 self._let_go(run)
@@ -233,6 +253,7 @@ class TaskService:
             )
         if existing is not None:
             return self._found(existing, flow_name, clean, None)
+        self.observer.task_started(task)
         return Started(task_view(task, []), created=True)
 
     # -- running queued tasks -----------------------------------------------------------
@@ -246,6 +267,8 @@ class TaskService:
         resumed or released."""
         claimed = self.repository.claim(self.owner, limit, self._clock(), self.leases.expiry())
         self.leases.hold(*(task.id for task in claimed))
+        for task in claimed:
+            self.observer.task_claimed(task, taken_over=False)
         return claimed
 
     def claim_abandoned(self, limit: int) -> list[TaskRecord]:
@@ -254,6 +277,8 @@ class TaskService:
             self.owner, limit, self._clock(), self.leases.expiry()
         )
         self.leases.hold(*(task.id for task in claimed))
+        for task in claimed:
+            self.observer.task_claimed(task, taken_over=True)
         return claimed
 
     def release(self, claimed: TaskRecord) -> None:
@@ -272,6 +297,7 @@ class TaskService:
                 self._resume(claimed, stop)
             except LeaseLostError:
                 log.warning("lost the lease on task %s; another worker has it", claimed.id)
+                self.observer.lease_lost(claimed)
 
     def _resume(self, claimed: TaskRecord, stop: threading.Event | None) -> None:
         run = self._run(claimed, here=False, stop=stop)
@@ -317,7 +343,12 @@ class TaskService:
             self._waits.cancelled_here(task_id)
         if outcome == "missing":
             raise TaskNotFoundError(task_id)
-        task = self.get_task(task_id)
+        found = self.repository.get_task(task_id)
+        if found is None:
+            raise TaskNotFoundError(task_id)
+        if outcome == "cancelled":
+            self.observer.task_finished(found)
+        task = self._view(found)
         if outcome == "finished":
             raise TaskFinishedError(f"the task has already finished: it is {task.status}")
         return outcome, task
@@ -329,11 +360,14 @@ class TaskService:
         found = self.repository.get_task(task_id)
         if found is None:
             raise TaskNotFoundError(task_id)
+        return self._view(found, all_steps=all_steps)
+
+    def _view(self, found: TaskRecord, *, all_steps: bool = False) -> TaskView:
         if not found.step_count:
             return task_view(found, [])
         if all_steps:
-            return task_view(found, self.repository.steps_of(task_id), None)
-        return task_view(found, self.repository.steps_page(task_id, 0, STEPS_IN_TASK))
+            return task_view(found, self.repository.steps_of(found.id), None)
+        return task_view(found, self.repository.steps_page(found.id, 0, STEPS_IN_TASK))
 
     def task_steps(
         self, task_id: uuid.UUID, *, after: int = 0, limit: int = DEFAULT_STEP_PAGE
@@ -394,6 +428,7 @@ class TaskService:
             deadline=deadline,
             stop=stop,
             children=self._children.run,
+            observer=self.observer,
         )
 
     def _deadline(self) -> datetime:

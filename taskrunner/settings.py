@@ -38,6 +38,11 @@
   send a request's line and headers before it is answered 408 (default 10);
 - `TASKRUNNER_KEEP_ALIVE_SECONDS`: how long `taskrunner serve` keeps an idle connection
   open for the client's next request (default 5).
+- `TASKRUNNER_LOG_FORMAT`: `text` (default) or `json`, the form of the log's lines on
+  stderr; `TASKRUNNER_LOG_LEVEL`: `DEBUG`, `INFO`, `WARNING` or `ERROR`, the least
+  severe line written (default `INFO` for `serve` and `worker`, `WARNING` for the other
+  commands, which print their own result). `LogSettings` reads them on their own, so that
+  a bad value stops every command, not only those that read the rest.
 
 Relative paths in these variables are taken from the current directory. Of the defaults,
 only the embedded SQLite file depends on it (it is kept under the current directory).
@@ -50,7 +55,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal, get_args
 from urllib.parse import unquote
 
 from taskrunner.apikeys import ApiKeyring, parse_keys
@@ -86,6 +91,33 @@ class Timeouts:
     pool: float = 5.0
 
 
+LogFormat = Literal["text", "json"]
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """How a process logs (`logs.configure_logging`)."""
+
+    format: LogFormat = "text"
+    level: str | None = None
+    """None: the process's own default."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LogSettings:
+        env = os.environ if environ is None else environ
+        chosen = env.get("TASKRUNNER_LOG_FORMAT", "").strip().lower() or "text"
+        formats: tuple[LogFormat, ...] = get_args(LogFormat)
+        if chosen not in formats:
+            raise SettingsError(f"TASKRUNNER_LOG_FORMAT={chosen!r}: use text or json")
+        level = env.get("TASKRUNNER_LOG_LEVEL", "").strip().upper() or None
+        if level is not None and level not in LOG_LEVELS:
+            raise SettingsError(
+                f"TASKRUNNER_LOG_LEVEL={level!r}: use one of {', '.join(LOG_LEVELS)}"
+            )
+        return cls("json" if chosen == "json" else "text", level)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything taskrunner reads from its environment."""
@@ -110,6 +142,7 @@ class Settings:
     body_timeout_seconds: float = BODY_TIMEOUT_SECONDS
     header_timeout_seconds: float = HEADER_TIMEOUT_SECONDS
     keep_alive_seconds: float = KEEP_ALIVE_SECONDS
+    log: LogSettings = LogSettings()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -148,6 +181,7 @@ class Settings:
             keep_alive_seconds=_seconds(
                 env, "TASKRUNNER_KEEP_ALIVE_SECONDS", default=KEEP_ALIVE_SECONDS
             ),
+            log=LogSettings.from_env(env),
         )
 
     @property

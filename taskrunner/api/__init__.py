@@ -18,8 +18,9 @@ from contextlib import asynccontextmanager, contextmanager, nullcontext
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskrunner.api import docs_pages, flows, graphs, openapi, problems
+from taskrunner.api import docs_pages, flows, graphs, metrics, openapi, problems
 from taskrunner.api.limits import BodyLimit
+from taskrunner.api.metrics import RequestMetrics
 from taskrunner.api.offload import Offload
 from taskrunner.api.routes import health_router, router
 from taskrunner.errors import TaskrunnerError
@@ -115,11 +116,13 @@ def create_app(
     app.include_router(graphs.router)
     app.include_router(pages.router)
     app.include_router(health_router)
+    app.include_router(metrics.router)
     app.add_middleware(
         BodyLimit,
         limit=settings.max_body_bytes if settings else MAX_BODY_BYTES,
         timeout=settings.body_timeout_seconds if settings else None,
     )
+    app.add_middleware(RequestMetrics)
     app.add_middleware(StartupErrors)
     return app
 

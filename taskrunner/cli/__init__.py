@@ -22,7 +22,8 @@ import typer
 
 from taskrunner.cli.keys import api_key_app
 from taskrunner.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_USAGE, TaskrunnerError
-from taskrunner.settings import Settings
+from taskrunner.logs import configure_logging, reset_logging
+from taskrunner.settings import LogSettings, Settings
 
 if TYPE_CHECKING:
     from taskrunner.catalog import FlowCatalog
@@ -164,6 +165,7 @@ def main() -> None:
     """Entry point: taskrunner's own errors become a message on stderr and the exit status
     their class says, never a traceback."""
     try:
+        configure_logging(LogSettings.from_env(), default_level="WARNING")
         app(standalone_mode=True)
     except TaskrunnerError as exc:
         typer.echo(f"error: {exc.message}", err=True)
@@ -174,6 +176,8 @@ def main() -> None:
         typer.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
         typer.echo("set TASKRUNNER_DEBUG=1 to see the traceback", err=True)
         sys.exit(EXIT_INTERNAL)
+    finally:
+        reset_logging()  # a command run in-process leaves its caller's logging as it was
 
 
 # The task and process commands register themselves on `app` as they are imported: here,

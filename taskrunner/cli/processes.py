@@ -13,10 +13,12 @@ import typer
 
 from taskrunner.cli import _open_runtime, app
 from taskrunner.errors import EXIT_USAGE
+from taskrunner.logs import configure_logging
 from taskrunner.settings import Settings
 
 if TYPE_CHECKING:
     import threading
+    from wsgiref.simple_server import WSGIServer
 
     from taskrunner.runtime import Runtime
 
@@ -58,6 +60,7 @@ def serve(
     from taskrunner.errors import UnprotectedServerError
 
     settings = Settings.from_env()
+    configure_logging(settings.log, default_level="INFO")
     if settings.api_keys is None and not insecure and not _is_loopback(host):
         raise UnprotectedServerError(host)
 
@@ -80,6 +83,19 @@ def worker(
     concurrency: Annotated[
         int, typer.Option(min=1, max=256, help="How many tasks to run at once.")
     ] = 4,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65_535,
+            help="Serve the worker's metrics for Prometheus on this port, at any path "
+            "(/metrics); none by default.",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="The address the metrics are served on (--metrics-port).")
+    ] = "127.0.0.1",
 ) -> None:
     """Run queued tasks until stopped. Any number of workers, on any machines, can share
     one PostgreSQL database. SIGTERM (or Ctrl-C) drains: each task in hand finishes its
@@ -89,6 +105,7 @@ def worker(
     import threading
 
     settings = Settings.from_env()
+    configure_logging(settings.log, default_level="INFO")
     if not settings.is_postgres:
         typer.echo(
             "error: `taskrunner worker` needs PostgreSQL (set DATABASE_URL): SQLite has one "
@@ -107,6 +124,11 @@ def worker(
         typer.echo("taskrunner: worker stopped before the database could be reached", err=True)
         return
     settle_memory()
+    try:
+        exporter = _serve_metrics(runtime, metrics_host, metrics_port)
+    except BaseException:
+        runtime.close()
+        raise
     watcher = runtime.flow_watcher()
     watcher.start()
     signal.signal(signal.SIGHUP, lambda *_: watcher.wake())
@@ -115,8 +137,28 @@ def worker(
         runtime.worker(concurrency).run(stop)
     finally:
         watcher.stop()
+        if exporter is not None:
+            exporter.shutdown()
+            exporter.server_close()
         runtime.close()
     typer.echo("taskrunner: worker stopped", err=True)
+
+
+def _serve_metrics(runtime: Runtime, host: str, port: int | None) -> WSGIServer | None:
+    """Serve the runtime's metrics on (`host`, `port`) in a thread of their own, if a port
+    is given. Raises `ListenError` when the address cannot be had."""
+    if port is None:
+        return None
+    from prometheus_client import start_http_server
+
+    from taskrunner.errors import ListenError
+
+    try:
+        server, _ = start_http_server(port, host, registry=runtime.metrics.registry)
+    except OSError as exc:
+        raise ListenError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+    typer.echo(f"taskrunner: metrics on http://{host}:{server.server_port}/metrics", err=True)
+    return server
 
 
 def _is_loopback(host: str) -> bool:

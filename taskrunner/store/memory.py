@@ -14,12 +14,14 @@ from datetime import datetime
 
 from taskrunner.errors import LeaseLostError, StoreError
 from taskrunner.store.records import (
+    QUEUE_STATS_LIMIT,
     CancelOutcome,
     FlowVersion,
     Page,
     Position,
     Progress,
     Purged,
+    QueueStats,
     StepRecord,
     TaskFilter,
     TaskHead,
@@ -274,6 +276,16 @@ class InMemoryTaskRepository:
         with self._lock:
             version = self._versions.get(digest)
         return None if version is None else version.definition
+
+    def queue_stats(self, now: datetime) -> QueueStats:
+        with self._lock:
+            queued = sorted(
+                task.run_after
+                for task in self._tasks.values()
+                if task.status == "pending" and task.run_after is not None
+            )[:QUEUE_STATS_LIMIT]
+        ready = sum(due <= now for due in queued)
+        return QueueStats(ready, len(queued) - ready, queued[0] if ready else None)
 
     def ping(self) -> bool:
         return True

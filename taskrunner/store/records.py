@@ -190,6 +190,24 @@ class TaskFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueStats:
+    """How the queue stands: the pending tasks due now (`ready`), those due later
+    (`waiting`: a retry's delay, a wait state), and since when the longest-due ready task
+    has been claimable (None when none is). Children held back by their fan-out's
+    `max_concurrency` are in neither: no worker may claim them yet.
+
+    Counted over at most `QUEUE_STATS_LIMIT` pending tasks, the longest due first, so
+    that reading it stays cheap on any queue: beyond that, the counts are a floor."""
+
+    ready: int
+    waiting: int
+    oldest_ready_since: datetime | None
+
+
+QUEUE_STATS_LIMIT: Final = 100_000
+
+
+@dataclass(frozen=True, slots=True)
 class Purged:
     """How many tasks, and steps of theirs, a purge deleted (or would delete)."""
 

@@ -26,6 +26,7 @@ from taskrunner.store.records import (
     Position,
     Progress,
     Purged,
+    QueueStats,
     StepRecord,
     TaskFilter,
     TaskRecord,
@@ -116,6 +117,10 @@ class TaskRepository(Protocol):
 
     def count_purgeable(self, finished_before: datetime, statuses: Sequence[TaskStatus]) -> Purged:
         """How many tasks (and steps of theirs) `purge` would delete, in all its batches."""
+
+    def queue_stats(self, now: datetime) -> QueueStats:
+        """How many claimable tasks are due at `now` and later, and the longest-due one's
+        due time, in one bounded read (`QUEUE_STATS_LIMIT`), for metrics scraped often."""
 
     def wait_for_work(self, timeout: float) -> bool:
         """Wait until a task may have become due (one was queued or handed back), or

@@ -32,6 +32,7 @@ from taskrunner.store.records import (
     Position,
     Progress,
     Purged,
+    QueueStats,
     StepRecord,
     TaskFilter,
     TaskHead,
@@ -332,6 +333,13 @@ class SqlTaskRepository:
                 stmt.SELECT_FLOW_DEFINITION, {"digest": digest}
             ).scalar_one_or_none()
         return found
+
+    @translated
+    def queue_stats(self, now: datetime) -> QueueStats:
+        with self._single.connect() as connection:
+            found = connection.execute(stmt.QUEUE_STATS, {"now": now}).one()
+        ready, waiting, oldest = found.ready, found.waiting, found.oldest
+        return QueueStats(ready, waiting, oldest if ready else None)
 
     def ping(self) -> bool:
         return self._database.ping()

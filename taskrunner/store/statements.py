@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from taskrunner.store.records import CANCELLED, StepRecord, TaskHead, field_names
+from taskrunner.store.records import CANCELLED, QUEUE_STATS_LIMIT, StepRecord, TaskHead, field_names
 from taskrunner.store.tables import Base
 
 NOTIFY_CHANNEL: Final = "taskrunner_tasks"
@@ -164,6 +164,19 @@ CLAIM: Final = _take(
     .order_by(TASKS.c.run_after)
 )
 """Due pending tasks, the longest due first."""
+_QUEUED: Final = (
+    select(TASKS.c.run_after)
+    .where(TASKS.c.status == "pending", TASKS.c.run_after.is_not(None))
+    .order_by(TASKS.c.run_after)
+    .limit(QUEUE_STATS_LIMIT)
+    .subquery("queued")
+)
+QUEUE_STATS: Final = select(
+    func.count().filter(_QUEUED.c.run_after <= _NOW).label("ready"),
+    func.count().filter(_QUEUED.c.run_after > _NOW).label("waiting"),
+    func.min(_QUEUED.c.run_after).label("oldest"),
+)
+"""How the queue stands, read off the index of pending tasks, the longest due first."""
 CLAIM_ABANDONED: Final = _take(
     select(TASKS.c.id).where(TASKS.c.status == "running", TASKS.c.lease_expires_at < _NOW)
 )

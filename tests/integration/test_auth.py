@@ -50,6 +50,7 @@ ENDPOINTS: Final = [
     ("GET", "/flows", "read", 200),
     ("GET", "/flows/echo_add", "read", 200),
     ("GET", "/schema/flow.json", "read", 200),
+    ("GET", "/metrics", "read", 200),
     ("POST", "/flows/validate", "read", 200),
     ("POST", "/tasks", "run", 201),
     ("POST", "/tasks/{task}/cancel", "run", 200),

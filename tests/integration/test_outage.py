@@ -58,6 +58,9 @@ TIMEOUTS = {
     "TASKRUNNER_LEASE_SECONDS": "3",
     "TASKRUNNER_POLL_SECONDS": "0.2",
     "TASKRUNNER_FLOWS_RELOAD_SECONDS": "0",
+    # The lines counted here are the warnings and errors of the outage, not the log of
+    # every task's steps (INFO) that the load writes.
+    "TASKRUNNER_LOG_LEVEL": "WARNING",
 }
 ECHO_ADD_OPTIONS = ("--text", "a", "--a", "1", "--b", "2")
 LONGEST_ANSWER = 2 + 5 + 4.0
