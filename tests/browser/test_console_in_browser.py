@@ -221,6 +221,13 @@ def test_a_refused_form_shows_the_problem_next_to_the_field(
     browser.find_element(By.CSS_SELECTOR, ".start-form button[type=submit]").click()
     problems = wait_for(browser, "#input-numbers-problems")
     assert "'one' is not of type 'number'" in problems.text
+    assert browser.switch_to.active_element.get_attribute("id") == "input-numbers"
+    wait_for(browser, ".mermaid-target svg")
+    in_view = (
+        "const box = arguments[0].getBoundingClientRect();"
+        "return box.top >= 0 && box.bottom <= innerHeight"
+    )
+    WebDriverWait(browser, 10).until(lambda _: browser.execute_script(in_view, problems))
     screenshot(browser, "refused-form")
     errors = console_errors(browser)
     assert len(errors) == 1  # the page's own 422
