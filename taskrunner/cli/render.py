@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from pydantic import JsonValue
 
@@ -37,15 +38,34 @@ def task_text(task: TaskView) -> str:
 
 
 def page_text(page: TaskPage) -> str:
+    """A table under a header row. Times are ISO 8601 with their zone, so that they read
+    the same wherever they are read; a task that did not fail shows `-` for its error."""
     if not page.items:
         return "no tasks"
-    lines = [
-        f"{item.id}  {item.status:<9}  {item.flow:<16}  {item.created_at:%Y-%m-%d %H:%M:%S}"
+    rows = [("ID", "STATUS", "FLOW", "CREATED", "ERROR")]
+    rows.extend(
+        (
+            str(item.id),
+            item.status,
+            item.flow,
+            item.created_at.isoformat(timespec="milliseconds"),
+            item.error.kind if item.error is not None else "-",
+        )
         for item in page.items
-    ]
+    )
+    lines = [table(rows)]
     if page.next_cursor:
         lines.append(f"more: --cursor {page.next_cursor}")
     return "\n".join(lines)
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows in columns as wide as their widest cell, the first row a header; the last
+    column is left ragged."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join([*map(str.ljust, row[:-1], widths), row[-1]]).rstrip() for row in rows
+    )
 
 
 def _json(value: JsonValue) -> str:

@@ -13,16 +13,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from taskrunner.cli import EXIT_OK, _open_runtime, _warn, app
+from taskrunner.cli.helptext import PlainCommand
 from taskrunner.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_UNFINISHED, EXIT_USAGE
 from taskrunner.settings import Settings
+from taskrunner.statuses import FINISHED, TASK_STATUSES, TaskStatus
 
 if TYPE_CHECKING:
-    from taskrunner.store.records import TaskStatus
     from taskrunner.views import TaskView
-
-FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
-"""The statuses `purge` may delete: `store.records.FINISHED`, spelt here so that the help
-does not import the store."""
 
 
 @app.command(
@@ -35,10 +32,14 @@ does not import the store."""
 )
 def run_flow(
     ctx: typer.Context,
-    flow: Annotated[str, typer.Option(help="The flow to run.")] = "echo_add",
+    flow: Annotated[str, typer.Option(metavar="NAME", help="The flow to run.")] = "echo_add",
     input_json: Annotated[
         str | None,
-        typer.Option("--input", help="The whole input as JSON, or @FILE with the JSON in it."),
+        typer.Option(
+            "--input",
+            metavar="JSON|@FILE",
+            help="The whole input as JSON, or @FILE with the JSON in it.",
+        ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the task as the API returns it.")
@@ -49,10 +50,12 @@ def run_flow(
     ] = False,
     idempotency_key: Annotated[
         str | None,
-        typer.Option(help="Start at most one task for this key (the same input: that task)."),
+        typer.Option(
+            metavar="KEY", help="Start at most one task for this key (the same input: that task)."
+        ),
     ] = None,
     show_help: Annotated[
-        bool, typer.Option("--help", help="Show this message and the flow's input options.")
+        bool, typer.Option("--help", "-h", help="Show this message and the flow's input options.")
     ] = False,
 ) -> None:
     """Run a task of a flow to its end: `taskrunner run-flow --text hello --a 2 --b 3`.
@@ -114,9 +117,11 @@ def run_flow(
     raise typer.Exit(_run_status(task, queued=no_wait))
 
 
-@app.command("get-task")
+@app.command("get-task", cls=PlainCommand)
 def get_task(
-    task_id: Annotated[str, typer.Argument(help="The task's id.", show_default=False)],
+    task_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The task's id.", show_default=False)
+    ],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the task as the API returns it.")
     ] = False,
@@ -140,31 +145,35 @@ def get_task(
 def list_tasks(
     status: Annotated[
         str | None,
-        typer.Option(help="Only tasks in this status: pending, running, succeeded, failed…"),
+        typer.Option(
+            metavar="STATUS", help=f"Only tasks in this status: {', '.join(TASK_STATUSES)}."
+        ),
     ] = None,
-    flow: Annotated[str | None, typer.Option(help="Only tasks of this flow.")] = None,
+    flow: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Only tasks of this flow.")
+    ] = None,
     parent: Annotated[
         str | None,
-        typer.Option(help="The children of this task (its branches, map items, sub-flow runs)."),
+        typer.Option(
+            metavar="ID",
+            help="The children of this task (its branches, map items, sub-flow runs).",
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option(help="At most this many (1 to 500).")] = 50,
+    limit: Annotated[int, typer.Option(metavar="N", help="At most this many (1 to 500).")] = 50,
     cursor: Annotated[
-        str | None, typer.Option(help="Continue after a previous page (its next_cursor).")
+        str | None,
+        typer.Option(metavar="CURSOR", help="Continue after a previous page (its next_cursor)."),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the page as the API returns it.")
     ] = False,
 ) -> None:
-    """List tasks, newest first."""
-    from typing import get_args
-
+    """List tasks, newest first: id, status, flow, when it was created (ISO 8601, UTC) and
+    the kind of its error, under a header row."""
     from taskrunner.cli.render import page_text
-    from taskrunner.store.records import TaskStatus
 
-    if status is not None and status not in get_args(TaskStatus):
-        typer.echo(
-            f"error: no status {status!r}; use one of {', '.join(get_args(TaskStatus))}", err=True
-        )
+    if status is not None and status not in TASK_STATUSES:
+        typer.echo(f"error: no status {status!r}; use one of {', '.join(TASK_STATUSES)}", err=True)
         raise typer.Exit(EXIT_USAGE)
     runtime = _open_runtime(Settings.from_env(), tasks_only=True)
     try:
@@ -180,9 +189,11 @@ def list_tasks(
     typer.echo(page.model_dump_json(indent=2) if as_json else page_text(page))
 
 
-@app.command("cancel-task")
+@app.command("cancel-task", cls=PlainCommand)
 def cancel_task(
-    task_id: Annotated[str, typer.Argument(help="The task's id.", show_default=False)],
+    task_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The task's id.", show_default=False)
+    ],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the task as the API returns it.")
     ] = False,
@@ -210,19 +221,23 @@ def purge(
         str,
         typer.Option(
             "--older-than",
+            metavar="DURATION",
             help="Delete tasks that finished longer ago than this: 90m, 12h, 30d.",
             show_default=False,
         ),
     ],
     status: Annotated[
         str,
-        typer.Option(help="Only tasks in these finished statuses, comma-separated."),
-    ] = ",".join(FINISHED_STATUSES),
+        typer.Option(
+            metavar="STATUSES", help="Only tasks in these finished statuses, comma-separated."
+        ),
+    ] = ",".join(FINISHED),
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
     ] = False,
     batch_size: Annotated[
-        int, typer.Option(min=1, max=10_000, help="Tasks deleted per transaction.")
+        int,
+        typer.Option(metavar="N", min=1, max=10_000, help="Tasks deleted per transaction."),
     ] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
@@ -286,11 +301,11 @@ def _finished_statuses(text: str) -> tuple[TaskStatus, ...]:
     from taskrunner.errors import RetentionStatusError
 
     chosen = [word.strip() for word in text.split(",") if word.strip()]
-    refused = [word for word in chosen if word not in FINISHED_STATUSES]
+    refused = [word for word in chosen if word not in FINISHED]
     if refused or not chosen:
         named = f" (not {', '.join(repr(word) for word in refused)})" if refused else ""
         raise RetentionStatusError(
-            f"--status takes finished statuses only: {', '.join(FINISHED_STATUSES)}{named}; "
+            f"--status takes finished statuses only: {', '.join(FINISHED)}{named}; "
             "pending and running tasks are never purged"
         )
     return tuple(cast("TaskStatus", word) for word in dict.fromkeys(chosen))

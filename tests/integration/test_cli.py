@@ -355,13 +355,15 @@ def test_run_flow_help_lists_the_flows_fields(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "--input" in result.stdout
     assert "Input of the flow echo_add" in result.stdout
-    fields = re.findall(r"^\s+(--\w+) (\w+)\s", result.stdout, flags=re.MULTILINE)
+    listed = result.stdout.split("Input of the flow", 1)[1]
+    fields = re.findall(r"^\s+(--\w+) (\w+)\s", listed, flags=re.MULTILINE)
     assert fields == [("--text", "STRING"), ("--a", "NUMBER"), ("--b", "NUMBER")]
     assert "The text to echo." in result.stdout
 
     result = cli(url, "run-flow", "--flow", "classify_sum", "--help")
     assert result.exit_code == 0, result.output
-    fields = re.findall(r"^\s+(--\w+) (\w+)\s", result.stdout, flags=re.MULTILINE)
+    listed = result.stdout.split("Input of the flow", 1)[1]
+    fields = re.findall(r"^\s+(--\w+) (\w+)\s", listed, flags=re.MULTILINE)
     assert fields == [("--a", "INTEGER"), ("--b", "INTEGER"), ("--label", "STRING")]
     label = next(line for line in result.stdout.splitlines() if "--label" in line)
     assert 'Default: "sum"' in label
