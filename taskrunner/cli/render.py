@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from pydantic import JsonValue
 
-from taskrunner.views import TaskPage, TaskView
+from taskrunner.views import StepView, TaskPage, TaskView
 
 
 def task_text(task: TaskView) -> str:
@@ -23,18 +23,22 @@ def task_text(task: TaskView) -> str:
         lines.append(f"  error     {task.error.kind}: {task.error.message}")
     shown = f" (the first {len(task.steps)})" if task.steps_next_after is not None else ""
     lines.append(f"  steps     {task.steps_total}{shown}")
-    for step in task.steps:
-        took = (step.finished_at - step.started_at).total_seconds() * 1000
-        result = (
-            _json(step.output) if step.error is None else f"{step.error.kind}: {step.error.message}"
-        )
-        lines.append(
-            f"    {step.seq:>3}  {step.state} ({step.tool}, attempt {step.attempt})  "
-            f"{step.status}  {_json(step.input)} -> {result}  [{took:.1f} ms]"
-        )
+    lines.extend(step_line(step) for step in task.steps)
     if task.steps_next_after is not None:
         lines.append(f"  more: taskrunner get-task {task.id} --all-steps")
     return "\n".join(lines)
+
+
+def step_line(step: StepView) -> str:
+    """One step on one line: `get-task` lists them, `--follow` prints them as they land."""
+    took = (step.finished_at - step.started_at).total_seconds() * 1000
+    result = (
+        _json(step.output) if step.error is None else f"{step.error.kind}: {step.error.message}"
+    )
+    return (
+        f"    {step.seq:>3}  {step.state} ({step.tool}, attempt {step.attempt})  "
+        f"{step.status}  {_json(step.input)} -> {result}  [{took:.1f} ms]"
+    )
 
 
 def page_text(page: TaskPage) -> str:

@@ -19,7 +19,17 @@ from taskrunner.settings import Settings
 from taskrunner.statuses import FINISHED, TASK_STATUSES, TaskStatus
 
 if TYPE_CHECKING:
+    from pydantic import JsonValue
+
+    from taskrunner.service import TaskService
     from taskrunner.views import TaskView
+
+TIMEOUT_OPTION = typer.Option(
+    "--timeout",
+    metavar="SECONDS",
+    min=0,
+    help="With --follow: stop following after this long (exit status 75; the task goes on).",
+)
 
 
 @app.command(
@@ -54,6 +64,15 @@ def run_flow(
             metavar="KEY", help="Start at most one task for this key (the same input: that task)."
         ),
     ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Queue the task (as --no-wait does), then show its steps as they land until "
+            "it ends; the exit status is the task's.",
+        ),
+    ] = False,
+    timeout: Annotated[float | None, TIMEOUT_OPTION] = None,
     show_help: Annotated[
         bool, typer.Option("--help", "-h", help="Show this message and the flow's input options.")
     ] = False,
@@ -63,10 +82,12 @@ def run_flow(
     Each field of the flow's input is an option of its own (see --flow NAME --help).
     Exit status: 0 when the task succeeded (with --no-wait: was queued), 1 when it failed
     or was cancelled, 2 when the input is refused, 75 when it has not finished (an
-    idempotency key's task, still running elsewhere), 130 when interrupted (Ctrl-C: the
-    task goes back to the queue).
+    idempotency key's task, still running elsewhere; or still running when --timeout ran
+    out), 130 when interrupted (Ctrl-C: the task goes back to the queue; a task followed
+    goes on).
     """
     from taskrunner.catalog import load_catalog
+    from taskrunner.cli.follow import check_timeout, follow_task
     from taskrunner.cli.inputs import options_help, read_input
     from taskrunner.cli.render import task_text
 
@@ -82,24 +103,16 @@ def run_flow(
         typer.echo("\n" + options_help(entry.flow))
         raise typer.Exit(EXIT_OK)
     data = read_input(entry.flow, input_json, list(ctx.args))
+    check_timeout(timeout, follow)
+    no_wait = no_wait or follow
     runtime = _open_runtime(settings, catalog)
-    service = runtime.service
-    task_id = service.new_task_id()
     try:
-        if no_wait:
-            task = service.enqueue_task(flow, data, idempotency_key=idempotency_key).task
-        else:
-            task = service.run_task(
-                flow, data, idempotency_key=idempotency_key, task_id=task_id, bounded=False
-            ).task
-    except KeyboardInterrupt:
-        typer.echo(
-            f"interrupted: task {task_id} goes back to the queue, pending; a worker (or "
-            f"`taskrunner serve`) goes on with it, `taskrunner cancel-task {task_id}` "
-            "stops it",
-            err=True,
-        )
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        task = _start(runtime.service, flow, data, idempotency_key, queued=no_wait)
+        if follow:
+            _say_where_queued_tasks_run(task, settings)
+            raise typer.Exit(
+                follow_task(runtime.service, task.id, timeout=timeout, as_json=as_json)
+            )
     finally:
         runtime.close()
     if as_json:
@@ -108,12 +121,8 @@ def run_flow(
         typer.echo(str(task.id))
     else:
         typer.echo(task_text(task))
-    if no_wait and task.status == "pending" and not settings.is_postgres:
-        typer.echo(
-            "note: queued on SQLite, the task runs when `taskrunner serve` runs on this "
-            "database (it runs the queue in its own process)",
-            err=True,
-        )
+    if no_wait:
+        _say_where_queued_tasks_run(task, settings)
     raise typer.Exit(_run_status(task, queued=no_wait))
 
 
@@ -128,13 +137,31 @@ def get_task(
     all_steps: Annotated[
         bool, typer.Option("--all-steps", help="Show every step, not only the first 100.")
     ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Show the steps as they land until the task ends (with --json: print the "
+            "task once it has ended); the exit status is the task's.",
+        ),
+    ] = False,
+    timeout: Annotated[float | None, TIMEOUT_OPTION] = None,
 ) -> None:
-    """Show a task: its status, output and step history. Unknown id: exit status 1."""
+    """Show a task: its status, output and step history. Unknown id: exit status 1.
+
+    With --follow, exit status 0 when the task succeeded, 1 when it failed or was
+    cancelled, 75 when it is still running when --timeout runs out, 130 when interrupted
+    (Ctrl-C); the task goes on either way.
+    """
+    from taskrunner.cli.follow import check_timeout, follow_task
     from taskrunner.cli.render import task_text
 
     parsed = _task_id(task_id)
+    check_timeout(timeout, follow)
     runtime = _open_runtime(Settings.from_env(), tasks_only=True)
     try:
+        if follow:
+            raise typer.Exit(follow_task(runtime.service, parsed, timeout=timeout, as_json=as_json))
         task = runtime.service.get_task(parsed, all_steps=all_steps)
     finally:
         runtime.close()
@@ -279,6 +306,41 @@ def purge(
         f"{verb} {counted.tasks:,} task(s) and {counted.steps:,} step(s): "
         f"{', '.join(statuses)}, finished before {before.isoformat(timespec='seconds')}"
     )
+
+
+def _start(
+    service: TaskService,
+    flow: str,
+    data: dict[str, JsonValue],
+    idempotency_key: str | None,
+    *,
+    queued: bool,
+) -> TaskView:
+    """Queue the task, or run it here to its end."""
+    task_id = service.new_task_id()
+    try:
+        if queued:
+            return service.enqueue_task(flow, data, idempotency_key=idempotency_key).task
+        return service.run_task(
+            flow, data, idempotency_key=idempotency_key, task_id=task_id, bounded=False
+        ).task
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted: task {task_id} goes back to the queue, pending; a worker (or "
+            f"`taskrunner serve`) goes on with it, `taskrunner cancel-task {task_id}` "
+            "stops it",
+            err=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _say_where_queued_tasks_run(task: TaskView, settings: Settings) -> None:
+    if task.status == "pending" and not settings.is_postgres:
+        typer.echo(
+            "note: queued on SQLite, the task runs when `taskrunner serve` runs on this "
+            "database (it runs the queue in its own process)",
+            err=True,
+        )
 
 
 def _run_status(task: TaskView, *, queued: bool) -> int:
