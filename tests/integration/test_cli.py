@@ -486,6 +486,31 @@ def test_list_tasks_filters_and_pages(database_url: str) -> None:
     assert document["next_cursor"] is None
 
 
+def test_list_tasks_has_a_header_zoned_iso_times_and_error_kinds(database_url: str) -> None:
+    from datetime import datetime
+
+    ok = task_json(cli(database_url, "run-flow", *HELLO, "--json"))
+    failed = task_json(
+        cli(database_url, "run-flow", "--flow", "classify_sum", "--a", "-5", "--b", "2", "--json")
+    )
+    result = cli(database_url, "list-tasks")
+    assert result.exit_code == 0, result.output
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["ID", "STATUS", "FLOW", "CREATED", "ERROR"]
+    cells = [row.split() for row in rows]
+    assert header.index("CREATED") == rows[0].index(cells[0][3])  # the columns line up
+    assert [(cell[0], cell[4]) for cell in cells] == [
+        (failed["id"], "NegativeSum"),
+        (ok["id"], "-"),
+    ]
+    for cell, task in zip(cells, (failed, ok), strict=True):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", cell[3]), cell
+        shown = datetime.fromisoformat(cell[3])
+        created = datetime.fromisoformat(task["created_at"])
+        assert shown.tzinfo is not None
+        assert abs((created - shown).total_seconds()) < 0.001
+
+
 def test_list_tasks_refuses_an_unknown_status(
     database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
