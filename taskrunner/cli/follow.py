@@ -75,8 +75,10 @@ class Follower:
                 task = self.service.repository.get_task(self.task_id)
                 if task is None:
                     raise TaskNotFoundError(self.task_id)
+                # The status was read before the steps: said first, it is in time order.
+                self._print_status_change(task)
                 self._print_new_steps()
-                self._print_status(task, self.clock() - started)
+                self._print_progress(task, self.clock() - started)
                 if task.status in FINISHED:
                     break
                 if self.timeout is not None and self.clock() - started >= self.timeout:
@@ -108,19 +110,22 @@ class Follower:
             if page.next_after is None:
                 return
 
-    def _print_status(self, task: TaskRecord, elapsed: float) -> None:
-        if self.quiet:
-            return
-        if self.live:
-            state = f"  at {task.current_state}" if task.current_state else ""
-            self.out.write(
-                f"{CLEAR_LINE}{task.status}{state}  {task.step_count} step(s)  {elapsed:.1f} s"
-            )
-            self.out.flush()
-            self._progress = True
-        elif task.status != self._status and task.status not in FINISHED:
-            self._line(f"task {self.task_id} {task.status}")
+    def _print_status_change(self, task: TaskRecord) -> None:
+        """Piped: a line when the status changes (the outcome says the last one)."""
+        changed = task.status != self._status
         self._status = task.status
+        if changed and not (self.live or self.quiet) and task.status not in FINISHED:
+            self._line(f"task {self.task_id} {task.status}")
+
+    def _print_progress(self, task: TaskRecord, elapsed: float) -> None:
+        """On a terminal: the one line under the steps, written over at each poll."""
+        if not self.live or self.quiet or task.status in FINISHED:
+            return
+        state = f"  at {task.current_state}" if task.current_state else ""
+        steps = max(task.step_count, self._shown)
+        self.out.write(f"{CLEAR_LINE}{task.status}{state}  {steps} step(s)  {elapsed:.1f} s")
+        self.out.flush()
+        self._progress = True
 
     def _print_outcome(self, task: TaskView) -> None:
         took = ""
