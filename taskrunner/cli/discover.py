@@ -83,7 +83,7 @@ def show_flow(
     try:
         entry = catalog.get(name)
     except UnknownFlowError:
-        _unknown("flow", name, catalog.names())
+        unknown_name("flow", name, catalog.names())
     if as_json:
         typer.echo(json.dumps(_flow_document(entry), indent=2, ensure_ascii=False))
         return
@@ -129,7 +129,7 @@ def show_tool(
     try:
         tool = registry.get(name)
     except UnknownToolError:
-        _unknown("tool", name, registry.names())
+        unknown_name("tool", name, registry.names())
     document = _tool_document(tool)
     if as_json:
         typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
@@ -153,9 +153,10 @@ def _catalog() -> FlowCatalog:
     return load_catalog(Settings.from_env().flows_dir)
 
 
-def _unknown(kind: str, name: str, known: list[str]) -> NoReturn:
+def unknown_name(kind: str, name: str, known: list[str], *, status: int = EXIT_FAILED) -> NoReturn:
     """Say that there is no `kind` named `name`, with the closest known name if one is
-    close enough, and end with exit status 1."""
+    close enough, and end with exit status `status`: 1 for the name a command shows, as
+    for an unknown task; `run-flow` says 2, its flow being one of its options."""
     from taskrunner.engine.diagnostics import closest, listing
     from taskrunner.errors import clipped
 
@@ -165,7 +166,7 @@ def _unknown(kind: str, name: str, known: list[str]) -> NoReturn:
         f"error: no {kind} named {clipped(name, 80)!r}{hint} ({kind}s: {listing(known) or 'none'})",
         err=True,
     )
-    raise typer.Exit(EXIT_FAILED)
+    raise typer.Exit(status)
 
 
 def _listing(catalog: FlowCatalog) -> list[dict[str, JsonValue]]:

@@ -87,13 +87,18 @@ def run_flow(
     goes on).
     """
     from taskrunner.catalog import load_catalog
+    from taskrunner.cli.discover import unknown_name
     from taskrunner.cli.follow import check_timeout, follow_task
     from taskrunner.cli.inputs import options_help, read_input
     from taskrunner.cli.render import task_text
+    from taskrunner.errors import UnknownFlowError
 
     settings = Settings.from_env()
     catalog = load_catalog(settings.flows_dir)
-    entry = catalog.get(flow)
+    try:
+        entry = catalog.get(flow)
+    except UnknownFlowError:
+        unknown_name("flow", flow, catalog.names(), status=EXIT_USAGE)
     # Said after the lookup: when the flow asked for is the one skipped, its error alone
     # is the one line to say.
     for skipped in catalog.skipped:

@@ -393,3 +393,11 @@ def test_a_repeated_option_exits_2_before_the_database_is_opened(
 
 def test_run_flow_help_shows_the_flag(shout: Any) -> None:
     assert "  --loud/--no-loud  Default: false." in options_help(shout)
+
+
+def test_run_flow_of_an_unknown_flow_exits_2_with_the_closest_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run_main(monkeypatch, capsys, "run-flow", "--flow", "shuot", "--text", "a")
+    assert (status, out) == (2, "")
+    assert err.startswith("error: no flow named 'shuot'; did you mean 'shout'? (flows: ")
