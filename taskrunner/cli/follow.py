@@ -19,7 +19,6 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
@@ -58,16 +57,16 @@ class Follower:
     timeout: float | None = None
     quiet: bool = False
     """Print nothing while following (`--json` prints the task once it has finished)."""
-    clock: Callable[[], float] = field(default=time.monotonic)
-    sleep: Callable[[float], None] = field(default=time.sleep)
-    _shown: int = 0
-    _status: str | None = None
-    _progress: bool = False
+    _shown: int = field(default=0, init=False)
+    """The seq of the last step printed."""
+    _status: str | None = field(default=None, init=False)
+    _progress: bool = field(default=False, init=False)
+    """Whether the progress line is on screen, to be wiped before anything else."""
 
     def run(self) -> tuple[int, TaskView | None]:
         """Follow the task to its end: the exit status, and the finished task (None when
         it has not finished). Raises `TaskNotFoundError` for an unknown task."""
-        started = self.clock()
+        started = time.monotonic()
         if self.live and not self.quiet:
             self._line(f"task {self.task_id}")
         try:
@@ -78,13 +77,13 @@ class Follower:
                 # The status was read before the steps: said first, it is in time order.
                 self._print_status_change(task)
                 self._print_new_steps()
-                self._print_progress(task, self.clock() - started)
+                self._print_progress(task, time.monotonic() - started)
                 if task.status in FINISHED:
                     break
-                if self.timeout is not None and self.clock() - started >= self.timeout:
-                    self._say_unfinished(task, self.clock() - started)
+                if self.timeout is not None and time.monotonic() - started >= self.timeout:
+                    self._say_unfinished(task, time.monotonic() - started)
                     return EXIT_UNFINISHED, None
-                self.sleep(POLL_SECONDS)
+                time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
             self._clear()
             self._line(
