@@ -4,10 +4,11 @@ Thin: it parses arguments, calls the library, prints, and chooses the exit statu
 import what they need when they run, so that `taskrunner --help` and `validate-flow` start
 fast without loading the database or web layers.
 
-Exit status: 0 success; 1 an invalid flow, a failed task, an unknown task, an unreachable
-database; 2 a usage error (bad options, a refused input, a path that cannot be read); 75
-a task that has not finished yet; 130 interrupted; 70 a fault of taskrunner's. Each
-error's class says which (`errors.py`).
+Exit status: 0 success; 1 an invalid flow, a failed or cancelled task, an unknown task,
+flow or tool asked for by name (`get-task`, `show-flow`, `show-tool`), an unreachable
+database; 2 a usage error (bad options, a refused input, a path that cannot be read, an
+unknown flow to run); 75 a task that has not finished yet; 130 interrupted; 70 a fault of
+taskrunner's. Each error's class says which (`errors.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from taskrunner.cli.helptext import PlainCommand
 from taskrunner.cli.keys import api_key_app
 from taskrunner.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_USAGE, TaskrunnerError
 from taskrunner.logs import configure_logging, reset_logging
@@ -33,20 +35,51 @@ EXIT_OK = 0
 
 # Help and errors are plain text: with no markup mode and no pretty exceptions, Typer never
 # imports rich, which is neither wanted nor worth its import time.
+# `-h` is `--help` everywhere: subcommands inherit the option names from this context.
 app = typer.Typer(
     name="taskrunner",
     help="A deterministic task runner: YAML state charts calling typed tools.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(api_key_app)
 
+SHELLS = ("bash", "zsh", "fish")
+"""The shells `taskrunner completion` writes a script for."""
 
-@app.command("validate-flow")
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"taskrunner {version('taskrunner')}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print taskrunner's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """A deterministic task runner: YAML state charts calling typed tools."""
+
+
+@app.command("validate-flow", cls=PlainCommand)
 def validate_flow(
-    files: Annotated[list[str], typer.Argument(help="Flow files to check.", show_default=False)],
+    files: Annotated[
+        list[str],
+        typer.Argument(metavar="FILE", help="Flow files to check.", show_default=False),
+    ],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the problems as a JSON list.")
     ] = False,
@@ -166,7 +199,9 @@ def main() -> None:
     their class says, never a traceback."""
     try:
         configure_logging(LogSettings.from_env(), default_level="WARNING")
-        app(standalone_mode=True)
+        # Named, not read off argv[0], so that shell completion answers to
+        # _TASKRUNNER_COMPLETE however taskrunner was started (`python -m`, a venv's path).
+        app(prog_name="taskrunner", standalone_mode=True)
     except TaskrunnerError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_status)
@@ -180,8 +215,11 @@ def main() -> None:
         reset_logging()  # a command run in-process leaves its caller's logging as it was
 
 
-# The task and process commands register themselves on `app` as they are imported: here,
-# once the helpers they use exist, and in this order, which is `taskrunner --help`'s.
+# The other commands register themselves on `app` as they are imported: here, once the
+# helpers they use exist, and in this order, which is `taskrunner --help`'s.
+from taskrunner.cli import discover  # noqa: E402, F401
+
+# isort: split
 from taskrunner.cli import tasks  # noqa: E402, F401
 
 # isort: split
@@ -189,3 +227,25 @@ from taskrunner.cli import processes  # noqa: E402, F401
 
 # isort: split
 from taskrunner.cli import graph  # noqa: E402, F401
+
+
+@app.command("completion", cls=PlainCommand)
+def completion(
+    shell: Annotated[
+        str,
+        typer.Argument(metavar="SHELL", help="bash, zsh or fish.", show_default=False),
+    ],
+) -> None:
+    """Print the script that completes taskrunner's commands and options in a shell:
+    `eval "$(taskrunner completion bash)"` in ~/.bashrc; for zsh, the same with zsh; for
+    fish, `taskrunner completion fish | source` in config.fish. (`--install-completion`
+    installs it for the shell taskrunner runs in.) Exit status 2 for another shell."""
+    from typer._completion_shared import get_completion_script
+
+    if shell not in SHELLS:
+        typer.echo(f"error: no completion for {shell!r}; shells: {', '.join(SHELLS)}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    script = get_completion_script(
+        prog_name="taskrunner", complete_var="_TASKRUNNER_COMPLETE", shell=shell
+    )
+    typer.echo(script)

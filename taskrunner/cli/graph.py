@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Final, Literal
 import typer
 
 from taskrunner.cli import _flows_beside, _open_runtime, app
+from taskrunner.cli.helptext import PlainCommand
 from taskrunner.errors import EXIT_FAILED, EXIT_USAGE
 from taskrunner.settings import Settings
 
@@ -24,7 +25,7 @@ FORMATS: Final = ("mermaid", "dot")
 FILE_SUFFIXES: Final = (".yaml", ".yml")
 
 
-@app.command("graph")
+@app.command("graph", cls=PlainCommand)
 def graph(
     flow_or_file: Annotated[
         str,

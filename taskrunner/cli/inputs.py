@@ -31,7 +31,10 @@ def options_help(flow: Flow) -> str:
     if not flow.input:
         return f"The flow {flow.name} declares no input."
     lines = [f"Input of the flow {flow.name} (or give it whole with --input):"]
-    options = {name: f"--{name} {spec.type.upper()}" for name, spec in flow.input.items()}
+    options = {
+        name: f"--{name}/--no-{name}" if spec.type == "boolean" else f"--{name} {spec.type.upper()}"
+        for name, spec in flow.input.items()
+    }
     width = max(len(option) for option in options.values())
     for name, spec in flow.input.items():
         need = (
@@ -73,22 +76,57 @@ def _base(given: str | None) -> dict[str, JsonValue]:
 
 
 def _field_options(flow: Flow, extra: list[str]) -> dict[str, str]:
+    """Each field's text, by name. A boolean field is a flag: `--loud` says true and
+    `--no-loud` false (`--loud=false` too); any other field takes a value, `--a 2` or
+    `--a=2`. A field given twice is refused rather than one of the two silently kept."""
     found: dict[str, str] = {}
+    spelt: dict[str, str] = {}  # how each field was given, to quote it back
+    flags = {name for name, spec in flow.input.items() if spec.type == "boolean"}
+    last: str | None = None
     rest = list(extra)
     while rest:
         word = rest.pop(0)
         if not word.startswith("--"):
-            raise InputOptionError(f"unexpected argument {word!r}")
-        name, equals, value = word[2:].partition("=")
-        if name not in flow.input:
-            known = ", ".join(f"--{field}" for field in flow.input) or "none"
-            raise InputOptionError(f"no such option --{name}; the flow {flow.name} takes {known}")
-        if not equals:
-            if not rest:
-                raise InputOptionError(f"--{name} needs a value")
-            value = rest.pop(0)
+            after = ""
+            if last is not None and last in flags:
+                after = f" after {spelt[last]}: a boolean is a flag"
+            raise InputOptionError(f"unexpected argument {word!r}{after}")
+        option, equals, value = word.partition("=")
+        name = option[2:]
+        negated = name.startswith("no-") and name[3:] in flags
+        if negated:
+            name = name[3:]
+            if equals:
+                raise InputOptionError(f"{option} takes no value; it says {name} is false")
+            value = "false"
+        elif name not in flow.input:
+            known = ", ".join(_option_names(flow)) or "none"
+            raise InputOptionError(f"no such option {option}; the flow {flow.name} takes {known}")
+        elif not equals:
+            if name in flags:
+                value = "true"
+            elif not rest:
+                raise InputOptionError(f"{option} needs a value")
+            else:
+                value = rest.pop(0)
+        given = word if equals or name in flags else f"{word} {value}"
+        if name in found:
+            whole = " (an array or an object is one JSON value: --{name} '[1, 2]')"
+            raise InputOptionError(
+                f"the field {name} is given twice ({spelt[name]}, then {given}): give it once"
+                + (whole.format(name=name) if flow.input[name].type in ("array", "object") else "")
+            )
         found[name] = value
+        spelt[name] = given
+        last = name
     return found
+
+
+def _option_names(flow: Flow) -> list[str]:
+    return [
+        f"--{name}/--no-{name}" if spec.type == "boolean" else f"--{name}"
+        for name, spec in flow.input.items()
+    ]
 
 
 def _convert(name: str, spec: InputField, text: str) -> JsonValue:

@@ -25,6 +25,7 @@ def new(
     name: Annotated[
         str,
         typer.Option(
+            metavar="NAME",
             help="Who the key is for: 1 to 64 letters, digits, '_', '.' or '-'. It names the "
             "caller and scopes its idempotency keys.",
             show_default=False,
@@ -33,6 +34,7 @@ def new(
     scope: Annotated[
         Scope,
         typer.Option(
+            metavar="SCOPE",
             help="What the key may do: read < run < admin, each including the ones before.",
         ),
     ] = "read",

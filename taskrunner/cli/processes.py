@@ -31,11 +31,12 @@ def serve(
     host: Annotated[
         str,
         typer.Option(
+            metavar="ADDRESS",
             help="The address to listen on. Beyond loopback only with API keys configured, "
-            "or --insecure."
+            "or --insecure.",
         ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="The port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(metavar="PORT", help="The port to listen on.")] = 8000,
     no_worker: Annotated[
         bool,
         typer.Option("--no-worker", help="Serve HTTP only: leave queued tasks to workers."),
@@ -81,11 +82,12 @@ def serve(
 @app.command("worker")
 def worker(
     concurrency: Annotated[
-        int, typer.Option(min=1, max=256, help="How many tasks to run at once.")
+        int, typer.Option(metavar="N", min=1, max=256, help="How many tasks to run at once.")
     ] = 4,
     metrics_port: Annotated[
         int | None,
         typer.Option(
+            metavar="PORT",
             min=0,
             max=65_535,
             help="Serve the worker's metrics for Prometheus on this port, at any path "
@@ -94,7 +96,10 @@ def worker(
         ),
     ] = None,
     metrics_host: Annotated[
-        str, typer.Option(help="The address the metrics are served on (--metrics-port).")
+        str,
+        typer.Option(
+            metavar="HOST", help="The address the metrics are served on (--metrics-port)."
+        ),
     ] = "127.0.0.1",
 ) -> None:
     """Run queued tasks until stopped. Any number of workers, on any machines, can share

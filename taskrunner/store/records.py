@@ -17,15 +17,18 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Final, Literal, get_args
 
+from taskrunner import statuses
 from taskrunner.engine.steps import Step, StepError, StepStatus
 from taskrunner.tools import JsonObject
 
-TaskStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
-TASK_STATUSES: Final = get_args(TaskStatus)
+# The task statuses live in a module that imports nothing, for the command line's help;
+# the store's port names them as its own.
+TaskStatus = statuses.TaskStatus
+TASK_STATUSES: Final = statuses.TASK_STATUSES
 STEP_STATUSES: Final = get_args(StepStatus)
-ACTIVE: Final = ("pending", "running")
+ACTIVE: Final = statuses.ACTIVE
 """The statuses of a task that has not finished."""
-FINISHED: Final[tuple[TaskStatus, ...]] = ("succeeded", "failed", "cancelled")
+FINISHED: Final = statuses.FINISHED
 """The statuses of a task that has finished: the only ones retention ever deletes."""
 
 CancelOutcome = Literal["cancelled", "requested", "finished", "missing"]

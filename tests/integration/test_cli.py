@@ -363,13 +363,15 @@ def test_run_flow_help_lists_the_flows_fields(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "--input" in result.stdout
     assert "Input of the flow echo_add" in result.stdout
-    fields = re.findall(r"^\s+(--\w+) (\w+)\s", result.stdout, flags=re.MULTILINE)
+    listed = result.stdout.split("Input of the flow", 1)[1]
+    fields = re.findall(r"^\s+(--\w+) (\w+)\s", listed, flags=re.MULTILINE)
     assert fields == [("--text", "STRING"), ("--a", "NUMBER"), ("--b", "NUMBER")]
     assert "The text to echo." in result.stdout
 
     result = cli(url, "run-flow", "--flow", "classify_sum", "--help")
     assert result.exit_code == 0, result.output
-    fields = re.findall(r"^\s+(--\w+) (\w+)\s", result.stdout, flags=re.MULTILINE)
+    listed = result.stdout.split("Input of the flow", 1)[1]
+    fields = re.findall(r"^\s+(--\w+) (\w+)\s", listed, flags=re.MULTILINE)
     assert fields == [("--a", "INTEGER"), ("--b", "INTEGER"), ("--label", "STRING")]
     label = next(line for line in result.stdout.splitlines() if "--label" in line)
     assert 'Default: "sum"' in label
@@ -490,6 +492,31 @@ def test_list_tasks_filters_and_pages(database_url: str) -> None:
     document = task_json(result)
     assert [item["id"] for item in document["items"]] == [first["id"]]
     assert document["next_cursor"] is None
+
+
+def test_list_tasks_has_a_header_zoned_iso_times_and_error_kinds(database_url: str) -> None:
+    from datetime import datetime
+
+    ok = task_json(cli(database_url, "run-flow", *HELLO, "--json"))
+    failed = task_json(
+        cli(database_url, "run-flow", "--flow", "classify_sum", "--a", "-5", "--b", "2", "--json")
+    )
+    result = cli(database_url, "list-tasks")
+    assert result.exit_code == 0, result.output
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["ID", "STATUS", "FLOW", "CREATED", "ERROR"]
+    cells = [row.split() for row in rows]
+    assert header.index("CREATED") == rows[0].index(cells[0][3])  # the columns line up
+    assert [(cell[0], cell[4]) for cell in cells] == [
+        (failed["id"], "NegativeSum"),
+        (ok["id"], "-"),
+    ]
+    for cell, task in zip(cells, (failed, ok), strict=True):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", cell[3]), cell
+        shown = datetime.fromisoformat(cell[3])
+        created = datetime.fromisoformat(task["created_at"])
+        assert shown.tzinfo is not None
+        assert abs((created - shown).total_seconds()) < 0.001
 
 
 def test_list_tasks_refuses_an_unknown_status(
