@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import pytest
 from browsing import Browser, LiveApp, console_errors, failed_requests, foreign_requests
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
@@ -176,8 +177,11 @@ def test_running_tasks_update_in_place_until_they_finish(
         xpath = "ancestor::tr" if page == "list" else "."
 
         def shown(_: object = None, css: str = css, xpath: str = xpath) -> str:
-            element = browser.find_element(By.CSS_SELECTOR, css)
-            text: str = element.find_element(By.XPATH, xpath).text
+            try:
+                element = browser.find_element(By.CSS_SELECTOR, css)
+                text: str = element.find_element(By.XPATH, xpath).text
+            except StaleElementReferenceException:  # swapped by a live update meanwhile
+                return ""
             return text
 
         wait_for(browser, css)
