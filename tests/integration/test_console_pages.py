@@ -309,6 +309,8 @@ def test_unknown_tasks_and_flows_are_404_pages(client: TestClient) -> None:
         assert response.headers["content-type"].startswith("text/html")
         assert "Not found" in response.text
         assert "<b>" not in response.text  # the name is shown escaped
+    not_an_id = text_of(client.get("/ui/tasks/not-a-task-id"))
+    assert "no task with id 'not-a-task-id' (not a task id)" in not_an_id
     bad_status = client.get("/ui/tasks?status=lost")
     assert bad_status.status_code == 422
     assert "'lost' is not a task status" in html.unescape(bad_status.text)
