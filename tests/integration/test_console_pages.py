@@ -317,6 +317,9 @@ def test_unknown_tasks_and_flows_are_404_pages(client: TestClient) -> None:
     bad_cursor = client.get("/ui/tasks?cursor=garbage")
     assert bad_cursor.status_code == 422
     assert "start again without it" in bad_cursor.text
+    too_long = client.get("/ui/tasks", params={"flow": "x" * 300})
+    assert too_long.status_code == 422
+    assert "flow: String should have at most 256 characters" in text_of(too_long)
 
 
 def test_a_database_that_cannot_be_reached_is_a_503_page_with_retry_after(
