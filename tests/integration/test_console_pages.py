@@ -246,6 +246,15 @@ def test_a_form_with_fields_the_flow_does_not_have_is_still_judged_by_the_flow(
     }
 
 
+def test_a_form_with_a_run_mode_the_page_does_not_offer_starts_nothing(
+    client: TestClient,
+) -> None:
+    response = start(client, "classify_sum", {"a": "1", "b": "2"}, mode="later")
+    assert response.status_code == 422
+    assert "'later' is not a run mode; use wait or queue" in text_of(response)
+    assert client.get("/tasks").json()["items"] == []
+
+
 def test_a_form_that_is_not_url_encoded_is_refused_with_a_page(client: TestClient) -> None:
     response = client.post(
         "/ui/flows/echo_add/tasks", content=b'{"text": "x"}', headers=SAME_ORIGIN
