@@ -23,6 +23,7 @@ import typer
 
 from taskrunner.cli.helptext import PlainCommand
 from taskrunner.cli.keys import api_key_app
+from taskrunner.cli.repeats import OneValueOnceGroup
 from taskrunner.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_USAGE, TaskrunnerError
 from taskrunner.logs import configure_logging, reset_logging
 from taskrunner.settings import LogSettings, Settings
@@ -38,6 +39,7 @@ EXIT_OK = 0
 # `-h` is `--help` everywhere: subcommands inherit the option names from this context.
 app = typer.Typer(
     name="taskrunner",
+    cls=OneValueOnceGroup,
     help="A deterministic task runner: YAML state charts calling typed tools.",
     no_args_is_help=True,
     add_completion=True,

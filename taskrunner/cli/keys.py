@@ -11,9 +11,11 @@ from typing import Annotated
 import typer
 
 from taskrunner.apikeys import Scope, new_key
+from taskrunner.cli.repeats import OneValueOnceGroup
 
 api_key_app = typer.Typer(
     name="api-key",
+    cls=OneValueOnceGroup,
     help="Make API keys for the HTTP API (the command line needs none).",
     no_args_is_help=True,
     rich_markup_mode=None,

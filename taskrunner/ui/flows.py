@@ -76,7 +76,10 @@ async def start_task(request: Request, name: str) -> Response:
     sent = await read_sent_form(request)
     runtime = runtime_of(request)
     flow = runtime.catalog.get(name).flow
-    mode = "queue" if sent.get("mode") == "queue" else "wait"
+    mode = sent.get("mode", "wait")
+    if mode not in ("wait", "queue"):
+        # Anything else is not from the page: running it at once would be a guess.
+        raise InvalidRequestError(f"{mode[:40]!r} is not a run mode; use wait or queue")
     read = read_form(flow.input, sent)
     if read.problems:
         return await _flow_page(

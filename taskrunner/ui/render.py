@@ -129,11 +129,19 @@ class ConsoleRoute(APIRoute):
             except TaskrunnerError as exc:
                 return error_page(request, exc)
             except RequestValidationError as exc:
-                problems = "; ".join(str(item.get("msg", "invalid")) for item in exc.errors())
+                problems = "; ".join(_named(item) for item in exc.errors())
                 context = {"status": 422, "title": _TITLES[422], "message": problems}
                 return page(request, "error.html", context, 422)
 
         return handle
+
+
+def _named(error: Any) -> str:
+    """A refused parameter's problem, led by the parameter's name (`flow: ...`): a page
+    that only says "at most 256 characters" leaves the visitor guessing which one."""
+    where = [str(part) for part in error.get("loc", ())[1:]]
+    message = str(error.get("msg", "invalid"))
+    return f"{'.'.join(where)}: {message}" if where else message
 
 
 _TITLES: Final = {

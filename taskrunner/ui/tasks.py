@@ -63,7 +63,7 @@ def _task_id(text: str, what: str = "task") -> uuid.UUID:
         return uuid.UUID(text)
     except ValueError:
         if what == "task":
-            raise TaskNotFoundError(f"there is no task {text[:40]!r}: not a task id") from None
+            raise TaskNotFoundError(f"{text[:40]!r} (not a task id)") from None
         raise InvalidRequestError(f"{what}: {text[:40]!r} is not a task id") from None
 
 

@@ -246,6 +246,15 @@ def test_a_form_with_fields_the_flow_does_not_have_is_still_judged_by_the_flow(
     }
 
 
+def test_a_form_with_a_run_mode_the_page_does_not_offer_starts_nothing(
+    client: TestClient,
+) -> None:
+    response = start(client, "classify_sum", {"a": "1", "b": "2"}, mode="later")
+    assert response.status_code == 422
+    assert "'later' is not a run mode; use wait or queue" in text_of(response)
+    assert client.get("/tasks").json()["items"] == []
+
+
 def test_a_form_that_is_not_url_encoded_is_refused_with_a_page(client: TestClient) -> None:
     response = client.post(
         "/ui/flows/echo_add/tasks", content=b'{"text": "x"}', headers=SAME_ORIGIN
@@ -309,12 +318,17 @@ def test_unknown_tasks_and_flows_are_404_pages(client: TestClient) -> None:
         assert response.headers["content-type"].startswith("text/html")
         assert "Not found" in response.text
         assert "<b>" not in response.text  # the name is shown escaped
+    not_an_id = text_of(client.get("/ui/tasks/not-a-task-id"))
+    assert "no task with id 'not-a-task-id' (not a task id)" in not_an_id
     bad_status = client.get("/ui/tasks?status=lost")
     assert bad_status.status_code == 422
     assert "'lost' is not a task status" in html.unescape(bad_status.text)
     bad_cursor = client.get("/ui/tasks?cursor=garbage")
     assert bad_cursor.status_code == 422
     assert "start again without it" in bad_cursor.text
+    too_long = client.get("/ui/tasks", params={"flow": "x" * 300})
+    assert too_long.status_code == 422
+    assert "flow: String should have at most 256 characters" in text_of(too_long)
 
 
 def test_a_database_that_cannot_be_reached_is_a_503_page_with_retry_after(

@@ -391,6 +391,26 @@ def test_a_repeated_option_exits_2_before_the_database_is_opened(
     assert err == "error: the field text is given twice (--text a, then --text b): give it once\n"
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["run-flow", "--flow", "echo_add", "--flow", "shout"], "--flow is given twice"),
+        (["list-tasks", "--status", "failed", "--status=succeeded"], "--status is given twice"),
+        (["graph", "shout", "--format", "dot", "--format", "mermaid"], "--format is given twice"),
+        (["api-key", "new", "--name", "a", "--name", "b"], "--name is given twice"),
+    ],
+)
+def test_a_command_option_given_twice_exits_2_rather_than_keeping_the_last(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    said: str,
+) -> None:
+    status, out, err = run_main(monkeypatch, capsys, *args)
+    assert (status, out) == (2, "")
+    assert f"Error: {said}: give it once" in err
+
+
 def test_run_flow_help_shows_the_flag(shout: Any) -> None:
     assert "  --loud/--no-loud  Default: false." in options_help(shout)
 
